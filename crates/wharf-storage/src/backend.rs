@@ -1,0 +1,91 @@
+//! The interface every storage backend implements: small atomic documents,
+//! immutable blobs, and append-only uploads. Everything registry-specific
+//! (links, tags, referrers, digest verification) lives above it, in
+//! [`crate::Store`], so a backend is only about moving bytes safely.
+
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use wharf_oci::{Digest, Hasher};
+
+use crate::error::StorageResult;
+
+/// A stream of body bytes, as read from a client or from storage.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+/// How hard to try to keep a document across a power loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync before it becomes visible (tags, links, manifests).
+    Durable,
+    /// Atomic but not synced: losing it on power loss is harmless (upload
+    /// bookkeeping, which a client can simply start again).
+    Volatile,
+}
+
+/// What an append did: bytes now in the upload and the running hash over all
+/// of them, ready for the next append.
+pub struct AppendOutcome {
+    pub size: u64,
+    pub hasher: Hasher,
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    // --- small documents (tags, links, revisions, referrers) -------------
+
+    /// Read a whole document; `None` when absent.
+    async fn get(&self, key: &str) -> StorageResult<Option<Bytes>>;
+    /// Create or atomically replace a document.
+    async fn put(&self, key: &str, value: Bytes, durability: Durability) -> StorageResult<()>;
+    /// Remove a document; `false` when it was absent.
+    async fn delete(&self, key: &str) -> StorageResult<bool>;
+    /// Does the document exist?
+    async fn exists(&self, key: &str) -> StorageResult<bool>;
+    /// Names directly under `prefix` (documents and sub-prefixes), unsorted.
+    async fn list(&self, prefix: &str) -> StorageResult<Vec<String>>;
+    /// Remove everything under `prefix`.
+    async fn delete_prefix(&self, prefix: &str) -> StorageResult<()>;
+
+    // --- blobs, immutable once committed ---------------------------------
+
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>>;
+    /// Stream `range` of a blob. The caller has checked the range.
+    async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> StorageResult<ByteStream>;
+    /// Store a small blob whose digest the caller has verified (manifests).
+    async fn blob_put_verified(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()>;
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<bool>;
+    /// Every stored blob (for garbage collection and fsck).
+    async fn blob_list(&self) -> StorageResult<Vec<Digest>>;
+
+    // --- uploads -----------------------------------------------------------
+
+    /// Start an upload with an empty body.
+    async fn upload_create(&self, id: &str) -> StorageResult<()>;
+    /// Bytes received so far; `None` when the upload does not exist.
+    async fn upload_size(&self, id: &str) -> StorageResult<Option<u64>>;
+    /// Append `body` at `offset` (which must equal the current size), feeding
+    /// every byte it persists into `hasher`. On error the upload keeps
+    /// whatever prefix was persisted and the hasher is lost: the caller
+    /// re-hashes from [`Backend::upload_read`].
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+        hasher: Hasher,
+    ) -> StorageResult<AppendOutcome>;
+    /// Read the whole upload back (to rebuild a hash after a restart).
+    async fn upload_read(&self, id: &str) -> StorageResult<ByteStream>;
+    /// Make the upload's bytes the blob `digest` (already verified by the
+    /// caller) and remove the upload. Idempotent if the blob already exists.
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> StorageResult<()>;
+    /// Remove an upload and its data.
+    async fn upload_delete(&self, id: &str) -> StorageResult<bool>;
+    /// Ids of every upload in progress, with their age in seconds.
+    async fn upload_list(&self) -> StorageResult<Vec<(String, u64)>>;
+}

@@ -1,0 +1,558 @@
+//! The filesystem backend: the default, and the one wharf is tuned for.
+//!
+//! Every visible file is written as temp file → fsync → rename → fsync of the
+//! directory, so a crash (or `kill -9`, or a power loss) leaves either the
+//! old or the new file. Blocking file I/O runs on tokio's blocking pool; big
+//! bodies go through one dedicated blocking task per transfer, fed by a
+//! bounded channel, so memory stays constant whatever the blob size.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use wharf_oci::{Digest, Hasher};
+
+use crate::backend::{AppendOutcome, Backend, ByteStream, Durability};
+use crate::error::{StorageError, StorageResult};
+use crate::layout;
+
+/// Size of the reads that feed a blob download. Large enough that a 1 GiB
+/// pull is a few thousand reads, small enough that 50 parallel pulls hold
+/// only tens of MiB.
+const READ_CHUNK: usize = 512 * 1024;
+/// Chunks in flight between the reading thread and the connection.
+const READ_AHEAD: usize = 2;
+/// Chunks in flight between the connection and the writing thread.
+const WRITE_AHEAD: usize = 16;
+
+#[derive(Clone)]
+pub struct FsBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
+    let context = context.into();
+    move |e| StorageError::io(context, e)
+}
+
+async fn blocking<T, F>(f: F) -> StorageResult<T>
+where
+    F: FnOnce() -> StorageResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::io("blocking task", io::Error::other(e)))?
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// `create_dir_all` that also fsyncs the parent of every directory it
+/// creates, so a new path survives a power loss as a whole.
+fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        ensure_dir(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            if let Some(parent) = dir.parent() {
+                fsync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Inner {
+    fn path(&self, key: &str) -> PathBuf {
+        debug_assert!(
+            !key.split('/')
+                .any(|c| c.is_empty() || c == "." || c == ".."),
+            "unsafe storage key {key:?}"
+        );
+        self.root.join(key)
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root
+            .join(layout::TMP)
+            .join(uuid::Uuid::new_v4().to_string())
+    }
+
+    /// Write `bytes` to `target` atomically.
+    fn write_atomic(&self, target: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
+        let parent = target.parent().expect("keys have a parent");
+        ensure_dir(parent)?;
+        let tmp = self.temp_path();
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            if durability == Durability::Durable {
+                f.sync_all()?;
+            }
+            fs::rename(&tmp, target)?;
+            if durability == Durability::Durable {
+                fsync_dir(parent)?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+impl FsBackend {
+    /// Open (creating if needed) a storage root. Fails clearly when the root
+    /// is not writable or holds a layout from a newer wharf; removes files
+    /// left half-written by a crash.
+    pub fn open(root: impl Into<PathBuf>) -> StorageResult<FsBackend> {
+        let root = root.into();
+        let ctx = |what: &str| format!("{what} {}", root.display());
+        fs::create_dir_all(&root).map_err(io_err(ctx("creating storage root")))?;
+        for dir in [
+            layout::BLOBS,
+            layout::UPLOADS,
+            layout::REPOSITORIES,
+            layout::TMP,
+        ] {
+            fs::create_dir_all(root.join(dir)).map_err(io_err(ctx("creating directories in")))?;
+        }
+        let inner = Inner { root: root.clone() };
+        inner.clean_tmp()?;
+        inner.check_version()?;
+        Ok(FsBackend {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+}
+
+impl Inner {
+    fn clean_tmp(&self) -> StorageResult<()> {
+        let tmp = self.root.join(layout::TMP);
+        let entries = fs::read_dir(&tmp).map_err(io_err(format!("reading {}", tmp.display())))?;
+        let mut removed = 0usize;
+        for entry in entries {
+            let path = entry.map_err(io_err("reading tmp"))?.path();
+            let r = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            r.map_err(io_err(format!("removing leftover {}", path.display())))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed files left half-written by an earlier run");
+        }
+        Ok(())
+    }
+
+    fn check_version(&self) -> StorageResult<()> {
+        let path = self.root.join(layout::VERSION_KEY);
+        match not_found_is_none(fs::read_to_string(&path)) {
+            Ok(Some(v)) if v.trim() == layout::LAYOUT_VERSION => Ok(()),
+            Ok(Some(v)) => Err(StorageError::Corrupt {
+                key: layout::VERSION_KEY.into(),
+                reason: format!(
+                    "storage layout version {:?}; this wharf understands version {}",
+                    v.trim(),
+                    layout::LAYOUT_VERSION
+                ),
+            }),
+            // Writing the version file doubles as the writability check.
+            Ok(None) => self
+                .write_atomic(
+                    &path,
+                    layout::LAYOUT_VERSION.as_bytes(),
+                    Durability::Durable,
+                )
+                .map_err(io_err(format!(
+                    "writing {} (is the storage root writable?)",
+                    path.display()
+                ))),
+            Err(e) => Err(StorageError::io(format!("reading {}", path.display()), e)),
+        }
+    }
+}
+
+/// Read `range` of `file` on a blocking thread, sending chunks to `tx`.
+fn pump_file(mut file: File, range: Range<u64>, tx: mpsc::Sender<io::Result<Bytes>>) {
+    let send = |item| tx.blocking_send(item).is_ok();
+    if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+        send(Err(e));
+        return;
+    }
+    let mut remaining = range.end - range.start;
+    while remaining > 0 {
+        let want = remaining.min(READ_CHUNK as u64);
+        let mut buf = Vec::with_capacity(want as usize);
+        match (&mut file).take(want).read_to_end(&mut buf) {
+            Ok(0) => {
+                send(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob is shorter than its recorded size",
+                )));
+                return;
+            }
+            Ok(n) => {
+                remaining -= n as u64;
+                if !send(Ok(Bytes::from(buf))) {
+                    return; // the client went away
+                }
+            }
+            Err(e) => {
+                send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+fn receiver_stream(rx: mpsc::Receiver<io::Result<Bytes>>) -> ByteStream {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+fn open_for_append(path: &Path, id: &str, offset: u64) -> StorageResult<File> {
+    let mut f = match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StorageError::UploadUnknown(id.to_string()))
+        }
+        Err(e) => return Err(StorageError::io(format!("opening upload {id}"), e)),
+    };
+    let len = f
+        .metadata()
+        .map_err(io_err(format!("reading upload {id}")))?
+        .len();
+    if len != offset {
+        return Err(StorageError::RangeMismatch {
+            current: len,
+            requested: offset,
+        });
+    }
+    f.seek(SeekFrom::End(0))
+        .map_err(io_err(format!("seeking upload {id}")))?;
+    Ok(f)
+}
+
+#[async_trait]
+impl Backend for FsBackend {
+    async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        let path = self.inner.path(key);
+        blocking(move || {
+            not_found_is_none(fs::read(&path))
+                .map(|o| o.map(Bytes::from))
+                .map_err(io_err(format!("reading {}", path.display())))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, value: Bytes, durability: Durability) -> StorageResult<()> {
+        let inner = self.inner.clone();
+        let path = inner.path(key);
+        blocking(move || {
+            inner
+                .write_atomic(&path, &value, durability)
+                .map_err(io_err(format!("writing {}", path.display())))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> StorageResult<bool> {
+        let path = self.inner.path(key);
+        blocking(move || {
+            let removed = not_found_is_none(fs::remove_file(&path))
+                .map_err(io_err(format!("removing {}", path.display())))?
+                .is_some();
+            if removed {
+                if let Some(parent) = path.parent() {
+                    fsync_dir(parent).map_err(io_err("syncing directory"))?;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn exists(&self, key: &str) -> StorageResult<bool> {
+        let path = self.inner.path(key);
+        blocking(move || {
+            not_found_is_none(fs::symlink_metadata(&path))
+                .map(|m| m.is_some())
+                .map_err(io_err(format!("checking {}", path.display())))
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> StorageResult<Vec<String>> {
+        let path = self.inner.path(prefix);
+        blocking(move || read_dir_names(&path)).await
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> StorageResult<()> {
+        let path = self.inner.path(prefix);
+        blocking(move || {
+            not_found_is_none(fs::remove_dir_all(&path))
+                .map(|_| ())
+                .map_err(io_err(format!("removing {}", path.display())))
+        })
+        .await
+    }
+
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        let path = self.inner.path(&layout::blob(digest));
+        blocking(move || {
+            not_found_is_none(fs::metadata(&path))
+                .map(|m| m.map(|m| m.len()))
+                .map_err(io_err(format!("checking {}", path.display())))
+        })
+        .await
+    }
+
+    async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> StorageResult<ByteStream> {
+        let path = self.inner.path(&layout::blob(digest));
+        let digest = digest.clone();
+        let file = blocking(move || match File::open(&path) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::BlobUnknown(digest)),
+            Err(e) => Err(StorageError::io(format!("opening {}", path.display()), e)),
+        })
+        .await?;
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        tokio::task::spawn_blocking(move || pump_file(file, range, tx));
+        Ok(receiver_stream(rx))
+    }
+
+    async fn blob_put_verified(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()> {
+        let inner = self.inner.clone();
+        let path = inner.path(&layout::blob(digest));
+        blocking(move || {
+            if path.exists() {
+                return Ok(());
+            }
+            inner
+                .write_atomic(&path, &bytes, Durability::Durable)
+                .map_err(io_err(format!("writing {}", path.display())))
+        })
+        .await
+    }
+
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<bool> {
+        self.delete(&layout::blob(digest)).await
+    }
+
+    async fn blob_list(&self) -> StorageResult<Vec<Digest>> {
+        let root = self.inner.root.join(layout::BLOBS);
+        blocking(move || {
+            let mut out = Vec::new();
+            for alg in read_dir_names(&root)? {
+                let Ok(algorithm) = alg.parse::<wharf_oci::Algorithm>() else {
+                    continue;
+                };
+                for shard in read_dir_names(&root.join(&alg))? {
+                    for hex in read_dir_names(&root.join(&alg).join(&shard))? {
+                        if let Ok(d) = Digest::new(algorithm, &hex) {
+                            out.push(d);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn upload_create(&self, id: &str) -> StorageResult<()> {
+        let dir = self.inner.path(&layout::upload_dir(id));
+        blocking(move || {
+            fs::create_dir(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+            File::create(dir.join("data"))
+                .map_err(io_err(format!("creating {}", dir.display())))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_size(&self, id: &str) -> StorageResult<Option<u64>> {
+        let path = self.inner.path(&layout::upload_data(id));
+        blocking(move || {
+            not_found_is_none(fs::metadata(&path))
+                .map(|m| m.map(|m| m.len()))
+                .map_err(io_err(format!("checking {}", path.display())))
+        })
+        .await
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut body: ByteStream,
+        mut hasher: Hasher,
+    ) -> StorageResult<AppendOutcome> {
+        let path = self.inner.path(&layout::upload_data(id));
+        let id_owned = id.to_string();
+        let mut file = blocking(move || open_for_append(&path, &id_owned, offset)).await?;
+        let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_AHEAD);
+        let context = format!("writing upload {id}");
+        // Hashing happens on the writing thread, after each write succeeds,
+        // so the hash always covers exactly the bytes on disk.
+        let writer = tokio::task::spawn_blocking(move || -> StorageResult<AppendOutcome> {
+            let mut size = offset;
+            while let Some(chunk) = rx.blocking_recv() {
+                file.write_all(&chunk).map_err(io_err(context.clone()))?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+            }
+            Ok(AppendOutcome { size, hasher })
+        });
+        let mut body_error = None;
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) if chunk.is_empty() => {}
+                Ok(chunk) => {
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let outcome = writer
+            .await
+            .map_err(|e| StorageError::io("upload writer", io::Error::other(e)))?;
+        match body_error {
+            Some(e) => Err(StorageError::io("receiving the request body", e)),
+            None => outcome,
+        }
+    }
+
+    async fn upload_read(&self, id: &str) -> StorageResult<ByteStream> {
+        let path = self.inner.path(&layout::upload_data(id));
+        let id = id.to_string();
+        let (file, len) = blocking(move || {
+            let f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(StorageError::UploadUnknown(id))
+                }
+                Err(e) => return Err(StorageError::io(format!("opening upload {id}"), e)),
+            };
+            let len = f.metadata().map_err(io_err("reading upload"))?.len();
+            Ok((f, len))
+        })
+        .await?;
+        let (tx, rx) = mpsc::channel(READ_AHEAD);
+        tokio::task::spawn_blocking(move || pump_file(file, 0..len, tx));
+        Ok(receiver_stream(rx))
+    }
+
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> StorageResult<()> {
+        let inner = self.inner.clone();
+        let data = inner.path(&layout::upload_data(id));
+        let dir = inner.path(&layout::upload_dir(id));
+        let target = inner.path(&layout::blob(digest));
+        let id = id.to_string();
+        blocking(move || {
+            let ctx = format!("committing upload {id}");
+            if !target.exists() {
+                let f = match File::open(&data) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        return Err(StorageError::UploadUnknown(id))
+                    }
+                    Err(e) => return Err(StorageError::io(ctx, e)),
+                };
+                f.sync_all().map_err(io_err(ctx.clone()))?;
+                let parent = target.parent().expect("blob keys have a parent");
+                ensure_dir(parent).map_err(io_err(ctx.clone()))?;
+                fs::rename(&data, &target).map_err(io_err(ctx.clone()))?;
+                fsync_dir(parent).map_err(io_err(ctx.clone()))?;
+            }
+            not_found_is_none(fs::remove_dir_all(&dir)).map_err(io_err(ctx))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_delete(&self, id: &str) -> StorageResult<bool> {
+        let dir = self.inner.path(&layout::upload_dir(id));
+        blocking(move || {
+            not_found_is_none(fs::remove_dir_all(&dir))
+                .map(|o| o.is_some())
+                .map_err(io_err(format!("removing {}", dir.display())))
+        })
+        .await
+    }
+
+    async fn upload_list(&self) -> StorageResult<Vec<(String, u64)>> {
+        let root = self.inner.root.join(layout::UPLOADS);
+        blocking(move || {
+            let now = SystemTime::now();
+            let mut out = Vec::new();
+            for id in read_dir_names(&root)? {
+                let modified = fs::metadata(root.join(&id).join("data"))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(now);
+                let age = now.duration_since(modified).unwrap_or_default().as_secs();
+                out.push((id, age));
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn read_dir_names(dir: &Path) -> StorageResult<Vec<String>> {
+    let Some(entries) = not_found_is_none(fs::read_dir(dir))
+        .map_err(io_err(format!("listing {}", dir.display())))?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(format!("listing {}", dir.display())))?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
+}

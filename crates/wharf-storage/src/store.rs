@@ -1,0 +1,830 @@
+//! Registry semantics over a [`Backend`]: which repository may serve which
+//! blob, uploads with digest verification, manifests, tags and referrers.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use wharf_oci::{
+    Algorithm, Descriptor, Digest, Hasher, ParsedManifest, RepositoryName, Tag, Target,
+};
+
+use crate::backend::{Backend, ByteStream, Durability};
+use crate::error::{StorageError, StorageResult};
+use crate::layout;
+use crate::FsBackend;
+
+/// Total bytes of manifests kept in memory. Manifests are immutable by
+/// digest, so caching them can never serve stale content.
+const MANIFEST_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ManifestPutOptions {
+    /// Accept an index whose child manifests are not in the repository, so a
+    /// single-platform mirror can keep the upstream index digest.
+    pub sparse_indexes: bool,
+    /// Extra tags to point at the manifest (`?tag=` on a push by digest).
+    pub extra_tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ManifestPut {
+    pub digest: Digest,
+    /// The `subject` the manifest refers to, for the `OCI-Subject` header.
+    pub subject: Option<Digest>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TagPage {
+    pub tags: Vec<String>,
+    /// More tags follow the last one returned.
+    pub more: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct UploadStatus {
+    pub size: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UploadInfo {
+    repository: String,
+    algorithm: String,
+}
+
+/// The running hash of an upload, valid while `size` matches the stored size.
+struct Checkpoint {
+    size: u64,
+    hasher: Hasher,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Checkpoint>>>;
+
+/// A cheap-to-clone handle to registry storage.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    /// One slot per upload this process has touched: serialises appends to
+    /// the same upload and keeps its hash so chunks are hashed only once.
+    uploads: Mutex<HashMap<String, Slot>>,
+    manifests: ManifestCache,
+}
+
+/// Bounded map of manifest bytes by digest. A std `Mutex` is right here: the
+/// critical sections are a hash-map lookup and never await.
+struct ManifestCache {
+    map: Mutex<(HashMap<Digest, Bytes>, usize)>,
+}
+
+impl ManifestCache {
+    fn get(&self, d: &Digest) -> Option<Bytes> {
+        self.map.lock().expect("cache lock").0.get(d).cloned()
+    }
+
+    fn insert(&self, d: Digest, bytes: Bytes) {
+        let mut guard = self.map.lock().expect("cache lock");
+        let (map, total) = &mut *guard;
+        if *total + bytes.len() > MANIFEST_CACHE_BYTES {
+            map.clear();
+            *total = 0;
+        }
+        *total += bytes.len();
+        if let Some(old) = map.insert(d, bytes) {
+            *total -= old.len();
+        }
+    }
+
+    fn remove(&self, d: &Digest) {
+        let mut guard = self.map.lock().expect("cache lock");
+        let (map, total) = &mut *guard;
+        if let Some(old) = map.remove(d) {
+            *total -= old.len();
+        }
+    }
+}
+
+fn manifest_invalid(e: impl std::fmt::Display) -> StorageError {
+    StorageError::ManifestInvalid(e.to_string())
+}
+
+impl Store {
+    pub fn new(backend: Arc<dyn Backend>) -> Store {
+        Store {
+            inner: Arc::new(Inner {
+                backend,
+                uploads: Mutex::new(HashMap::new()),
+                manifests: ManifestCache {
+                    map: Mutex::new((HashMap::new(), 0)),
+                },
+            }),
+        }
+    }
+
+    /// Open the filesystem backend at `root`.
+    pub fn open_fs(root: impl Into<std::path::PathBuf>) -> StorageResult<Store> {
+        Ok(Store::new(Arc::new(FsBackend::open(root)?)))
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    fn backend_ref(&self) -> &dyn Backend {
+        self.inner.backend.as_ref()
+    }
+
+    // --- blobs -------------------------------------------------------------
+
+    /// Size of `digest` if `repo` may serve it.
+    pub async fn blob_size(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> StorageResult<Option<u64>> {
+        if !self
+            .backend_ref()
+            .exists(&layout::layer_link(repo, digest))
+            .await?
+        {
+            return Ok(None);
+        }
+        self.backend_ref().blob_size(digest).await
+    }
+
+    /// Stream part of a blob. Callers check membership with [`Store::blob_size`].
+    pub async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> StorageResult<ByteStream> {
+        self.backend_ref().blob_read(digest, range).await
+    }
+
+    /// Remove `digest` from `repo`. The bytes stay until garbage collection
+    /// finds no repository or manifest still using them.
+    pub async fn blob_delete(&self, repo: &RepositoryName, digest: &Digest) -> StorageResult<()> {
+        if self
+            .backend_ref()
+            .delete(&layout::layer_link(repo, digest))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StorageError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    /// Make a blob that `from` has (or, without `from`, that the registry
+    /// has) available in `repo`. Returns whether it was mounted.
+    pub async fn blob_mount(
+        &self,
+        repo: &RepositoryName,
+        from: Option<&RepositoryName>,
+        digest: &Digest,
+    ) -> StorageResult<bool> {
+        let available = match from {
+            Some(from) => self.blob_size(from, digest).await?.is_some(),
+            None => self.backend_ref().blob_size(digest).await?.is_some(),
+        };
+        if available {
+            self.link_blob(repo, digest).await?;
+        }
+        Ok(available)
+    }
+
+    async fn link_blob(&self, repo: &RepositoryName, digest: &Digest) -> StorageResult<()> {
+        let key = layout::layer_link(repo, digest);
+        if self.backend_ref().exists(&key).await? {
+            return Ok(());
+        }
+        self.backend_ref()
+            .put(&key, Bytes::new(), Durability::Durable)
+            .await
+    }
+
+    // --- uploads -----------------------------------------------------------
+
+    pub async fn start_upload(
+        &self,
+        repo: &RepositoryName,
+        algorithm: Algorithm,
+    ) -> StorageResult<String> {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        self.backend_ref().upload_create(&id).await?;
+        let info = UploadInfo {
+            repository: repo.to_string(),
+            algorithm: algorithm.to_string(),
+        };
+        let bytes = serde_json::to_vec(&info).expect("upload info serialises");
+        self.backend_ref()
+            .put(
+                &layout::upload_info(&id),
+                bytes.into(),
+                Durability::Volatile,
+            )
+            .await?;
+        Ok(id)
+    }
+
+    /// The upload's algorithm, after checking it exists and belongs to `repo`.
+    async fn upload_algorithm(&self, repo: &RepositoryName, id: &str) -> StorageResult<Algorithm> {
+        let unknown = || StorageError::UploadUnknown(id.to_string());
+        if !layout::is_valid_upload_id(id) {
+            return Err(unknown());
+        }
+        let bytes = self
+            .backend_ref()
+            .get(&layout::upload_info(id))
+            .await?
+            .ok_or_else(unknown)?;
+        let info: UploadInfo =
+            serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+                key: layout::upload_info(id),
+                reason: e.to_string(),
+            })?;
+        if info.repository != repo.as_str() {
+            return Err(unknown());
+        }
+        info.algorithm.parse().map_err(|_| StorageError::Corrupt {
+            key: layout::upload_info(id),
+            reason: format!("unknown algorithm {}", info.algorithm),
+        })
+    }
+
+    fn slot(&self, id: &str) -> Slot {
+        let mut map = self.inner.uploads.lock().expect("uploads lock");
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    fn forget_slot(&self, id: &str) {
+        self.inner.uploads.lock().expect("uploads lock").remove(id);
+    }
+
+    pub async fn upload_status(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+    ) -> StorageResult<UploadStatus> {
+        self.upload_algorithm(repo, id).await?;
+        let size = self
+            .backend_ref()
+            .upload_size(id)
+            .await?
+            .ok_or_else(|| StorageError::UploadUnknown(id.to_string()))?;
+        Ok(UploadStatus { size })
+    }
+
+    /// The hash of everything stored so far: the checkpoint when it is
+    /// current, else rebuilt by reading the upload back (after a restart, or
+    /// when another process appended).
+    async fn current_hasher(
+        &self,
+        checkpoint: &mut Option<Checkpoint>,
+        id: &str,
+        size: u64,
+        algorithm: Algorithm,
+    ) -> StorageResult<Hasher> {
+        if let Some(cp) = checkpoint.take() {
+            if cp.size == size && cp.hasher.algorithm() == algorithm {
+                return Ok(cp.hasher);
+            }
+        }
+        let mut hasher = algorithm.hasher();
+        let mut stream = self.backend_ref().upload_read(id).await?;
+        let mut read = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| StorageError::io(format!("re-reading upload {id}"), e))?;
+            read += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        if read != size {
+            return Err(StorageError::Corrupt {
+                key: layout::upload_data(id),
+                reason: format!("read {read} bytes back, expected {size}"),
+            });
+        }
+        Ok(hasher)
+    }
+
+    /// Append a chunk. `start` is the first byte's offset from
+    /// `Content-Range`; it must be the current size.
+    pub async fn append_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> StorageResult<UploadStatus> {
+        let algorithm = self.upload_algorithm(repo, id).await?;
+        let slot = self.slot(id);
+        let mut checkpoint = slot.lock().await;
+        let size = self
+            .append_locked(&mut checkpoint, id, algorithm, start, body)
+            .await?;
+        Ok(UploadStatus { size })
+    }
+
+    async fn append_locked(
+        &self,
+        checkpoint: &mut Option<Checkpoint>,
+        id: &str,
+        algorithm: Algorithm,
+        start: Option<u64>,
+        body: ByteStream,
+    ) -> StorageResult<u64> {
+        let size = self
+            .backend_ref()
+            .upload_size(id)
+            .await?
+            .ok_or_else(|| StorageError::UploadUnknown(id.to_string()))?;
+        if let Some(start) = start {
+            if start != size {
+                return Err(StorageError::RangeMismatch {
+                    current: size,
+                    requested: start,
+                });
+            }
+        }
+        let hasher = self.current_hasher(checkpoint, id, size, algorithm).await?;
+        let outcome = self
+            .backend_ref()
+            .upload_append(id, size, body, hasher)
+            .await?;
+        *checkpoint = Some(Checkpoint {
+            size: outcome.size,
+            hasher: outcome.hasher,
+        });
+        Ok(outcome.size)
+    }
+
+    /// Close an upload: append the last chunk if any, verify the digest over
+    /// every stored byte, then publish the blob and link it into `repo`.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        last_chunk: Option<(Option<u64>, ByteStream)>,
+    ) -> StorageResult<u64> {
+        let algorithm = self.upload_algorithm(repo, id).await?;
+        if digest.algorithm() != algorithm {
+            return Err(StorageError::AlgorithmMismatch {
+                upload: algorithm,
+                given: digest.algorithm(),
+            });
+        }
+        let slot = self.slot(id);
+        let mut checkpoint = slot.lock().await;
+        if let Some((start, body)) = last_chunk {
+            self.append_locked(&mut checkpoint, id, algorithm, start, body)
+                .await?;
+        }
+        let size = self
+            .backend_ref()
+            .upload_size(id)
+            .await?
+            .ok_or_else(|| StorageError::UploadUnknown(id.to_string()))?;
+        let hasher = self
+            .current_hasher(&mut checkpoint, id, size, algorithm)
+            .await?;
+        let actual = hasher.clone().finish();
+        *checkpoint = Some(Checkpoint { size, hasher });
+        if &actual != digest {
+            return Err(StorageError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        self.backend_ref().upload_commit(id, digest).await?;
+        *checkpoint = None;
+        drop(checkpoint);
+        self.forget_slot(id);
+        self.link_blob(repo, digest).await?;
+        Ok(size)
+    }
+
+    pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> StorageResult<()> {
+        self.upload_algorithm(repo, id).await?;
+        let slot = self.slot(id);
+        let _guard = slot.lock().await;
+        self.backend_ref().upload_delete(id).await?;
+        self.forget_slot(id);
+        Ok(())
+    }
+
+    /// Monolithic upload in one call.
+    pub async fn put_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> StorageResult<u64> {
+        let id = self.start_upload(repo, digest.algorithm()).await?;
+        let result = self
+            .finish_upload(repo, &id, digest, Some((None, body)))
+            .await;
+        if result.is_err() {
+            // A one-shot upload has no URL the client could resume; drop it.
+            let _ = self.backend_ref().upload_delete(&id).await;
+            self.forget_slot(&id);
+        }
+        result
+    }
+
+    // --- manifests ---------------------------------------------------------
+
+    async fn resolve(&self, repo: &RepositoryName, target: &Target) -> StorageResult<Digest> {
+        match target {
+            Target::Digest(d) => Ok(d.clone()),
+            Target::Tag(t) => {
+                let bytes = self
+                    .backend_ref()
+                    .get(&layout::tag(repo, t))
+                    .await?
+                    .ok_or(StorageError::ManifestUnknown)?;
+                let text = std::str::from_utf8(&bytes).unwrap_or_default().trim();
+                text.parse().map_err(|e| StorageError::Corrupt {
+                    key: layout::tag(repo, t),
+                    reason: format!("{e}"),
+                })
+            }
+        }
+    }
+
+    pub async fn manifest_get(
+        &self,
+        repo: &RepositoryName,
+        target: &Target,
+    ) -> StorageResult<StoredManifest> {
+        let digest = self.resolve(repo, target).await?;
+        let media_type = self
+            .backend_ref()
+            .get(&layout::revision(repo, &digest))
+            .await?
+            .ok_or(StorageError::ManifestUnknown)?;
+        let media_type = String::from_utf8_lossy(&media_type).into_owned();
+        let bytes = match self.inner.manifests.get(&digest) {
+            Some(b) => b,
+            None => {
+                let b = self.read_small_blob(&digest).await?;
+                self.inner.manifests.insert(digest.clone(), b.clone());
+                b
+            }
+        };
+        Ok(StoredManifest {
+            digest,
+            media_type,
+            bytes,
+        })
+    }
+
+    async fn read_small_blob(&self, digest: &Digest) -> StorageResult<Bytes> {
+        let key = layout::blob(digest);
+        let bytes = self
+            .backend_ref()
+            .get(&key)
+            .await?
+            .ok_or(StorageError::ManifestUnknown)?;
+        // Cheap insurance: manifests are small, so verify before serving.
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(StorageError::Corrupt {
+                key,
+                reason: format!("hashes to {actual}"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Store a manifest exactly as pushed.
+    pub async fn manifest_put(
+        &self,
+        repo: &RepositoryName,
+        target: &Target,
+        bytes: Bytes,
+        content_type: Option<&str>,
+        options: &ManifestPutOptions,
+    ) -> StorageResult<ManifestPut> {
+        let parsed = ParsedManifest::parse(&bytes, content_type).map_err(manifest_invalid)?;
+        let digest = match target {
+            Target::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &bytes);
+                if &actual != expected {
+                    return Err(StorageError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Target::Tag(_) => Digest::sha256_of(&bytes),
+        };
+        self.check_references(repo, &parsed, options).await?;
+        self.backend_ref()
+            .blob_put_verified(&digest, bytes.clone())
+            .await?;
+        self.inner.manifests.insert(digest.clone(), bytes.clone());
+        // Order matters for crash safety: content, then revision, then the
+        // referrer entry, then tags, so nothing ever points at what is not there.
+        self.backend_ref()
+            .put(
+                &layout::revision(repo, &digest),
+                Bytes::from(parsed.media_type.clone()),
+                Durability::Durable,
+            )
+            .await?;
+        let subject = match &parsed.subject {
+            Some(subject) => {
+                self.record_referrer(repo, subject, &digest, bytes.len() as u64, &parsed)
+                    .await?;
+                Some(subject.digest.clone())
+            }
+            None => None,
+        };
+        let mut tags = options.extra_tags.clone();
+        if let Target::Tag(t) = target {
+            tags.insert(0, t.clone());
+        }
+        for tag in &tags {
+            self.backend_ref()
+                .put(
+                    &layout::tag(repo, tag),
+                    Bytes::from(digest.to_string()),
+                    Durability::Durable,
+                )
+                .await?;
+        }
+        Ok(ManifestPut {
+            digest,
+            subject,
+            tags,
+        })
+    }
+
+    async fn check_references(
+        &self,
+        repo: &RepositoryName,
+        parsed: &ParsedManifest,
+        options: &ManifestPutOptions,
+    ) -> StorageResult<()> {
+        let mut missing = Vec::new();
+        for blob in parsed.required_blobs() {
+            if !self
+                .backend_ref()
+                .exists(&layout::layer_link(repo, &blob.digest))
+                .await?
+            {
+                missing.push(blob.digest.clone());
+            }
+        }
+        if !options.sparse_indexes {
+            for child in &parsed.manifests {
+                if !self
+                    .backend_ref()
+                    .exists(&layout::revision(repo, &child.digest))
+                    .await?
+                {
+                    missing.push(child.digest.clone());
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StorageError::ManifestBlobUnknown(missing))
+        }
+    }
+
+    async fn record_referrer(
+        &self,
+        repo: &RepositoryName,
+        subject: &Descriptor,
+        digest: &Digest,
+        size: u64,
+        parsed: &ParsedManifest,
+    ) -> StorageResult<()> {
+        let descriptor = Descriptor {
+            media_type: parsed.media_type.clone(),
+            digest: digest.clone(),
+            size,
+            artifact_type: if parsed.is_index() {
+                parsed.artifact_type.clone()
+            } else {
+                parsed.referrer_artifact_type()
+            },
+            annotations: parsed.annotations.clone(),
+            platform: None,
+            urls: None,
+        };
+        let json = serde_json::to_vec(&descriptor).expect("descriptor serialises");
+        self.backend_ref()
+            .put(
+                &layout::referrer(repo, &subject.digest, digest),
+                json.into(),
+                Durability::Durable,
+            )
+            .await
+    }
+
+    /// Delete a tag, or a manifest by digest together with every tag that
+    /// points at it and its referrer entry.
+    pub async fn manifest_delete(
+        &self,
+        repo: &RepositoryName,
+        target: &Target,
+    ) -> StorageResult<()> {
+        match target {
+            Target::Tag(t) => {
+                if self.backend_ref().delete(&layout::tag(repo, t)).await? {
+                    Ok(())
+                } else {
+                    Err(StorageError::ManifestUnknown)
+                }
+            }
+            Target::Digest(d) => self.delete_manifest_by_digest(repo, d).await,
+        }
+    }
+
+    async fn delete_manifest_by_digest(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> StorageResult<()> {
+        let manifest = self
+            .manifest_get(repo, &Target::Digest(digest.clone()))
+            .await?;
+        // Tags first, revision last: a crash in between leaves a manifest
+        // with fewer tags, never a tag without its manifest.
+        for name in self.backend_ref().list(&layout::tags(repo)).await? {
+            let Ok(tag) = name.parse::<Tag>() else {
+                continue;
+            };
+            if self
+                .resolve(repo, &Target::Tag(tag.clone()))
+                .await
+                .ok()
+                .as_ref()
+                == Some(digest)
+            {
+                self.backend_ref().delete(&layout::tag(repo, &tag)).await?;
+            }
+        }
+        if let Ok(parsed) = ParsedManifest::parse(&manifest.bytes, Some(&manifest.media_type)) {
+            if let Some(subject) = parsed.subject {
+                self.backend_ref()
+                    .delete(&layout::referrer(repo, &subject.digest, digest))
+                    .await?;
+            }
+        }
+        self.backend_ref()
+            .delete(&layout::revision(repo, digest))
+            .await?;
+        self.inner.manifests.remove(digest);
+        Ok(())
+    }
+
+    pub async fn repository_exists(&self, repo: &RepositoryName) -> StorageResult<bool> {
+        let base = layout::repository(repo);
+        for marker in [layout::MANIFESTS_DIR, layout::LAYERS_DIR] {
+            if self
+                .backend_ref()
+                .exists(&format!("{base}/{marker}"))
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Tags in byte order (Go's `sort.Strings`), `n` at most, after `last`.
+    pub async fn tags(
+        &self,
+        repo: &RepositoryName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> StorageResult<TagPage> {
+        if !self.repository_exists(repo).await? {
+            return Err(StorageError::NameUnknown);
+        }
+        let mut tags: Vec<String> = self
+            .backend_ref()
+            .list(&layout::tags(repo))
+            .await?
+            .into_iter()
+            .filter(|t| t.parse::<Tag>().is_ok())
+            .collect();
+        tags.sort();
+        Ok(paginate(tags, n, last))
+    }
+
+    /// Every repository, sorted, paginated like tags.
+    pub async fn catalog(&self, n: Option<usize>, last: Option<&str>) -> StorageResult<TagPage> {
+        let mut repos = Vec::new();
+        let mut pending = vec![String::new()];
+        while let Some(prefix) = pending.pop() {
+            let key = if prefix.is_empty() {
+                layout::REPOSITORIES.to_string()
+            } else {
+                format!("{}/{prefix}", layout::REPOSITORIES)
+            };
+            let mut is_repo = false;
+            for child in self.backend_ref().list(&key).await? {
+                if child.starts_with('_') {
+                    is_repo = true;
+                } else if wharf_oci::name::is_valid_component(&child) {
+                    pending.push(if prefix.is_empty() {
+                        child
+                    } else {
+                        format!("{prefix}/{child}")
+                    });
+                }
+            }
+            if is_repo {
+                repos.push(prefix);
+            }
+        }
+        repos.sort();
+        Ok(paginate(repos, n, last))
+    }
+
+    /// Manifests in `repo` whose `subject` is `subject`, optionally filtered.
+    pub async fn referrers(
+        &self,
+        repo: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> StorageResult<Vec<Descriptor>> {
+        let prefix = layout::referrers_of(repo, subject);
+        let mut out = Vec::new();
+        for name in self.backend_ref().list(&prefix).await? {
+            let Some(bytes) = self.backend_ref().get(&format!("{prefix}/{name}")).await? else {
+                continue; // deleted while listing
+            };
+            let descriptor: Descriptor =
+                serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+                    key: format!("{prefix}/{name}"),
+                    reason: e.to_string(),
+                })?;
+            if artifact_type.is_none_or(|a| descriptor.artifact_type.as_deref() == Some(a)) {
+                out.push(descriptor);
+            }
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+}
+
+fn paginate(sorted: Vec<String>, n: Option<usize>, last: Option<&str>) -> TagPage {
+    let start = match last {
+        Some(last) => sorted.partition_point(|t| t.as_str() <= last),
+        None => 0,
+    };
+    let rest = &sorted[start..];
+    match n {
+        Some(n) if n < rest.len() => TagPage {
+            tags: rest[..n].to_vec(),
+            more: n > 0,
+        },
+        _ => TagPage {
+            tags: rest.to_vec(),
+            more: false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pagination_follows_the_spec() {
+        let all = names(&["a", "b", "c", "d"]);
+        let p = paginate(all.clone(), Some(2), None);
+        assert_eq!((p.tags, p.more), (names(&["a", "b"]), true));
+        let p = paginate(all.clone(), Some(2), Some("b"));
+        assert_eq!((p.tags, p.more), (names(&["c", "d"]), false));
+        let p = paginate(all.clone(), Some(0), None);
+        assert_eq!((p.tags, p.more), (vec![], false));
+        let p = paginate(all.clone(), None, Some("bb"));
+        assert_eq!(p.tags, names(&["c", "d"]));
+        let p = paginate(all, Some(10), None);
+        assert!(!p.more);
+    }
+}
