@@ -147,9 +147,35 @@ impl fmt::Debug for Tag {
     }
 }
 
+/// The repository path component that stands for registry `host`, as used by
+/// mirrors (`?ns=docker.io` → `docker.io/…`). Hosts are case-insensitive, so
+/// they are lower-cased; a port cannot appear in a repository name, so
+/// `host:5000` becomes `host_5000`.
+pub fn host_component(host: &str) -> Result<String, NameError> {
+    let c = host.to_ascii_lowercase().replace(':', "_");
+    if is_valid_component(&c) {
+        Ok(c)
+    } else {
+        Err(NameError::Invalid(host.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_as_components() {
+        assert_eq!(host_component("docker.io").unwrap(), "docker.io");
+        assert_eq!(
+            host_component("Registry.K8s.io").unwrap(),
+            "registry.k8s.io"
+        );
+        assert_eq!(host_component("localhost:5000").unwrap(), "localhost_5000");
+        assert!(host_component("a/b").is_err());
+        assert!(host_component("..").is_err());
+        assert!(host_component("").is_err());
+    }
 
     #[test]
     fn accepts_spec_names() {

@@ -1,1 +1,69 @@
-pub fn placeholder() {}
+//! The OCI Distribution Spec v1.1 HTTP API over [`wharf_storage::Store`].
+//!
+//! Architecture invariants:
+//! - Routes are data ([`routes::Endpoint`]), parsed before any handler runs;
+//!   a handler never sees an unvalidated name, tag or digest.
+//! - Handlers hold only a [`Store`]; they never touch files.
+//! - Every error leaves as the spec's JSON error body ([`error::RegistryError`]).
+//! - Bodies stream in both directions; nothing buffers a blob in memory.
+//!   Manifests are read whole but bounded by `max_manifest_bytes`.
+
+mod body;
+pub mod error;
+mod handlers;
+pub mod routes;
+mod server;
+
+use std::sync::Arc;
+
+use wharf_storage::Store;
+
+pub use server::serve;
+
+/// Registry behaviour a deployment can choose.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Largest manifest accepted (the spec asks for at least 4 MiB).
+    pub max_manifest_bytes: usize,
+    /// Accept indexes whose child manifests are absent.
+    pub sparse_indexes: bool,
+    /// Allow DELETE of manifests, tags and blobs.
+    pub delete_enabled: bool,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_manifest_bytes: 4 * 1024 * 1024,
+            sparse_indexes: false,
+            delete_enabled: true,
+        }
+    }
+}
+
+/// A cheap-to-clone handle: the store plus configuration.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: RegistryConfig,
+}
+
+impl Registry {
+    pub fn new(store: Store, config: RegistryConfig) -> Registry {
+        Registry {
+            inner: Arc::new(Inner { store, config }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
+    }
+}

@@ -27,6 +27,8 @@ pub enum StorageError {
     ManifestInvalid(String),
     #[error("manifest references blobs unknown to this repository: {0:?}")]
     ManifestBlobUnknown(Vec<Digest>),
+    #[error("the request body ended early or could not be read: {0}")]
+    BodyInterrupted(#[source] io::Error),
     #[error("stored object {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("storage I/O error on {context}: {source}")]

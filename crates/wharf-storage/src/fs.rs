@@ -460,7 +460,7 @@ impl Backend for FsBackend {
             .await
             .map_err(|e| StorageError::io("upload writer", io::Error::other(e)))?;
         match body_error {
-            Some(e) => Err(StorageError::io("receiving the request body", e)),
+            Some(e) => Err(StorageError::BodyInterrupted(e)),
             None => outcome,
         }
     }

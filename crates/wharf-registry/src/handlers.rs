@@ -1,0 +1,594 @@
+//! One function per endpoint. Each takes what the route parsed plus the
+//! request parts it needs and returns a response or a [`RegistryError`].
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+use wharf_oci::{media_type, Algorithm, Digest, RepositoryName, Tag, Target};
+use wharf_storage::{ManifestPutOptions, StorageError, TagPage};
+
+use crate::body::{self, Body};
+use crate::error::{Code, RegistryError};
+use crate::routes::{Endpoint, Query};
+use crate::Registry;
+
+pub type HandlerResult = Result<Response<Body>, RegistryError>;
+
+const DIGEST_HEADER: &str = "docker-content-digest";
+const UPLOAD_UUID: &str = "docker-upload-uuid";
+
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+    pub query: &'a Query,
+    pub body: Incoming,
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn response(status: StatusCode) -> http::response::Builder {
+    Response::builder().status(status)
+}
+
+fn finish(builder: http::response::Builder, body: Body) -> HandlerResult {
+    builder
+        .body(body)
+        .map_err(|e| RegistryError::new(Code::Internal, e.to_string()))
+}
+
+fn blob_location(repo: &RepositoryName, d: &Digest) -> String {
+    format!("/v2/{repo}/blobs/{d}")
+}
+
+fn upload_location(repo: &RepositoryName, id: &str) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+/// `Range: 0-<last byte>` as the spec writes it; distribution says `0-0`
+/// for an empty upload and clients expect that.
+fn upload_range(size: u64) -> String {
+    format!("0-{}", size.saturating_sub(1))
+}
+
+pub async fn dispatch(registry: &Registry, endpoint: Endpoint, req: Request<'_>) -> HandlerResult {
+    let m = req.method.clone();
+    match endpoint {
+        Endpoint::Base => finish(
+            response(StatusCode::OK).header(header::CONTENT_TYPE, "application/json"),
+            body::full("{}"),
+        ),
+        Endpoint::Catalog => catalog(registry, req.query).await,
+        Endpoint::TagsList(repo) => tags_list(registry, &repo, req.query).await,
+        Endpoint::Referrers(repo, d) => referrers(registry, &repo, &d, req.query).await,
+        Endpoint::Manifest(repo, target) => match m {
+            Method::GET | Method::HEAD => {
+                get_manifest(registry, &repo, &target, m == Method::HEAD).await
+            }
+            Method::PUT => put_manifest(registry, &repo, &target, req).await,
+            _ => delete_manifest(registry, &repo, &target).await,
+        },
+        Endpoint::Blob(repo, d) => match m {
+            Method::GET | Method::HEAD => {
+                get_blob(registry, &repo, &d, req.headers, m == Method::HEAD).await
+            }
+            _ => delete_blob(registry, &repo, &d).await,
+        },
+        Endpoint::UploadStart(repo) => start_upload(registry, &repo, req).await,
+        Endpoint::Upload(repo, id) => match m {
+            Method::GET => upload_status(registry, &repo, &id).await,
+            Method::PATCH => patch_upload(registry, &repo, &id, req).await,
+            Method::PUT => put_upload(registry, &repo, &id, req).await,
+            _ => cancel_upload(registry, &repo, &id).await,
+        },
+    }
+}
+
+// --- discovery -------------------------------------------------------------
+
+fn page_params(query: &Query) -> Result<(Option<usize>, Option<&str>), RegistryError> {
+    let n = match query.get("n") {
+        None | Some("") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| {
+            RegistryError::new(
+                Code::Unsupported,
+                format!("n={n:?} is not a non-negative integer"),
+            )
+        })?),
+    };
+    Ok((n, query.get("last").filter(|l| !l.is_empty())))
+}
+
+fn link_header(path: &str, page: &TagPage, n: Option<usize>) -> Option<String> {
+    let last = page.tags.last()?;
+    if !page.more {
+        return None;
+    }
+    let n = n.unwrap_or(page.tags.len());
+    let last = percent_encoding::utf8_percent_encode(last, percent_encoding::NON_ALPHANUMERIC);
+    Some(format!("<{path}?last={last}&n={n}>; rel=\"next\""))
+}
+
+fn json_page(json: serde_json::Value, link: Option<String>) -> HandlerResult {
+    let mut b = response(StatusCode::OK).header(header::CONTENT_TYPE, "application/json");
+    if let Some(link) = link {
+        b = b.header(header::LINK, hv(&link));
+    }
+    finish(b, body::full(serde_json::to_vec(&json).expect("json")))
+}
+
+async fn catalog(registry: &Registry, query: &Query) -> HandlerResult {
+    let (n, last) = page_params(query)?;
+    let page = registry.store().catalog(n, last).await?;
+    let link = link_header("/v2/_catalog", &page, n);
+    json_page(json!({ "repositories": page.tags }), link)
+}
+
+async fn tags_list(registry: &Registry, repo: &RepositoryName, query: &Query) -> HandlerResult {
+    let (n, last) = page_params(query)?;
+    let page = registry.store().tags(repo, n, last).await?;
+    let link = link_header(&format!("/v2/{repo}/tags/list"), &page, n);
+    json_page(json!({ "name": repo.as_str(), "tags": page.tags }), link)
+}
+
+async fn referrers(
+    registry: &Registry,
+    repo: &RepositoryName,
+    subject: &Digest,
+    query: &Query,
+) -> HandlerResult {
+    let filter = query.get("artifactType").filter(|a| !a.is_empty());
+    let manifests = registry.store().referrers(repo, subject, filter).await?;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut b = response(StatusCode::OK).header(header::CONTENT_TYPE, media_type::OCI_INDEX);
+    if filter.is_some() {
+        b = b.header("oci-filters-applied", "artifactType");
+    }
+    finish(b, body::full(serde_json::to_vec(&index).expect("json")))
+}
+
+// --- manifests -------------------------------------------------------------
+
+async fn get_manifest(
+    registry: &Registry,
+    repo: &RepositoryName,
+    target: &Target,
+    head: bool,
+) -> HandlerResult {
+    let m = registry.store().manifest_get(repo, target).await?;
+    let b = response(StatusCode::OK)
+        .header(header::CONTENT_TYPE, hv(&m.media_type))
+        .header(header::CONTENT_LENGTH, m.bytes.len())
+        .header(DIGEST_HEADER, hv(&m.digest.to_string()))
+        .header(header::ETAG, hv(&format!("\"{}\"", m.digest)));
+    finish(
+        b,
+        if head {
+            body::empty()
+        } else {
+            body::full(m.bytes)
+        },
+    )
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+async fn put_manifest(
+    registry: &Registry,
+    repo: &RepositoryName,
+    target: &Target,
+    req: Request<'_>,
+) -> HandlerResult {
+    let limit = registry.config().max_manifest_bytes;
+    // Refuse an announced oversize body before reading a byte of it.
+    if declared_length(req.headers).is_some_and(|l| l > limit as u64) {
+        return Err(body::too_large(limit));
+    }
+    let content_type = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let extra_tags = extra_tags(req.query, target)?;
+    let bytes = body::read_limited(req.body, limit).await?;
+    let options = ManifestPutOptions {
+        sparse_indexes: registry.config().sparse_indexes,
+        extra_tags,
+    };
+    let put = registry
+        .store()
+        .manifest_put(repo, target, bytes, content_type.as_deref(), &options)
+        .await?;
+    let mut b = response(StatusCode::CREATED)
+        .header(
+            header::LOCATION,
+            hv(&format!("/v2/{repo}/manifests/{}", put.digest)),
+        )
+        .header(DIGEST_HEADER, hv(&put.digest.to_string()))
+        .header(header::CONTENT_LENGTH, 0);
+    if let Some(subject) = &put.subject {
+        b = b.header("oci-subject", hv(&subject.to_string()));
+    }
+    if matches!(target, Target::Digest(_)) {
+        for tag in &put.tags {
+            b = b.header("oci-tag", hv(tag.as_str()));
+        }
+    }
+    finish(b, body::empty())
+}
+
+/// `?tag=` on a push by digest (end-7b).
+fn extra_tags(query: &Query, target: &Target) -> Result<Vec<Tag>, RegistryError> {
+    if matches!(target, Target::Tag(_)) {
+        return Ok(Vec::new());
+    }
+    query
+        .all("tag")
+        .map(|t| {
+            t.parse()
+                .map_err(|e| RegistryError::manifest_invalid(format!("{e}")))
+        })
+        .collect()
+}
+
+fn deletes_allowed(registry: &Registry) -> Result<(), RegistryError> {
+    if registry.config().delete_enabled {
+        Ok(())
+    } else {
+        Err(
+            RegistryError::new(Code::Unsupported, "deletes are disabled on this registry")
+                .with_status(StatusCode::METHOD_NOT_ALLOWED),
+        )
+    }
+}
+
+async fn delete_manifest(
+    registry: &Registry,
+    repo: &RepositoryName,
+    target: &Target,
+) -> HandlerResult {
+    deletes_allowed(registry)?;
+    registry.store().manifest_delete(repo, target).await?;
+    finish(
+        response(StatusCode::ACCEPTED).header(header::CONTENT_LENGTH, 0),
+        body::empty(),
+    )
+}
+
+// --- blobs -----------------------------------------------------------------
+
+/// Parse `Range: bytes=a-b` / `bytes=a-` / `bytes=-n` against `size`.
+/// `Ok(None)` means "no (usable) range: send everything"; multiple ranges are
+/// answered with the whole blob, which RFC 9110 allows.
+fn parse_range(header: Option<&HeaderValue>, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.and_then(|h| h.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = spec.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = match (a.is_empty(), b.is_empty()) {
+        (true, false) => {
+            let n: u64 = b.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (false, _) => {
+            let start: u64 = a.parse().map_err(|_| ())?;
+            let end = if b.is_empty() {
+                u64::MAX
+            } else {
+                b.parse().map_err(|_| ())?
+            };
+            if start > end {
+                return Err(());
+            }
+            (start, end.min(size.saturating_sub(1)))
+        }
+        (true, true) => return Err(()),
+    };
+    if range.0 >= size {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+async fn get_blob(
+    registry: &Registry,
+    repo: &RepositoryName,
+    d: &Digest,
+    headers: &HeaderMap,
+    head: bool,
+) -> HandlerResult {
+    let store = registry.store();
+    let size = store
+        .blob_size(repo, d)
+        .await?
+        .ok_or_else(|| RegistryError::from(StorageError::BlobUnknown(d.clone())))?;
+    let range = match parse_range(headers.get(header::RANGE), size) {
+        Ok(r) => r,
+        Err(()) => {
+            let b = response(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+                .header(header::CONTENT_LENGTH, 0);
+            return finish(b, body::empty());
+        }
+    };
+    let mut b = response(if range.is_some() {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    })
+    .header(header::CONTENT_TYPE, "application/octet-stream")
+    .header(DIGEST_HEADER, hv(&d.to_string()))
+    .header(header::ETAG, hv(&format!("\"{d}\"")))
+    .header(header::ACCEPT_RANGES, "bytes");
+    let (start, end_exclusive) = match range {
+        Some((a, z)) => {
+            b = b.header(header::CONTENT_RANGE, format!("bytes {a}-{z}/{size}"));
+            (a, z + 1)
+        }
+        None => (0, size),
+    };
+    b = b.header(header::CONTENT_LENGTH, end_exclusive - start);
+    if head || start == end_exclusive {
+        return finish(b, body::empty());
+    }
+    let stream = store.blob_read(d, start..end_exclusive).await?;
+    finish(b, body::stream(stream))
+}
+
+async fn delete_blob(registry: &Registry, repo: &RepositoryName, d: &Digest) -> HandlerResult {
+    deletes_allowed(registry)?;
+    registry.store().blob_delete(repo, d).await?;
+    finish(
+        response(StatusCode::ACCEPTED).header(header::CONTENT_LENGTH, 0),
+        body::empty(),
+    )
+}
+
+// --- uploads ---------------------------------------------------------------
+
+fn blob_created(repo: &RepositoryName, d: &Digest) -> HandlerResult {
+    finish(
+        response(StatusCode::CREATED)
+            .header(header::LOCATION, hv(&blob_location(repo, d)))
+            .header(DIGEST_HEADER, hv(&d.to_string()))
+            .header(header::CONTENT_LENGTH, 0),
+        body::empty(),
+    )
+}
+
+fn upload_accepted(
+    status: StatusCode,
+    repo: &RepositoryName,
+    id: &str,
+    size: u64,
+) -> HandlerResult {
+    finish(
+        response(status)
+            .header(header::LOCATION, hv(&upload_location(repo, id)))
+            .header(header::RANGE, hv(&upload_range(size)))
+            .header(UPLOAD_UUID, hv(id))
+            .header(header::CONTENT_LENGTH, 0),
+        body::empty(),
+    )
+}
+
+fn query_digest(query: &Query) -> Result<Option<Digest>, RegistryError> {
+    query
+        .get("digest")
+        .map(|d| d.parse().map_err(RegistryError::digest_invalid))
+        .transpose()
+}
+
+async fn start_upload(
+    registry: &Registry,
+    repo: &RepositoryName,
+    req: Request<'_>,
+) -> HandlerResult {
+    let store = registry.store();
+    if let Some(mount) = req.query.get("mount") {
+        let d: Digest = mount.parse().map_err(RegistryError::digest_invalid)?;
+        let from = match req.query.get("from").filter(|f| !f.is_empty()) {
+            Some(f) => Some(
+                f.parse::<RepositoryName>()
+                    .map_err(RegistryError::name_invalid)?,
+            ),
+            None => None,
+        };
+        if store.blob_mount(repo, from.as_ref(), &d).await? {
+            return blob_created(repo, &d);
+        }
+        // Not mountable: the spec says to start an ordinary upload instead.
+    }
+    if let Some(d) = query_digest(req.query)? {
+        store
+            .put_blob(repo, &d, body::request_stream(req.body))
+            .await?;
+        return blob_created(repo, &d);
+    }
+    let algorithm = match req.query.get("digest-algorithm") {
+        Some(a) => a
+            .parse::<Algorithm>()
+            .map_err(|e| RegistryError::new(Code::Unsupported, e.to_string()))?,
+        None => Algorithm::Sha256,
+    };
+    let id = store.start_upload(repo, algorithm).await?;
+    upload_accepted(StatusCode::ACCEPTED, repo, &id, 0)
+}
+
+async fn upload_status(registry: &Registry, repo: &RepositoryName, id: &str) -> HandlerResult {
+    let status = registry.store().upload_status(repo, id).await?;
+    upload_accepted(StatusCode::NO_CONTENT, repo, id, status.size)
+}
+
+/// `Content-Range: <start>-<end>` (the spec's form; `bytes ` prefix and a
+/// `/total` suffix tolerated). Returns the start and the chunk length.
+fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, RegistryError> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || RegistryError::new(Code::RangeInvalid, "Content-Range must be <start>-<end>");
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    let s = s.strip_prefix("bytes ").unwrap_or(s);
+    let s = s.split('/').next().unwrap_or(s);
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+    if b < a {
+        return Err(bad());
+    }
+    Ok(Some((a, b - a + 1)))
+}
+
+/// Check `Content-Range` against `Content-Length` before reading anything.
+fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, RegistryError> {
+    let range = content_range(headers)?;
+    if let (Some((_, len)), Some(declared)) = (range, declared_length(headers)) {
+        if len != declared {
+            return Err(RegistryError::new(
+                Code::RangeInvalid,
+                format!("Content-Range covers {len} bytes but Content-Length is {declared}"),
+            ));
+        }
+    }
+    Ok(range.map(|(start, _)| start))
+}
+
+/// Attach the upload's state to a 416 so the client knows where to resume.
+async fn with_upload_state(
+    registry: &Registry,
+    repo: &RepositoryName,
+    id: &str,
+    err: RegistryError,
+) -> RegistryError {
+    if err.code != Code::RangeInvalid {
+        return err;
+    }
+    match registry.store().upload_status(repo, id).await {
+        Ok(s) => err.with_upload_state(upload_location(repo, id), s.size),
+        Err(_) => err,
+    }
+}
+
+async fn patch_upload(
+    registry: &Registry,
+    repo: &RepositoryName,
+    id: &str,
+    req: Request<'_>,
+) -> HandlerResult {
+    let result = async {
+        let start = chunk_start(req.headers)?;
+        let stream = body::request_stream(req.body);
+        Ok::<_, RegistryError>(
+            registry
+                .store()
+                .append_upload(repo, id, start, stream)
+                .await?,
+        )
+    }
+    .await;
+    match result {
+        Ok(status) => upload_accepted(StatusCode::ACCEPTED, repo, id, status.size),
+        Err(e) => Err(with_upload_state(registry, repo, id, e).await),
+    }
+}
+
+async fn put_upload(
+    registry: &Registry,
+    repo: &RepositoryName,
+    id: &str,
+    req: Request<'_>,
+) -> HandlerResult {
+    let d = query_digest(req.query)?.ok_or_else(|| {
+        RegistryError::new(
+            Code::DigestInvalid,
+            "the closing PUT needs ?digest=<digest>",
+        )
+    })?;
+    let result = async {
+        let start = chunk_start(req.headers)?;
+        let has_body = declared_length(req.headers) != Some(0)
+            && (declared_length(req.headers).is_some()
+                || req.headers.contains_key(header::TRANSFER_ENCODING));
+        let last = has_body.then(|| (start, body::request_stream(req.body)));
+        Ok::<_, RegistryError>(registry.store().finish_upload(repo, id, &d, last).await?)
+    }
+    .await;
+    match result {
+        Ok(_) => blob_created(repo, &d),
+        Err(e) => Err(with_upload_state(registry, repo, id, e).await),
+    }
+}
+
+async fn cancel_upload(registry: &Registry, repo: &RepositoryName, id: &str) -> HandlerResult {
+    registry.store().cancel_upload(repo, id).await?;
+    finish(response(StatusCode::NO_CONTENT), body::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(h: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+        parse_range(Some(&HeaderValue::from_str(h).unwrap()), size)
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(range("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(range("bytes=90-", 100), Ok(Some((90, 99))));
+        assert_eq!(range("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(range("bytes=50-1000", 100), Ok(Some((50, 99))));
+        assert_eq!(range("bytes=100-", 100), Err(()));
+        assert_eq!(range("bytes=5-4", 100), Err(()));
+        assert_eq!(range("bytes=x-4", 100), Err(()));
+        assert_eq!(range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(range("items=0-1", 100), Ok(None));
+        assert_eq!(parse_range(None, 100), Ok(None));
+    }
+
+    #[test]
+    fn content_ranges() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_static("10-19"));
+        assert_eq!(content_range(&h).unwrap(), Some((10, 10)));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        assert_eq!(chunk_start(&h).unwrap(), Some(10));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("11"));
+        assert_eq!(chunk_start(&h).unwrap_err().code, Code::RangeInvalid);
+        h.insert(header::CONTENT_RANGE, HeaderValue::from_static("19-10"));
+        assert!(content_range(&h).is_err());
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_static("bytes 0-9/100"),
+        );
+        assert_eq!(content_range(&h).unwrap(), Some((0, 10)));
+    }
+
+    #[test]
+    fn empty_upload_range_is_0_0() {
+        assert_eq!(upload_range(0), "0-0");
+        assert_eq!(upload_range(10), "0-9");
+    }
+}

@@ -1,0 +1,147 @@
+//! The accept loop and per-request plumbing: routing, common headers, error
+//! bodies, the access log, graceful shutdown.
+//!
+//! The caller binds the listener (tests bind port 0) and owns shutdown.
+
+use std::future::Future;
+use std::io;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::body::{self, Body};
+use crate::error::{Code, RegistryError};
+use crate::handlers::{self, Request as HandlerRequest};
+use crate::routes::{self, Query};
+use crate::Registry;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serve until `shutdown` completes, then stop accepting and let in-flight
+/// requests finish (up to a bound).
+pub async fn serve(
+    listener: TcpListener,
+    registry: Registry,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().keep_alive(true).max_buf_size(1024 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Running out of file descriptors must not kill the server.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let registry = registry.clone();
+        let service = service_fn(move |req| {
+            let registry = registry.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&registry, req, peer).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("gave up waiting for connections to close"),
+    }
+    Ok(())
+}
+
+async fn handle(
+    registry: &Registry,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, incoming) = req.into_parts();
+    let query = Query::parse(parts.uri.query());
+    let ns = query
+        .get("ns")
+        .filter(|n| !n.is_empty())
+        .map(str::to_string);
+    let result = match routes::parse(parts.uri.path(), ns.as_deref()) {
+        Ok(endpoint) if routes::allows(&endpoint, &parts.method) => {
+            let request = HandlerRequest {
+                method: &parts.method,
+                headers: &parts.headers,
+                query: &query,
+                body: incoming,
+            };
+            handlers::dispatch(registry, endpoint, request).await
+        }
+        Ok(_) => Err(RegistryError::new(
+            Code::MethodNotAllowed,
+            format!("{} is not allowed on this endpoint", parts.method),
+        )),
+        Err(e) => Err(e),
+    };
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => error_response(&e, parts.method == Method::HEAD),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    if let Some(ns) = ns.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        headers.insert("oci-namespace", ns);
+    }
+    tracing::info!(
+        target: "wharf::access",
+        method = %parts.method,
+        path = %parts.uri,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        %peer,
+    );
+    response
+}
+
+fn error_response(e: &RegistryError, head: bool) -> Response<Body> {
+    let bytes = e.body();
+    let mut b = Response::builder()
+        .status(e.status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, bytes.len());
+    if let Some((location, size)) = &e.upload_state {
+        if let Ok(loc) = HeaderValue::from_str(location) {
+            b = b.header(header::LOCATION, loc);
+        }
+        b = b.header(header::RANGE, format!("0-{}", size.saturating_sub(1)));
+    }
+    if e.status == StatusCode::METHOD_NOT_ALLOWED {
+        b = b.header(header::ALLOW, "GET, HEAD, PUT, PATCH, POST, DELETE");
+    }
+    b.body(if head {
+        body::empty()
+    } else {
+        body::full(bytes)
+    })
+    .expect("static error response")
+}

@@ -1,0 +1,63 @@
+//! Command-line arguments, parsed once.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wharf",
+    version,
+    about = "Get container images into clusters that cannot reach the internet, and keep them there."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the OCI registry (plain HTTP, filesystem storage by default).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Storage root directory [default: ./wharf-data].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// TOML configuration file; flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Largest manifest accepted, in bytes [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub max_manifest_bytes: Option<usize>,
+    /// Accept image indexes whose child manifests are absent (single-platform mirrors keep the upstream index digest).
+    #[arg(long)]
+    pub sparse_indexes: bool,
+}
+
+/// A next step to print under an error (`hint: …`).
+#[derive(Debug)]
+pub struct Hint(pub String);
+
+impl std::fmt::Display for Hint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Hint {}
