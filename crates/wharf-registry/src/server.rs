@@ -11,7 +11,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -24,6 +24,8 @@ use crate::Registry;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve until `shutdown` completes, then stop accepting and let in-flight
 /// requests finish (up to a bound).
@@ -34,7 +36,14 @@ pub async fn serve(
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().keep_alive(true).max_buf_size(1024 * 1024);
+    // A client that never finishes its headers must not hold a connection
+    // forever (slowloris); bodies are bounded by the upload logic instead.
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(1024 * 1024)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
