@@ -5,8 +5,8 @@ use http::StatusCode;
 use serde::Serialize;
 use wharf_storage::StorageError;
 
-/// The distribution spec's error codes (code-1 … code-14), plus
-/// `RANGE_INVALID` (distribution's code for a 416) and wharf's catch-alls.
+/// The distribution spec's error codes (code-1 … code-14) and wharf's
+/// catch-alls, each sent as a spec code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     BlobUnknown,
@@ -49,7 +49,8 @@ impl Code {
             Code::Denied => "DENIED",
             Code::Unsupported | Code::NotFound | Code::MethodNotAllowed => "UNSUPPORTED",
             Code::TooManyRequests => "TOOMANYREQUESTS",
-            Code::RangeInvalid => "RANGE_INVALID",
+            // The spec's list has no range code; the 416 status says it.
+            Code::RangeInvalid => "BLOB_UPLOAD_INVALID",
             Code::Internal => "UNKNOWN",
         }
     }
@@ -175,9 +176,7 @@ impl From<StorageError> for RegistryError {
             StorageError::BlobUnknown(_) => RegistryError::new(Code::BlobUnknown, msg),
             StorageError::UploadUnknown(_) => RegistryError::new(Code::BlobUploadUnknown, msg),
             StorageError::RangeMismatch { .. } => RegistryError::new(Code::RangeInvalid, msg),
-            StorageError::DigestMismatch { .. } | StorageError::AlgorithmMismatch { .. } => {
-                RegistryError::new(Code::DigestInvalid, msg)
-            }
+            StorageError::DigestMismatch { .. } => RegistryError::new(Code::DigestInvalid, msg),
             StorageError::ManifestUnknown => RegistryError::new(Code::ManifestUnknown, msg),
             StorageError::NameUnknown => RegistryError::new(Code::NameUnknown, msg),
             StorageError::ManifestInvalid(_) => RegistryError::new(Code::ManifestInvalid, msg),

@@ -85,18 +85,24 @@ fn digest(s: &str) -> Result<Digest, RegistryError> {
     s.parse().map_err(RegistryError::digest_invalid)
 }
 
-fn target(s: &str) -> Result<Target, RegistryError> {
+fn target(s: &str, method: &Method) -> Result<Target, RegistryError> {
     if s.contains(':') {
-        digest(s).map(Target::Digest)
-    } else {
-        s.parse()
-            .map(Target::Tag)
-            .map_err(|e| RegistryError::manifest_invalid(format!("{e}")))
+        return digest(s).map(Target::Digest);
     }
+    s.parse().map(Target::Tag).map_err(|e| {
+        // Pushing under an impossible tag is a bad push; asking for one is
+        // asking for a manifest that cannot exist (end-3 answers 404).
+        if method == Method::PUT {
+            RegistryError::manifest_invalid(format!("{e}"))
+        } else {
+            RegistryError::new(crate::error::Code::ManifestUnknown, format!("{e}"))
+        }
+    })
 }
 
 /// Parse a request path (without query). `ns` is the `?ns=` value.
-pub fn parse(path: &str, ns: Option<&str>) -> Result<Endpoint, RegistryError> {
+/// The method only decides how an invalid tag is reported.
+pub fn parse(method: &Method, path: &str, ns: Option<&str>) -> Result<Endpoint, RegistryError> {
     let decoded = decode(path);
     let rest = match decoded.strip_prefix("/v2") {
         Some("") | Some("/") => return Ok(Endpoint::Base),
@@ -127,7 +133,7 @@ pub fn parse(path: &str, ns: Option<&str>) -> Result<Endpoint, RegistryError> {
         let (kind, last) = (segs[n - 2], segs[n - 1]);
         let repo = || name(&segs[..n - 2], ns);
         match kind {
-            "manifests" => return Ok(Endpoint::Manifest(repo()?, target(last)?)),
+            "manifests" => return Ok(Endpoint::Manifest(repo()?, target(last, method)?)),
             "blobs" => return Ok(Endpoint::Blob(repo()?, digest(last)?)),
             "referrers" => return Ok(Endpoint::Referrers(repo()?, digest(last)?)),
             _ => {}
@@ -166,39 +172,42 @@ mod tests {
 
     #[test]
     fn parses_every_endpoint() {
-        assert_eq!(parse("/v2/", None).unwrap(), Endpoint::Base);
-        assert_eq!(parse("/v2", None).unwrap(), Endpoint::Base);
-        assert_eq!(parse("/v2/_catalog", None).unwrap(), Endpoint::Catalog);
+        assert_eq!(parse(&Method::GET, "/v2/", None).unwrap(), Endpoint::Base);
+        assert_eq!(parse(&Method::GET, "/v2", None).unwrap(), Endpoint::Base);
         assert_eq!(
-            parse("/v2/a/b/tags/list", None).unwrap(),
+            parse(&Method::GET, "/v2/_catalog", None).unwrap(),
+            Endpoint::Catalog
+        );
+        assert_eq!(
+            parse(&Method::GET, "/v2/a/b/tags/list", None).unwrap(),
             Endpoint::TagsList(repo("a/b"))
         );
         assert_eq!(
-            parse("/v2/a/manifests/v1", None).unwrap(),
+            parse(&Method::GET, "/v2/a/manifests/v1", None).unwrap(),
             Endpoint::Manifest(repo("a"), Target::Tag("v1".parse().unwrap()))
         );
         assert_eq!(
-            parse(&format!("/v2/a/manifests/{D}"), None).unwrap(),
+            parse(&Method::GET, &format!("/v2/a/manifests/{D}"), None).unwrap(),
             Endpoint::Manifest(repo("a"), Target::Digest(D.parse().unwrap()))
         );
         assert_eq!(
-            parse(&format!("/v2/a/blobs/{D}"), None).unwrap(),
+            parse(&Method::GET, &format!("/v2/a/blobs/{D}"), None).unwrap(),
             Endpoint::Blob(repo("a"), D.parse().unwrap())
         );
         assert_eq!(
-            parse("/v2/a/blobs/uploads/", None).unwrap(),
+            parse(&Method::GET, "/v2/a/blobs/uploads/", None).unwrap(),
             Endpoint::UploadStart(repo("a"))
         );
         assert_eq!(
-            parse("/v2/a/blobs/uploads", None).unwrap(),
+            parse(&Method::GET, "/v2/a/blobs/uploads", None).unwrap(),
             Endpoint::UploadStart(repo("a"))
         );
         assert_eq!(
-            parse("/v2/a/blobs/uploads/123", None).unwrap(),
+            parse(&Method::GET, "/v2/a/blobs/uploads/123", None).unwrap(),
             Endpoint::Upload(repo("a"), "123".into())
         );
         assert_eq!(
-            parse(&format!("/v2/a/referrers/{D}"), None).unwrap(),
+            parse(&Method::GET, &format!("/v2/a/referrers/{D}"), None).unwrap(),
             Endpoint::Referrers(repo("a"), D.parse().unwrap())
         );
     }
@@ -206,7 +215,7 @@ mod tests {
     #[test]
     fn api_words_may_be_repository_components() {
         assert_eq!(
-            parse("/v2/blobs/manifests/manifests/latest", None).unwrap(),
+            parse(&Method::GET, "/v2/blobs/manifests/manifests/latest", None).unwrap(),
             Endpoint::Manifest(
                 repo("blobs/manifests"),
                 Target::Tag("latest".parse().unwrap())
@@ -217,7 +226,12 @@ mod tests {
     #[test]
     fn ns_prefixes_the_repository() {
         assert_eq!(
-            parse("/v2/library/alpine/manifests/3.21", Some("docker.io")).unwrap(),
+            parse(
+                &Method::GET,
+                "/v2/library/alpine/manifests/3.21",
+                Some("docker.io")
+            )
+            .unwrap(),
             Endpoint::Manifest(
                 repo("docker.io/library/alpine"),
                 Target::Tag("3.21".parse().unwrap())
@@ -225,20 +239,21 @@ mod tests {
         );
         assert_eq!(
             parse(
+                &Method::GET,
                 &format!("/v2/coredns/coredns/blobs/{D}"),
                 Some("registry.k8s.io")
             )
             .unwrap(),
             Endpoint::Blob(repo("registry.k8s.io/coredns/coredns"), D.parse().unwrap())
         );
-        assert!(parse("/v2/a/tags/list", Some("bad/host")).is_err());
+        assert!(parse(&Method::GET, "/v2/a/tags/list", Some("bad/host")).is_err());
     }
 
     #[test]
     fn percent_encoded_digests_are_decoded() {
         let enc = D.replace(':', "%3A");
         assert_eq!(
-            parse(&format!("/v2/a/blobs/{enc}"), None).unwrap(),
+            parse(&Method::GET, &format!("/v2/a/blobs/{enc}"), None).unwrap(),
             Endpoint::Blob(repo("a"), D.parse().unwrap())
         );
     }
@@ -246,7 +261,7 @@ mod tests {
     #[test]
     fn rejects_bad_paths() {
         use crate::error::Code;
-        let code = |p: &str| parse(p, None).unwrap_err().code;
+        let code = |p: &str| parse(&Method::PUT, p, None).unwrap_err().code;
         assert_eq!(code("/v2/../etc/blobs/x"), Code::NameInvalid);
         assert_eq!(code("/v2/%2e%2e/x/manifests/a"), Code::NameInvalid);
         assert_eq!(code("/v2/UPPER/manifests/a"), Code::NameInvalid);
@@ -256,6 +271,8 @@ mod tests {
         assert_eq!(code("/v3/"), Code::NotFound);
         assert_eq!(code("/v2/a"), Code::NotFound);
         assert_eq!(code("/etc/passwd"), Code::NotFound);
+        let get = parse(&Method::GET, "/v2/a/manifests/.bad", None).unwrap_err();
+        assert_eq!(get.code, Code::ManifestUnknown);
     }
 
     #[test]

@@ -93,7 +93,7 @@ async fn handle(
         .get("ns")
         .filter(|n| !n.is_empty())
         .map(str::to_string);
-    let result = match routes::parse(parts.uri.path(), ns.as_deref()) {
+    let result = match routes::parse(&parts.method, parts.uri.path(), ns.as_deref()) {
         Ok(endpoint) if routes::allows(&endpoint, &parts.method) => {
             let request = HandlerRequest {
                 method: &parts.method,

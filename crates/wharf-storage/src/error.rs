@@ -14,11 +14,6 @@ pub enum StorageError {
     RangeMismatch { current: u64, requested: u64 },
     #[error("content hashes to {actual}, not {expected}")]
     DigestMismatch { expected: Digest, actual: Digest },
-    #[error("upload uses {upload} but the digest given is {given}")]
-    AlgorithmMismatch {
-        upload: wharf_oci::Algorithm,
-        given: wharf_oci::Algorithm,
-    },
     #[error("manifest unknown")]
     ManifestUnknown,
     #[error("repository unknown")]

@@ -108,6 +108,15 @@ impl Inner {
     fn write_atomic(&self, target: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
         let parent = target.parent().expect("keys have a parent");
         ensure_dir(parent)?;
+        if bytes.is_empty() {
+            // An empty file is complete the moment it exists: no temp file
+            // or data fsync needed, only the directory entry.
+            File::create(target)?;
+            if durability == Durability::Durable {
+                fsync_dir(parent)?;
+            }
+            return Ok(());
+        }
         let tmp = self.temp_path();
         let result = (|| {
             let mut f = File::create(&tmp)?;

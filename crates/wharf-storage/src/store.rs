@@ -300,6 +300,9 @@ impl Store {
                 return Ok(cp.hasher);
             }
         }
+        if size == 0 {
+            return Ok(algorithm.hasher());
+        }
         let mut hasher = algorithm.hasher();
         let mut stream = self.backend_ref().upload_read(id).await?;
         let mut read = 0u64;
@@ -379,12 +382,6 @@ impl Store {
         last_chunk: Option<(Option<u64>, ByteStream)>,
     ) -> StorageResult<u64> {
         let algorithm = self.upload_algorithm(repo, id).await?;
-        if digest.algorithm() != algorithm {
-            return Err(StorageError::AlgorithmMismatch {
-                upload: algorithm,
-                given: digest.algorithm(),
-            });
-        }
         let slot = self.slot(id);
         let mut checkpoint = slot.lock().await;
         if let Some((start, body)) = last_chunk {
@@ -396,8 +393,12 @@ impl Store {
             .upload_size(id)
             .await?
             .ok_or_else(|| StorageError::UploadUnknown(id.to_string()))?;
+        // Clients may close with a digest of another algorithm than the one
+        // the upload was opened with (`digest-algorithm` is only a SHOULD);
+        // the running hash then does not apply and the stored bytes are
+        // hashed again with the digest's algorithm.
         let hasher = self
-            .current_hasher(&mut checkpoint, id, size, algorithm)
+            .current_hasher(&mut checkpoint, id, size, digest.algorithm())
             .await?;
         let actual = hasher.clone().finish();
         *checkpoint = Some(Checkpoint { size, hasher });

@@ -21,6 +21,7 @@ pub async fn run_all<F: Fn() -> Arc<dyn Backend>>(make: F) {
     upload_resumes_after_restart(make()).await;
     concurrent_pushes_of_one_blob(make()).await;
     sha512_blobs(make()).await;
+    closing_digest_may_switch_algorithm(make()).await;
     manifests_are_byte_exact(make()).await;
     manifest_references_are_checked(make()).await;
     tags_and_deletes(make()).await;
@@ -257,6 +258,24 @@ async fn sha512_blobs(b: Arc<dyn Backend>) {
         .await
         .unwrap();
     assert_eq!(store.blob_size(&r, &d).await.unwrap(), Some(5000));
+}
+
+async fn closing_digest_may_switch_algorithm(b: Arc<dyn Backend>) {
+    let store = Store::new(b);
+    let r = repo("suite/switch");
+    let data = pseudo_random(70_000, 8);
+    let id = store.start_upload(&r, Algorithm::Sha256).await.unwrap();
+    store
+        .append_upload(&r, &id, Some(0), stream_of(vec![data.slice(..30_000)]))
+        .await
+        .unwrap();
+    let d = Digest::of(Algorithm::Sha512, &data);
+    let tail = stream_of(vec![data.slice(30_000..)]);
+    store
+        .finish_upload(&r, &id, &d, Some((Some(30_000), tail)))
+        .await
+        .expect("an upload opened for sha256 closes with a sha512 digest");
+    assert_eq!(store.blob_size(&r, &d).await.unwrap(), Some(70_000));
 }
 
 fn image_manifest(

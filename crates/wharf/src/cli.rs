@@ -19,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the OCI registry (plain HTTP, filesystem storage by default).
     Serve(ServeArgs),
+    /// Generate and lint containerd registry configuration (hosts.toml, config.toml).
+    Containerd(crate::containerd_cmd::ContainerdArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod containerd_cmd;
 mod logging;
 mod serve;
 
@@ -17,6 +18,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Containerd(args) => containerd_cmd::run(args),
     };
     match result {
         Ok(code) => code,
