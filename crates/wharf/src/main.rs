@@ -23,18 +23,26 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            if let Some(hint) = hint_for(&e) {
-                eprintln!("\nhint: {hint}");
-            }
+            report(&e);
             ExitCode::FAILURE
         }
     }
 }
 
-/// A next step for errors a user can fix, found by their kind.
-fn hint_for(e: &anyhow::Error) -> Option<String> {
-    e.chain()
-        .find_map(|c| c.downcast_ref::<cli::Hint>())
-        .map(|h| h.0.clone())
+/// `error: what failed: why`, then a blank line and `hint: what to do` when
+/// the error carries a [`cli::Hint`].
+fn report(e: &anyhow::Error) {
+    let hint = e.downcast_ref::<cli::Hint>().map(|h| h.0.clone());
+    let mut causes: Vec<String> = Vec::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        // Library errors often print their source already; say it once.
+        let repeated = causes.last().is_some_and(|prev| prev.ends_with(&cause));
+        if Some(&cause) != hint.as_ref() && !repeated {
+            causes.push(cause);
+        }
+    }
+    eprintln!("error: {}", causes.join(": "));
+    if let Some(hint) = hint {
+        eprintln!("\nhint: {hint}");
+    }
 }
