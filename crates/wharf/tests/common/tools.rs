@@ -1,0 +1,103 @@
+//! Running the external clients (skopeo, podman, ctr, ip) with bounded run
+//! times and failure messages that show what the tool printed.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use super::process::{send_signal, wait_for};
+
+/// Upper bound for one client command; a hung client fails the test instead of the CI job.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Panics unless `tool` is on PATH. Missing tools are an error, never a skip:
+/// `scripts/test.sh` installs all of them.
+pub fn require_tool(tool: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "required tool `{tool}` is not installed (not found in PATH); \
+                 run scripts/test.sh, which installs the end-to-end test dependencies"
+            )
+        })
+}
+
+/// Panics unless the tests run as root (containerd, podman storage and
+/// network namespaces need it).
+pub fn require_root(why: &str) {
+    if !rustix::process::geteuid().is_root() {
+        panic!("{why} needs root; run scripts/test.sh as root (or with sudo)");
+    }
+}
+
+/// What a finished command printed.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn describe(&self) -> String {
+        format!(
+            "exit status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion (at most [`COMMAND_TIMEOUT`]) and returns its output,
+/// whatever its exit status.
+pub fn run_unchecked(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    // Drain both pipes on their own threads so a chatty tool cannot block on a full pipe.
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let status = wait_for(COMMAND_TIMEOUT, || child.try_wait().ok().flatten());
+    let Some(status) = status else {
+        send_signal(child.id(), rustix::process::Signal::KILL);
+        let _ = child.wait();
+        panic!("{cmd:?} did not finish within {COMMAND_TIMEOUT:?}");
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// Runs `cmd` and panics with its output unless it succeeds; `what` says
+/// what the command was meant to achieve.
+pub fn run(cmd: &mut Command, what: &str) -> Output {
+    let output = run_unchecked(cmd);
+    if !output.status.success() {
+        panic!("{what} failed: {cmd:?}\n{}", output.describe());
+    }
+    output
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// A `skopeo` command that talks plain HTTP to the test registry and needs
+/// no system signature policy.
+pub fn skopeo() -> Command {
+    require_tool("skopeo");
+    let mut cmd = Command::new("skopeo");
+    cmd.arg("--insecure-policy");
+    cmd
+}

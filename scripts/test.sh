@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The project's one test command.
+#
+# Installs the Debian packages the end-to-end tests drive (containerd,
+# skopeo, podman, ...) when they are missing, then runs every unit,
+# conformance and end-to-end test of the workspace and exits with the
+# status of `cargo test`. Run it as root or as a user with sudo: the
+# end-to-end tests start containerd and create network namespaces.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Debian packages the end-to-end tests need.
+PACKAGES=(containerd skopeo podman docker-registry iproute2 util-linux curl jq)
+
+step() { printf '\n==> %s\n' "$*"; }
+fail() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        fail "this needs root: run scripts/test.sh as root or install sudo"
+    fi
+}
+
+is_installed() {
+    # Not `dpkg -s | grep -q`: grep exiting early makes dpkg fail under pipefail.
+    local status
+    status="$(dpkg -s "$1" 2>/dev/null)" || return 1
+    grep -q '^Status: install ok installed$' <<<"$status"
+}
+
+install_packages() {
+    step "Checking test dependencies: ${PACKAGES[*]}"
+    if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+        fail "no dpkg/apt-get here; install these (Debian package names) by hand: ${PACKAGES[*]}"
+    fi
+    local missing=() package
+    for package in "${PACKAGES[@]}"; do
+        is_installed "$package" || missing+=("$package")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        echo "all installed"
+        return
+    fi
+    step "Installing missing packages: ${missing[*]}"
+    # apt and dpkg are chatty; keep their output in a log shown only on failure.
+    local log
+    log="$(mktemp)"
+    if ! { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+        as_root env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
+        </dev/null >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        fail "installing ${missing[*]} failed"
+    fi
+    rm -f "$log"
+    echo "installed"
+}
+
+find_cargo() {
+    # rustup installs into ~/.cargo/bin, which non-login shells may not have on PATH.
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+        PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+        export PATH
+    fi
+    command -v cargo >/dev/null 2>&1 || fail "cargo not found. Install a Rust toolchain (1.85 or newer), e.g.:
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+    . \"\$HOME/.cargo/env\"
+or, on Debian trixie or newer: apt-get install cargo"
+}
+
+run_tests() {
+    local cargo_test=(cargo test --workspace --locked)
+    if [ "$(id -u)" -eq 0 ]; then
+        step "Running ${cargo_test[*]}"
+        "${cargo_test[@]}"
+        return
+    fi
+    # Build as the invoking user so target/ stays theirs; only running needs root.
+    step "Building the tests"
+    "${cargo_test[@]}" --no-run
+    step "Running ${cargo_test[*]} as root (containerd and network namespaces need it)"
+    as_root env "PATH=$PATH" \
+        "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" \
+        "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" \
+        ${CARGO_TARGET_DIR:+"CARGO_TARGET_DIR=$CARGO_TARGET_DIR"} \
+        "${cargo_test[@]}"
+}
+
+install_packages
+find_cargo
+status=0
+run_tests || status=$?
+if [ "$status" -eq 0 ]; then
+    step "All tests passed"
+else
+    step "Tests failed (exit status $status)"
+fi
+exit "$status"
