@@ -21,6 +21,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Generate and lint containerd registry configuration (hosts.toml, config.toml).
     Containerd(crate::containerd_cmd::ContainerdArgs),
+    /// List every image a set of Kubernetes YAML uses (fully-qualified, sorted, unique).
+    Images(crate::images_cmd::ImagesArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

@@ -1,0 +1,149 @@
+//! Images found in real manifest shapes, with their lines, and the lint rules.
+
+use wharf_kube::{lint, references, scan_text};
+
+const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: registry
+spec:
+  template:
+    spec:
+      initContainers:
+      - name: init
+        image: docker.io/library/busybox:1.36.1
+      containers:
+      - name: registry
+        image: repo/registry:latest
+        imagePullPolicy: IfNotPresent
+      - name: sidecar
+        image: "registry.k8s.io/pause:3.10"
+        imagePullPolicy: IfNotPresent
+      ephemeralContainers:
+      - name: debug
+        image: alpine
+---
+apiVersion: batch/v1
+kind: CronJob
+spec:
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+          - image: registry.example.com/repo/registry:v0.4.2
+            imagePullPolicy: IfNotPresent
+---
+apiVersion: example.com/v1
+kind: Widget
+spec:
+  image: quay.io/org/widget@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+  controller:
+    image:
+      registry: ghcr.io
+      repository: org/controller
+      tag: v2.1.0
+"#;
+
+#[test]
+fn finds_every_image_with_its_line() {
+    let r = scan_text("deploy.yaml", DEPLOYMENT);
+    assert!(r.failure.is_none());
+    let mut found: Vec<(&str, usize)> = r.uses.iter().map(|u| (u.image.as_str(), u.line)).collect();
+    found.sort_by_key(|(_, line)| *line);
+    assert_eq!(
+        found,
+        vec![
+            ("docker.io/library/busybox:1.36.1", 10),
+            ("repo/registry:latest", 13),
+            ("registry.k8s.io/pause:3.10", 16),
+            ("alpine", 20),
+            ("registry.example.com/repo/registry:v0.4.2", 30),
+            ("quay.io/org/widget@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", 36),
+            ("ghcr.io/org/controller:v2.1.0", 40),
+        ]
+    );
+    let registry = r.uses.iter().find(|u| u.line == 13).unwrap();
+    assert_eq!(registry.pull_policy.as_deref(), Some("IfNotPresent"));
+}
+
+#[test]
+fn references_are_fully_qualified_sorted_and_unique() {
+    let mut r = scan_text("a.yaml", DEPLOYMENT);
+    r.uses.extend(scan_text("b.yaml", "image: alpine\n").uses);
+    let (refs, bad) = references(&r.uses);
+    assert!(bad.is_empty());
+    let refs: Vec<String> = refs.into_iter().collect();
+    assert_eq!(refs[0], "docker.io/library/alpine:latest");
+    assert!(refs.contains(&"docker.io/repo/registry:latest".to_string()));
+    assert_eq!(
+        refs.iter().filter(|r| r.contains("alpine")).count(),
+        1,
+        "deduplicated"
+    );
+    let mut sorted = refs.clone();
+    sorted.sort();
+    assert_eq!(refs, sorted);
+}
+
+#[test]
+fn lint_names_the_bootstrap_traps() {
+    let r = scan_text("deploy.yaml", DEPLOYMENT);
+    let findings = lint(&r.uses);
+    let at = |code: &str, line: usize| findings.iter().any(|f| f.code == code && f.line == line);
+    assert!(at("WK001", 13), "bare repo/registry: {findings:#?}");
+    assert!(at("WK002", 13), "latest");
+    assert!(
+        at("WK001", 20) && at("WK002", 20),
+        "bare alpine without tag"
+    );
+    assert!(at("WK003", 16), "pause:3.10 floats with IfNotPresent");
+    assert!(
+        !findings.iter().any(|f| f.line == 30),
+        "immutable, qualified: clean"
+    );
+    assert!(!findings.iter().any(|f| f.line == 36), "digest: clean");
+    assert!(
+        !findings.iter().any(|f| f.line == 10),
+        "busybox 1.36.1 without IfNotPresent: clean"
+    );
+}
+
+#[test]
+fn a_broken_document_is_named_and_earlier_images_kept() {
+    let text = "image: alpine:3.21.0\n---\nspec: [1,\nimage: }\n";
+    let r = scan_text("broken.yaml", text);
+    let f = r.failure.expect("parse error reported");
+    assert_eq!(f.file, "broken.yaml");
+    assert_eq!(f.line, 4);
+    assert_eq!(r.uses.len(), 1);
+}
+
+#[test]
+fn garbage_never_panics() {
+    for text in [
+        "",
+        "\0\u{1}\u{2}",
+        "{{{{",
+        "- - - -",
+        "image:",
+        "image: [a, b]",
+        "? image\n: x\n",
+    ] {
+        let r = scan_text("x", text);
+        let _ = lint(&r.uses);
+        let _ = references(&r.uses);
+    }
+    let huge = "a: ".to_string() + &"[".repeat(10_000);
+    let r = scan_text("deep.yaml", &huge);
+    assert!(r.failure.is_some() || r.uses.is_empty());
+}
+
+#[test]
+fn invalid_references_are_findings() {
+    let r = scan_text("x.yaml", "image: UPPER/Case:1\n");
+    let (refs, bad) = references(&r.uses);
+    assert!(refs.is_empty());
+    assert_eq!(bad[0].code, "WK000");
+    assert_eq!(bad[0].line, 1);
+}
