@@ -9,6 +9,8 @@
 //! - Lint: [`lint_config`], [`lint_hosts_dir`], [`lint_setup`], or a
 //!   configured [`Linter`].
 //! - Output: [`render_human`], [`render_json`], [`has_errors`].
+//! - What a pull will do: [`resolve_registry_hosts`] (the ordered hosts for
+//!   a registry), [`parse_hosts_toml`], [`find_hosts_dir`].
 
 mod config;
 mod diagnostic;
@@ -20,6 +22,7 @@ mod names;
 mod render;
 mod source;
 mod version;
+mod view;
 
 pub use config::{config_snippet, patch_config, validate_config_path, PatchOptions};
 pub use diagnostic::{has_errors, sort_diagnostics, Code, Diagnostic, Position, Severity};
@@ -37,4 +40,9 @@ pub use source::{read_text_file, write_atomic, MAX_FILE_BYTES};
 pub use version::{
     ConfigVersion, ContainerdRelease, CRI_IMAGES_PLUGIN, CRI_RUNTIME_PLUGIN, CRI_V1_PLUGIN,
     CRI_V2_PLUGIN,
+};
+pub use view::{
+    config_version_of, find_hosts_dir, is_localhost, legacy_mirrors_of, parse_hosts_toml,
+    resolve_registry_hosts, ClientPair, HostConfig, HostSource, HostsDecodeError, HostsResolution,
+    HostsToml, RegistryHost,
 };

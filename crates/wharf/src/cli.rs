@@ -23,6 +23,8 @@ pub enum Command {
     Containerd(crate::containerd_cmd::ContainerdArgs),
     /// List every image a set of Kubernetes YAML uses (fully-qualified, sorted, unique).
     Images(crate::images_cmd::ImagesArgs),
+    /// Explain why this node cannot pull an image: each host containerd would try, layer by layer.
+    Doctor(crate::doctor_cmd::DoctorArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

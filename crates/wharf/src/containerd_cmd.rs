@@ -101,6 +101,10 @@ pub struct LintArgs {
     /// Judge release-specific behaviour for this containerd release.
     #[arg(long = "containerd-version", value_name = "X.Y[.Z]")]
     pub containerd_version: Option<String>,
+    /// Also contact mirrors: for each host with `override_path = true`, check
+    /// whether the registry answers at the standard /v2/ (then override_path is wrong).
+    #[arg(long)]
+    pub online: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -327,6 +331,10 @@ fn run_lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
     if let Some(release) = parse_release(args.containerd_version.as_deref())? {
         linter = linter.with_containerd(release);
     }
+    if args.online {
+        let probe = wharf_doctor::OverridePathProbe::new(wharf_doctor::DEFAULT_TIMEOUT);
+        linter = linter.with_online_check(Box::new(probe));
+    }
     let diagnostics = match (&args.config, &args.hosts_dir) {
         (None, Some(dir)) => linter.lint_hosts_dir(dir),
         (config, dir) => {
@@ -422,5 +430,15 @@ mod tests {
             panic!("expected lint")
         };
         assert_eq!(l.format, Format::Json);
+        assert!(!l.online);
+    }
+
+    #[test]
+    fn lint_online_is_opt_in() {
+        let args = parse(&["lint", "--hosts-dir", "/x", "--online"]).unwrap();
+        let ContainerdCommand::Lint(l) = args.command else {
+            panic!("expected lint")
+        };
+        assert!(l.online);
     }
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod containerd_cmd;
+mod doctor_cmd;
 mod images_cmd;
 mod logging;
 mod serve;
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Containerd(args) => containerd_cmd::run(args),
         cli::Command::Images(args) => images_cmd::run(args),
+        cli::Command::Doctor(args) => doctor_cmd::run(args),
     };
     match result {
         Ok(code) => code,
