@@ -157,13 +157,48 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
     )
 }
 
-/// Writes `<hosts_dir>/docker.io/hosts.toml`: `upstream` is the default
-/// (internet) server, `mirror` is tried first for pull and resolve.
+/// Writes `<hosts_dir>/docker.io/hosts.toml` with `wharf containerd hosts`,
+/// so the pull tests drive the generated file: `mirror` is tried first for
+/// pull and resolve. The generated `server` (the real upstream) is replaced
+/// by `upstream`, a loopback stand-in, so a fallback is seen and counted.
 pub fn write_docker_io_mirror(hosts_dir: &Path, upstream: &str, mirror: &str) {
-    let dir = hosts_dir.join("docker.io");
-    std::fs::create_dir_all(&dir).expect("create hosts dir");
-    let toml = format!(
-        "server = \"{upstream}\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "containerd",
+            "hosts",
+            "--mirror",
+            mirror,
+            "docker.io",
+            "--out",
+        ])
+        .arg(hosts_dir)
+        .output()
+        .expect("run wharf containerd hosts");
+    assert!(
+        out.status.success(),
+        "wharf containerd hosts failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::write(dir.join("hosts.toml"), toml).expect("write hosts.toml");
+    let file = hosts_dir.join("docker.io").join("hosts.toml");
+    let generated = std::fs::read_to_string(&file).expect("generated hosts.toml");
+    let server_lines = generated
+        .lines()
+        .filter(|l| l.starts_with("server = "))
+        .count();
+    assert_eq!(server_lines, 1, "one server line expected in:\n{generated}");
+    assert!(
+        generated.contains(&format!("[host.\"{mirror}\"]")),
+        "mirror missing in:\n{generated}"
+    );
+    let rewritten: String = generated
+        .lines()
+        .map(|l| {
+            if l.starts_with("server = ") {
+                format!("server = \"{upstream}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&file, rewritten).expect("write hosts.toml");
 }
