@@ -25,6 +25,10 @@ pub enum Command {
     Images(crate::images_cmd::ImagesArgs),
     /// Explain why this node cannot pull an image: each host containerd would try, layer by layer.
     Doctor(crate::doctor_cmd::DoctorArgs),
+    /// Copy one image (every platform, digest for digest) to a registry.
+    Copy(crate::transfer_cmd::CopyArgs),
+    /// Copy a list of images or a TOML sync file to a registry; only what changed moves.
+    Sync(crate::transfer_cmd::SyncArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

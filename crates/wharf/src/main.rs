@@ -11,6 +11,7 @@ mod doctor_cmd;
 mod images_cmd;
 mod logging;
 mod serve;
+mod transfer_cmd;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,8 @@ fn main() -> ExitCode {
         cli::Command::Containerd(args) => containerd_cmd::run(args),
         cli::Command::Images(args) => images_cmd::run(args),
         cli::Command::Doctor(args) => doctor_cmd::run(args),
+        cli::Command::Copy(args) => transfer_cmd::run_copy(args),
+        cli::Command::Sync(args) => transfer_cmd::run_sync(args),
     };
     match result {
         Ok(code) => code,
