@@ -9,9 +9,11 @@ pub mod digest;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
+pub mod platform;
 pub mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};
 pub use manifest::{Descriptor, ManifestError, ParsedManifest};
 pub use name::{NameError, RepositoryName, Tag};
+pub use platform::{PlatformError, PlatformSpec};
 pub use reference::{Reference, ReferenceError, Target};

@@ -196,8 +196,12 @@ pub fn parse_sync_file(text: &str) -> Result<Input> {
 fn parse_platforms(
     list: Option<Vec<String>>,
 ) -> std::result::Result<Option<Vec<PlatformSpec>>, String> {
-    list.map(|l| l.iter().map(|p| p.parse()).collect())
-        .transpose()
+    list.map(|l| {
+        l.iter()
+            .map(|p| p.parse::<PlatformSpec>().map_err(|e| e.to_string()))
+            .collect()
+    })
+    .transpose()
 }
 
 fn repo_filter(entry: &RepoEntry) -> std::result::Result<TagSelection, String> {

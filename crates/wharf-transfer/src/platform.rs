@@ -1,62 +1,8 @@
 //! `--platform os/arch[/variant]` and how it matches an index entry.
 
-use std::fmt;
-use std::str::FromStr;
-
 use wharf_oci::manifest::Platform;
 
-/// A platform asked for on the command line or in a sync file.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PlatformSpec {
-    pub os: String,
-    pub architecture: String,
-    /// `None` matches every variant (`linux/arm` takes v6 and v7).
-    pub variant: Option<String>,
-}
-
-impl FromStr for PlatformSpec {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = s.trim().split('/').collect();
-        let valid = |p: &&str| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-        };
-        if !(2..=3).contains(&parts.len()) || !parts.iter().all(valid) {
-            return Err(format!(
-                "invalid platform {s:?}: expected os/arch[/variant]"
-            ));
-        }
-        Ok(PlatformSpec {
-            os: parts[0].to_ascii_lowercase(),
-            architecture: parts[1].to_ascii_lowercase(),
-            variant: parts.get(2).map(|v| v.to_ascii_lowercase()),
-        })
-    }
-}
-
-impl fmt::Display for PlatformSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-impl PlatformSpec {
-    pub fn matches(&self, platform: &Platform) -> bool {
-        self.os == platform.os
-            && self.architecture == platform.architecture
-            && self
-                .variant
-                .as_ref()
-                .is_none_or(|v| platform.variant.as_deref() == Some(v.as_str()))
-    }
-}
+pub use wharf_oci::platform::PlatformSpec;
 
 /// Whether an index entry is kept: every entry when nothing was asked for,
 /// else entries whose platform one of `specs` matches. Entries without a

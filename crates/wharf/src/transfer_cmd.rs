@@ -164,7 +164,7 @@ fn check_flags(flags: &TransferFlags) -> Outcome<Options> {
     let platforms = flags
         .platforms
         .iter()
-        .map(|p| p.parse::<PlatformSpec>().map_err(Usage))
+        .map(|p| p.parse::<PlatformSpec>().map_err(|e| Usage(e.to_string())))
         .collect::<Outcome<Vec<_>>>()?;
     for (flag, value) in [
         ("--src-creds", &flags.src_creds),
