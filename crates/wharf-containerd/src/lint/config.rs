@@ -513,9 +513,12 @@ fn config_path_missing(
     };
     src.diag(Code::ConfigPathMissing, Severity::Warning, span, message)
         .containerd_will(
-            "containerd 1.6/1.7 read no hosts.toml at all and pull straight from each upstream \
-             (or use `registry.mirrors`, deprecated); containerd 2.x defaults to \
-             /etc/containerd/certs.d:/etc/docker/certs.d",
+            // The default is in code from containerd v2.2.0
+            // (internal/cri/config/config_unix.go, DefaultImageConfig); 2.0 and
+            // 2.1 only print it in `containerd config default`.
+            "containerd 1.6 to 2.1 read no hosts.toml at all and pull straight from each \
+             upstream (or use `registry.mirrors`, deprecated); containerd 2.2 and later default \
+             to /etc/containerd/certs.d:/etc/docker/certs.d",
         )
         .fix(format!(
             "set `config_path = \"/etc/containerd/certs.d\"` under [plugins.\"{plugin}\".registry] \
