@@ -20,6 +20,8 @@ use crate::FsBackend;
 /// Total bytes of manifests kept in memory. Manifests are immutable by
 /// digest, so caching them can never serve stale content.
 const MANIFEST_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// Upload slots kept before idle ones are dropped (about 300 bytes each).
+const MAX_UPLOAD_SLOTS: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct StoredManifest {
@@ -264,7 +266,18 @@ impl Store {
 
     fn slot(&self, id: &str) -> Slot {
         let mut map = self.inner.uploads.lock().expect("uploads lock");
+        if map.len() >= MAX_UPLOAD_SLOTS {
+            // Clients abandon uploads without cancelling them. Dropping the
+            // slots nobody holds loses only their running hash, which the
+            // next append or close rebuilds from storage.
+            map.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
         map.entry(id.to_string()).or_default().clone()
+    }
+
+    #[cfg(test)]
+    fn slot_count(&self) -> usize {
+        self.inner.uploads.lock().expect("uploads lock").len()
     }
 
     fn forget_slot(&self, id: &str) {
@@ -812,6 +825,37 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_upload_slots_are_bounded_and_hashes_rebuilt() {
+        use crate::testsuite::stream_of;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_fs(dir.path()).unwrap();
+        let repo: RepositoryName = "slots".parse().unwrap();
+        let mut first = None;
+        for i in 0..MAX_UPLOAD_SLOTS + 50 {
+            let id = store.start_upload(&repo, Algorithm::Sha256).await.unwrap();
+            let chunk = Bytes::from(format!("chunk {i}"));
+            store
+                .append_upload(&repo, &id, Some(0), stream_of(vec![chunk]))
+                .await
+                .unwrap();
+            first.get_or_insert(id);
+        }
+        assert!(
+            store.slot_count() <= MAX_UPLOAD_SLOTS,
+            "slots grow without bound"
+        );
+        // The first upload's running hash was dropped; closing it still verifies.
+        let id = first.unwrap();
+        let tail = Bytes::from_static(b" and more");
+        let digest = Digest::sha256_of(b"chunk 0 and more");
+        store
+            .finish_upload(&repo, &id, &digest, Some((Some(7), stream_of(vec![tail]))))
+            .await
+            .unwrap();
+        assert_eq!(store.blob_size(&repo, &digest).await.unwrap(), Some(16));
     }
 
     #[test]
