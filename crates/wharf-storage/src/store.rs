@@ -323,7 +323,14 @@ impl Store {
             let chunk =
                 chunk.map_err(|e| StorageError::io(format!("re-reading upload {id}"), e))?;
             read += chunk.len() as u64;
-            hasher.update(&chunk);
+            // Hashing a whole upload again can take seconds: keep it off
+            // the threads that serve connections.
+            hasher = tokio::task::spawn_blocking(move || {
+                hasher.update(&chunk);
+                hasher
+            })
+            .await
+            .map_err(|e| StorageError::io("hashing an upload", std::io::Error::other(e)))?;
         }
         if read != size {
             return Err(StorageError::Corrupt {
