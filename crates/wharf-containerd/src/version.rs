@@ -149,6 +149,25 @@ impl ContainerdRelease {
         }
     }
 
+    /// The CRI's `config_path` when config.toml sets none: from v2.2.0
+    /// `DefaultImageConfig` (internal/cri/config/config_unix.go) fills it in;
+    /// before, there is no default and no hosts.toml is read.
+    pub fn default_config_path(self) -> Option<&'static str> {
+        self.at_least(2, 2, 0)
+            .then_some("/etc/containerd/certs.d:/etc/docker/certs.d")
+    }
+
+    /// The release in `containerd --version` output
+    /// (`containerd github.com/containerd/containerd 1.6.20~ds1 …`).
+    pub fn from_version_output(text: &str) -> Option<ContainerdRelease> {
+        text.split_whitespace()
+            .filter(|w| {
+                w.trim_start_matches('v')
+                    .starts_with(|c: char| c.is_ascii_digit())
+            })
+            .find_map(|w| w.parse().ok())
+    }
+
     /// The `referrers` capability: added in v2.2.0. Older releases reject
     /// the whole hosts.toml on an unknown capability.
     pub fn supports_referrers(self) -> bool {
@@ -213,6 +232,35 @@ fn check_supported(release: ContainerdRelease) -> std::result::Result<(), String
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn default_config_path_from_2_2() {
+        let r = |s: &str| s.parse::<ContainerdRelease>().unwrap();
+        assert_eq!(r("1.7").default_config_path(), None);
+        assert_eq!(r("2.1.4").default_config_path(), None);
+        assert_eq!(
+            r("2.2.0").default_config_path(),
+            Some("/etc/containerd/certs.d:/etc/docker/certs.d")
+        );
+    }
+
+    #[test]
+    fn release_from_version_output() {
+        let debian = "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1\n";
+        assert_eq!(
+            ContainerdRelease::from_version_output(debian),
+            Some(ContainerdRelease::new(1, 6, Some(20)))
+        );
+        let upstream = "containerd containerd.io v2.2.0 1c4457e00facac03ce1d75f7b6777a7a851e5c41\n";
+        assert_eq!(
+            ContainerdRelease::from_version_output(upstream),
+            Some(ContainerdRelease::new(2, 2, Some(0)))
+        );
+        assert_eq!(
+            ContainerdRelease::from_version_output("command not found"),
+            None
+        );
+    }
+
     use super::*;
 
     fn rel(s: &str) -> ContainerdRelease {

@@ -65,6 +65,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Test hosts after the first one that serves the pull, too.
     pub all_hosts: bool,
+    /// The containerd release on this node, when known: from 2.2 an unset
+    /// `config_path` has a default.
+    pub containerd: Option<wharf_containerd::ContainerdRelease>,
 }
 
 impl Options {
@@ -77,6 +80,7 @@ impl Options {
             platform: None,
             timeout: DEFAULT_TIMEOUT,
             all_hosts: false,
+            containerd: None,
         }
     }
 }
@@ -91,6 +95,7 @@ pub async fn diagnose(options: &Options) -> Result<Report, DoctorError> {
         &reference,
         options.config_file.as_deref(),
         options.hosts_dir.as_deref(),
+        options.containerd,
     )?;
     let ctx = Context {
         reference,

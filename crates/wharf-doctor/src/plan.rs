@@ -25,17 +25,30 @@ pub fn plan(
     reference: &Reference,
     config_file: Option<&Path>,
     hosts_dir: Option<&Path>,
+    release: Option<wc::ContainerdRelease>,
 ) -> Result<Plan, DoctorError> {
     let explicit = config_file.is_some();
     let config_file = config_file.map_or_else(|| PathBuf::from(DEFAULT_CONFIG), Path::to_owned);
-    let config = read_config(&config_file, explicit)?;
+    let mut config = read_config(&config_file, explicit)?;
+    let defaulted = apply_release_default(&mut config, release);
     let (roots, source) = match (hosts_dir, &config.config_path) {
         (Some(dir), _) => (Some(dir.display().to_string()), HostsDirSource::Flag),
         (None, Some(path)) => (Some(path.clone()), HostsDirSource::ConfigPath),
         (None, None) => (None, HostsDirSource::None),
     };
     let resolution = wc::resolve_registry_hosts(roots.as_deref(), reference.host());
-    let notes = notes(reference, &config, roots.as_deref(), source, &resolution);
+    let mut notes = notes(reference, &config, roots.as_deref(), source, &resolution);
+    if let (Some(release), Some(path)) =
+        (defaulted.then_some(release).flatten(), &config.config_path)
+    {
+        notes.insert(
+            0,
+            format!(
+                "config.toml sets no config_path; containerd {}.{} uses its default {path:?}",
+                release.major, release.minor
+            ),
+        );
+    }
     let setup = ContainerdSetup {
         config_file,
         config_found: config.found,
@@ -52,6 +65,21 @@ pub fn plan(
         hosts: resolution.hosts,
         notes,
     })
+}
+
+/// containerd 2.2 and later fill in a `config_path` the file leaves unset.
+/// Returns whether the default was applied.
+fn apply_release_default(config: &mut ConfigRead, release: Option<wc::ContainerdRelease>) -> bool {
+    match (
+        release.and_then(|r| r.default_config_path()),
+        &config.config_path,
+    ) {
+        (Some(default), None) if config.legacy_mirrors.is_empty() => {
+            config.config_path = Some(default.to_owned());
+            true
+        }
+        _ => false,
+    }
 }
 
 struct ConfigRead {
@@ -90,7 +118,7 @@ fn notes(
     resolution: &wc::HostsResolution,
 ) -> Vec<String> {
     let mut notes = Vec::new();
-    if !config.found {
+    if !config.found && config.config_path.is_none() {
         notes.push(format!(
             "no {DEFAULT_CONFIG}: containerd runs on built-in defaults, which set no config_path, \
              so the CRI pulls straight from each registry"
@@ -131,4 +159,44 @@ fn notes(
         ));
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_for(release: &str) -> Plan {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "version = 3\n").unwrap();
+        let reference: Reference = "registry.k8s.io/pause:3.10".parse().unwrap();
+        plan(
+            &reference,
+            Some(&config),
+            None,
+            Some(release.parse().unwrap()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn containerd_2_2_defaults_config_path() {
+        let p = plan_for("2.2.0");
+        assert_eq!(
+            p.setup.config_path.as_deref(),
+            Some("/etc/containerd/certs.d:/etc/docker/certs.d")
+        );
+        assert!(matches!(
+            p.setup.hosts_dir_source,
+            HostsDirSource::ConfigPath
+        ));
+        assert!(p.notes[0].contains("uses its default"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn containerd_2_1_has_no_default() {
+        let p = plan_for("2.1.3");
+        assert_eq!(p.setup.config_path, None);
+        assert!(matches!(p.setup.hosts_dir_source, HostsDirSource::None));
+    }
 }
