@@ -61,6 +61,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn blob_delete(&self, digest: &Digest) -> StorageResult<bool>;
     /// Every stored blob (for garbage collection and fsck).
     async fn blob_list(&self) -> StorageResult<Vec<Digest>>;
+    /// Move a blob whose bytes do not hash to its digest out of the blob
+    /// store, keeping it for inspection (`fsck --repair`).
+    async fn blob_quarantine(&self, digest: &Digest) -> StorageResult<()>;
 
     // --- uploads -----------------------------------------------------------
 

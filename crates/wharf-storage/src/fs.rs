@@ -417,6 +417,23 @@ impl Backend for FsBackend {
         self.delete(&layout::blob(digest)).await
     }
 
+    async fn blob_quarantine(&self, digest: &Digest) -> StorageResult<()> {
+        let from = self.inner.path(&layout::blob(digest));
+        let to = self.inner.path(&layout::quarantined(digest));
+        blocking(move || {
+            let ctx = format!("quarantining {}", from.display());
+            let parent = to.parent().expect("quarantine keys have a parent");
+            ensure_dir(parent).map_err(io_err(ctx.clone()))?;
+            fs::rename(&from, &to).map_err(io_err(ctx.clone()))?;
+            fsync_dir(parent).map_err(io_err(ctx.clone()))?;
+            if let Some(old) = from.parent() {
+                fsync_dir(old).map_err(io_err(ctx))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn blob_list(&self) -> StorageResult<Vec<Digest>> {
         let root = self.inner.root.join(layout::BLOBS);
         blocking(move || {

@@ -11,6 +11,7 @@
 //! │   ├── _manifests/revisions/<alg>/<hex>   the media type the manifest was pushed with
 //! │   ├── _manifests/tags/<tag>         the digest the tag points at
 //! │   └── _referrers/<alg>/<subject-hex>/<alg>-<hex>   referrer descriptor (JSON)
+//! ├── quarantine/<alg>/<hex>            blobs fsck found corrupt, moved aside
 //! └── tmp/                              files being written; emptied at start-up
 //! ```
 //!
@@ -27,6 +28,7 @@ pub const REPOSITORIES: &str = "repositories";
 pub const UPLOADS: &str = "uploads";
 pub const BLOBS: &str = "blobs";
 pub const TMP: &str = "tmp";
+pub const QUARANTINE: &str = "quarantine";
 
 /// Marker components inside a repository directory.
 pub const LAYERS_DIR: &str = "_layers";
@@ -35,6 +37,10 @@ pub const REFERRERS_DIR: &str = "_referrers";
 
 pub fn blob(d: &Digest) -> String {
     format!("{BLOBS}/{}/{}/{}", d.algorithm(), &d.hex()[..2], d.hex())
+}
+
+pub fn quarantined(d: &Digest) -> String {
+    format!("{QUARANTINE}/{}/{}", d.algorithm(), d.hex())
 }
 
 pub fn repository(repo: &RepositoryName) -> String {

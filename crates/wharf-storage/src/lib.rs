@@ -15,6 +15,7 @@
 mod backend;
 mod error;
 mod fs;
+mod fsck;
 pub mod layout;
 mod store;
 pub mod testsuite;
@@ -22,4 +23,5 @@ pub mod testsuite;
 pub use backend::{AppendOutcome, Backend, ByteStream, Durability};
 pub use error::{StorageError, StorageResult};
 pub use fs::FsBackend;
+pub use fsck::{FsckReport, Problem};
 pub use store::{ManifestPut, ManifestPutOptions, Store, StoredManifest, TagPage, UploadStatus};

@@ -25,6 +25,8 @@ pub enum Command {
     Images(crate::images_cmd::ImagesArgs),
     /// Explain why this node cannot pull an image: each host containerd would try, layer by layer.
     Doctor(crate::doctor_cmd::DoctorArgs),
+    /// Check a storage root: every blob rehashed, every tag and manifest reference followed.
+    Fsck(crate::fsck_cmd::FsckArgs),
     /// Copy one image (every platform, digest for digest) to a registry.
     Copy(crate::transfer_cmd::CopyArgs),
     /// Copy a list of images or a TOML sync file to a registry; only what changed moves.

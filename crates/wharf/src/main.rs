@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod containerd_cmd;
 mod doctor_cmd;
+mod fsck_cmd;
 mod images_cmd;
 mod logging;
 mod serve;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         cli::Command::Containerd(args) => containerd_cmd::run(args),
         cli::Command::Images(args) => images_cmd::run(args),
         cli::Command::Doctor(args) => doctor_cmd::run(args),
+        cli::Command::Fsck(args) => fsck_cmd::run(args),
         cli::Command::Copy(args) => transfer_cmd::run_copy(args),
         cli::Command::Sync(args) => transfer_cmd::run_sync(args),
     };

@@ -313,6 +313,7 @@ fn redo(url: &str, interrupted: &[Push], base: &[u8], ledger: &mut Ledger) {
 fn check_everything(api: &Api, root: &Path, ledger: &Ledger) -> Vec<String> {
     let mut findings = Findings::default();
     check_tmp_empty(root, &mut findings.problems);
+    check_fsck(root, &mut findings.problems);
     check_catalog(api, ledger, &mut findings);
     for ((repo, tag), history) in &ledger.tags {
         check_tag(api, repo, tag, history, &mut findings.problems);
@@ -324,6 +325,24 @@ fn check_everything(api: &Api, root: &Path, ledger: &Ledger) -> Vec<String> {
         api.verify_blob(repo, digest, *size as u64, &mut findings);
     }
     findings.problems
+}
+
+/// `wharf fsck` on the storage after the restart: every blob hashes to its
+/// name, no tag or link points at nothing, every manifest's references are
+/// there. (Read-only, so it may run beside the server.)
+fn check_fsck(root: &Path, problems: &mut Vec<String>) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["fsck", "--root"])
+        .arg(root)
+        .output()
+        .expect("run wharf fsck");
+    if !out.status.success() {
+        problems.push(format!(
+            "wharf fsck found problems after the restart:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
 }
 
 /// Temp files of interrupted uploads must be gone after the restart.
