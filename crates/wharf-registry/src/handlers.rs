@@ -60,6 +60,9 @@ pub async fn dispatch(registry: &Registry, endpoint: Endpoint, req: Request<'_>)
             response(StatusCode::OK).header(header::CONTENT_TYPE, "application/json"),
             body::full("{}"),
         ),
+        Endpoint::Health => text(StatusCode::OK, "ok\n"),
+        Endpoint::Ready => ready(registry).await,
+        Endpoint::Metrics => text(StatusCode::OK, registry.metrics().render()),
         Endpoint::Catalog => catalog(registry, req.query).await,
         Endpoint::TagsList(repo) => tags_list(registry, &repo, req.query).await,
         Endpoint::Referrers(repo, d) => referrers(registry, &repo, &d, req.query).await,
@@ -83,6 +86,35 @@ pub async fn dispatch(registry: &Registry, endpoint: Endpoint, req: Request<'_>)
             Method::PUT => put_upload(registry, &repo, &id, req).await,
             _ => cancel_upload(registry, &repo, &id).await,
         },
+    }
+}
+
+// --- operations ------------------------------------------------------------
+
+fn text(status: StatusCode, body: impl Into<String>) -> HandlerResult {
+    finish(
+        response(status).header(header::CONTENT_TYPE, "text/plain; version=0.0.4"),
+        body::full(body.into()),
+    )
+}
+
+/// Ready when the storage answers a read of its layout marker.
+async fn ready(registry: &Registry) -> HandlerResult {
+    match registry
+        .store()
+        .backend()
+        .exists(wharf_storage::layout::VERSION_KEY)
+        .await
+    {
+        Ok(true) => text(StatusCode::OK, "ready\n"),
+        Ok(false) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage root has no layout marker\n",
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            text(StatusCode::SERVICE_UNAVAILABLE, "storage does not answer\n")
+        }
     }
 }
 
@@ -212,6 +244,7 @@ async fn put_manifest(
         .store()
         .manifest_put(repo, target, bytes, content_type.as_deref(), &options)
         .await?;
+    registry.metrics().manifest_pushed();
     let mut b = response(StatusCode::CREATED)
         .header(
             header::LOCATION,
@@ -355,6 +388,7 @@ async fn get_blob(
         return finish(b, body::empty());
     }
     let stream = store.blob_read(d, start..end_exclusive).await?;
+    registry.metrics().blob_sent(end_exclusive - start);
     finish(b, body::stream(stream))
 }
 
@@ -536,7 +570,10 @@ async fn put_upload(
     }
     .await;
     match result {
-        Ok(_) => blob_created(repo, &d),
+        Ok(size) => {
+            registry.metrics().blob_received(size);
+            blob_created(repo, &d)
+        }
         Err(e) => Err(with_upload_state(registry, repo, id, e).await),
     }
 }

@@ -11,6 +11,7 @@
 mod body;
 pub mod error;
 mod handlers;
+pub mod metrics;
 pub mod routes;
 mod server;
 
@@ -50,12 +51,17 @@ pub struct Registry {
 struct Inner {
     store: Store,
     config: RegistryConfig,
+    metrics: metrics::Metrics,
 }
 
 impl Registry {
     pub fn new(store: Store, config: RegistryConfig) -> Registry {
         Registry {
-            inner: Arc::new(Inner { store, config }),
+            inner: Arc::new(Inner {
+                store,
+                config,
+                metrics: metrics::Metrics::default(),
+            }),
         }
     }
 
@@ -65,5 +71,9 @@ impl Registry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
     }
 }

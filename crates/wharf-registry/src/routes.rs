@@ -26,7 +26,35 @@ pub enum Endpoint {
     Upload(RepositoryName, String),
     /// end-12: `GET /v2/<name>/referrers/<digest>`
     Referrers(RepositoryName, Digest),
+    /// `GET /healthz`: the process serves requests.
+    Health,
+    /// `GET /readyz`: the storage answers.
+    Ready,
+    /// `GET /metrics`: counters in Prometheus text format.
+    Metrics,
 }
+
+impl Endpoint {
+    /// Index into [`crate::metrics::ROUTES`].
+    pub fn metrics_route(&self) -> usize {
+        match self {
+            Endpoint::Base => 0,
+            Endpoint::Catalog => 1,
+            Endpoint::TagsList(_) => 2,
+            Endpoint::Manifest(..) => 3,
+            Endpoint::Blob(..) => 4,
+            Endpoint::UploadStart(_) => 5,
+            Endpoint::Upload(..) => 6,
+            Endpoint::Referrers(..) => 7,
+            Endpoint::Health => 8,
+            Endpoint::Ready => 9,
+            Endpoint::Metrics => 10,
+        }
+    }
+}
+
+/// The metrics route of a request that did not parse.
+pub const INVALID_ROUTE: usize = 11;
 
 /// A parsed query string. Values are percent-decoded; `+` stays `+` (media
 /// types contain it, and no value wharf reads can contain a space).
@@ -103,6 +131,12 @@ fn target(s: &str, method: &Method) -> Result<Target, RegistryError> {
 /// Parse a request path (without query). `ns` is the `?ns=` value.
 /// The method only decides how an invalid tag is reported.
 pub fn parse(method: &Method, path: &str, ns: Option<&str>) -> Result<Endpoint, RegistryError> {
+    match path {
+        "/healthz" => return Ok(Endpoint::Health),
+        "/readyz" => return Ok(Endpoint::Ready),
+        "/metrics" => return Ok(Endpoint::Metrics),
+        _ => {}
+    }
     let decoded = decode(path);
     let rest = match decoded.strip_prefix("/v2") {
         Some("") | Some("/") => return Ok(Endpoint::Base),
@@ -146,9 +180,13 @@ pub fn parse(method: &Method, path: &str, ns: Option<&str>) -> Result<Endpoint, 
 pub fn allows(endpoint: &Endpoint, method: &Method) -> bool {
     let m = method;
     match endpoint {
-        Endpoint::Base | Endpoint::Catalog | Endpoint::TagsList(_) | Endpoint::Referrers(..) => {
-            m == Method::GET || m == Method::HEAD
-        }
+        Endpoint::Base
+        | Endpoint::Catalog
+        | Endpoint::TagsList(_)
+        | Endpoint::Referrers(..)
+        | Endpoint::Health
+        | Endpoint::Ready
+        | Endpoint::Metrics => m == Method::GET || m == Method::HEAD,
         Endpoint::Manifest(..) => {
             [Method::GET, Method::HEAD, Method::PUT, Method::DELETE].contains(m)
         }

@@ -93,7 +93,11 @@ async fn handle(
         .get("ns")
         .filter(|n| !n.is_empty())
         .map(str::to_string);
-    let result = match routes::parse(&parts.method, parts.uri.path(), ns.as_deref()) {
+    let parsed = routes::parse(&parts.method, parts.uri.path(), ns.as_deref());
+    let route = parsed
+        .as_ref()
+        .map_or(routes::INVALID_ROUTE, |e| e.metrics_route());
+    let result = match parsed {
         Ok(endpoint) if routes::allows(&endpoint, &parts.method) => {
             let request = HandlerRequest {
                 method: &parts.method,
@@ -121,6 +125,9 @@ async fn handle(
     if let Some(ns) = ns.and_then(|n| HeaderValue::from_str(&n).ok()) {
         headers.insert("oci-namespace", ns);
     }
+    registry
+        .metrics()
+        .request(route, &parts.method, response.status());
     tracing::info!(
         target: "wharf::access",
         method = %parts.method,
