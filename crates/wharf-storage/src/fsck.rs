@@ -3,13 +3,12 @@
 //! references are there. `repair` moves corrupt blobs aside and removes
 //! tags and links that point at nothing; it never deletes good content.
 
-use futures_util::StreamExt;
 use serde::Serialize;
 use wharf_oci::{Digest, ParsedManifest, RepositoryName, Tag, Target};
 
 use crate::error::{StorageError, StorageResult};
 use crate::layout;
-use crate::store::Store;
+use crate::store::{hash_stream, Store};
 
 /// One thing found wrong, and what `repair` did about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,17 +78,9 @@ impl Store {
     }
 
     async fn hash_blob(&self, digest: &Digest, size: u64) -> StorageResult<Digest> {
-        let mut stream = self.blob_read(digest, 0..size).await?;
-        let mut hasher = digest.algorithm().hasher();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| StorageError::io(format!("reading {digest}"), e))?;
-            hasher = tokio::task::spawn_blocking(move || {
-                hasher.update(&chunk);
-                hasher
-            })
-            .await
-            .map_err(|e| StorageError::io("hashing a blob", std::io::Error::other(e)))?;
-        }
+        let stream = self.blob_read(digest, 0..size).await?;
+        let what = format!("blob {digest}");
+        let (hasher, _) = hash_stream(stream, digest.algorithm().hasher(), &what).await?;
         Ok(hasher.finish())
     }
 

@@ -316,22 +316,9 @@ impl Store {
         if size == 0 {
             return Ok(algorithm.hasher());
         }
-        let mut hasher = algorithm.hasher();
-        let mut stream = self.backend_ref().upload_read(id).await?;
-        let mut read = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| StorageError::io(format!("re-reading upload {id}"), e))?;
-            read += chunk.len() as u64;
-            // Hashing a whole upload again can take seconds: keep it off
-            // the threads that serve connections.
-            hasher = tokio::task::spawn_blocking(move || {
-                hasher.update(&chunk);
-                hasher
-            })
-            .await
-            .map_err(|e| StorageError::io("hashing an upload", std::io::Error::other(e)))?;
-        }
+        let stream = self.backend_ref().upload_read(id).await?;
+        let (hasher, read) =
+            hash_stream(stream, algorithm.hasher(), &format!("upload {id}")).await?;
         if read != size {
             return Err(StorageError::Corrupt {
                 key: layout::upload_data(id),
@@ -806,6 +793,28 @@ impl Store {
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }
+}
+
+/// Feed a whole stream into `hasher`, returning it and the bytes read.
+/// Hashing a large upload or blob again can take seconds, so each chunk is
+/// hashed on the blocking pool, off the threads that serve connections.
+pub(crate) async fn hash_stream(
+    mut stream: ByteStream,
+    mut hasher: Hasher,
+    what: &str,
+) -> StorageResult<(Hasher, u64)> {
+    let mut read = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| StorageError::io(format!("reading {what}"), e))?;
+        read += chunk.len() as u64;
+        hasher = tokio::task::spawn_blocking(move || {
+            hasher.update(&chunk);
+            hasher
+        })
+        .await
+        .map_err(|e| StorageError::io(format!("hashing {what}"), std::io::Error::other(e)))?;
+    }
+    Ok((hasher, read))
 }
 
 fn paginate(sorted: Vec<String>, n: Option<usize>, last: Option<&str>) -> TagPage {
