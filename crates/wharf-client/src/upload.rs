@@ -127,22 +127,30 @@ impl Client {
 
     /// Ask the registry to link `digest` from repository `from` into `repo`
     /// without moving its bytes. The token asked for covers pull on `from`.
+    /// Without `from`, registries that can (wharf among them) mount from
+    /// any repository they hold the blob in; the others open an ordinary
+    /// upload session, which the caller then uses: the request is never
+    /// wasted.
     pub async fn mount_blob(
         &self,
         host: &str,
         repo: &RepositoryName,
-        from: &RepositoryName,
+        from: Option<&RepositoryName>,
         digest: &Digest,
     ) -> Result<MountOutcome> {
         let ctx = upload_ctx("mount blob", host, repo, Some(digest));
         let mut url = self.uploads_url(host, repo, &ctx)?;
         url.query_pairs_mut()
-            .append_pair("mount", &digest.to_string())
-            .append_pair("from", from.as_str());
-        let call = Call::new(host, Method::POST, url.clone(), &ctx)
+            .append_pair("mount", &digest.to_string());
+        if let Some(from) = from {
+            url.query_pairs_mut().append_pair("from", from.as_str());
+        }
+        let mut call = Call::new(host, Method::POST, url.clone(), &ctx)
             .scope(push_scope(repo.as_str()))
-            .scope(pull_scope(from.as_str()))
             .body(Body::Bytes(Bytes::new()));
+        if let Some(from) = from {
+            call = call.scope(pull_scope(from.as_str()));
+        }
         let response = expect_status(
             self.execute(call).await?,
             &[StatusCode::CREATED, StatusCode::ACCEPTED],

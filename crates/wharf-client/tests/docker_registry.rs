@@ -76,7 +76,7 @@ async fn open_registry_oci_and_docker_v2s2() {
         .mount_blob(
             &reg.host,
             &repo("open/copy"),
-            &repo("open/oci"),
+            Some(&repo("open/oci")),
             &Image::oci(11).layer_digest(),
         )
         .await
@@ -324,7 +324,7 @@ async fn token_auth_scopes_and_reuse() {
 
     // A mount asks for pull on the source in the same token.
     let outcome = client
-        .mount_blob(&reg.host, &repo("tok/copy"), &r, &img.layer_digest())
+        .mount_blob(&reg.host, &repo("tok/copy"), Some(&r), &img.layer_digest())
         .await
         .unwrap();
     assert!(matches!(outcome, MountOutcome::Mounted));

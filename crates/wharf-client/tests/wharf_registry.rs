@@ -137,7 +137,10 @@ async fn chunked_upload_and_mount() {
         Some(blob.len() as u64)
     );
 
-    let outcome = client.mount_blob(&reg.host, &b, &a, &digest).await.unwrap();
+    let outcome = client
+        .mount_blob(&reg.host, &b, Some(&a), &digest)
+        .await
+        .unwrap();
     assert!(matches!(outcome, MountOutcome::Mounted), "{outcome:?}");
     assert_eq!(
         collect(client.get_blob(&reg.host, &b, &digest).await.unwrap())
@@ -149,7 +152,7 @@ async fn chunked_upload_and_mount() {
     // A blob the source does not have: the registry opens an upload instead.
     let missing = Digest::sha256_of(b"not there");
     match client
-        .mount_blob(&reg.host, &b, &a, &missing)
+        .mount_blob(&reg.host, &b, Some(&a), &missing)
         .await
         .unwrap()
     {

@@ -1,8 +1,9 @@
 //! Moving blobs: each distinct blob crosses the network at most once per
 //! run, whatever number of images share it. The first image that needs a
-//! blob checks the destination and uploads it if missing; images that need
-//! it in another repository wait for that, then ask the destination to
-//! mount it from where it landed.
+//! blob checks the destination and, if its repository lacks it, asks for a
+//! mount from anywhere in the registry (blobs from earlier runs) before
+//! uploading; images that need it in another repository wait for that,
+//! then ask the destination to mount it from where it landed.
 
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
@@ -130,10 +131,32 @@ impl BlobMover {
         {
             self.not_needed(task, &task.tally.skipped);
         } else {
-            self.upload(task, None).await?;
+            self.mount_anywhere_or_copy(task).await?;
         }
         self.ledger.mark_present(&task.dst_repo, digest);
         Ok(task.dst_repo.clone())
+    }
+
+    /// The blob is not in the destination repository, but an earlier run
+    /// may have put it in another one: a mount without `from` lets the
+    /// registry link it from wherever it is. A registry that cannot answers
+    /// with an upload session, which the upload uses, so this costs no
+    /// request over a plain upload.
+    async fn mount_anywhere_or_copy(&self, task: &BlobTask) -> Result<()> {
+        if self.dry_run {
+            return self.upload(task, None).await;
+        }
+        let outcome = self
+            .dst
+            .mount_blob(&task.dst_host, &task.dst_repo, None, &task.blob.digest)
+            .await?;
+        match outcome {
+            MountOutcome::Mounted => {
+                self.not_needed(task, &task.tally.mounted);
+                Ok(())
+            }
+            MountOutcome::Upload(session) => self.upload(task, Some(session)).await,
+        }
     }
 
     /// Link the blob from `from`; upload it when the registry will not.
@@ -145,7 +168,7 @@ impl BlobMover {
         }
         let outcome = self
             .dst
-            .mount_blob(&task.dst_host, &task.dst_repo, from, digest)
+            .mount_blob(&task.dst_host, &task.dst_repo, Some(from), digest)
             .await?;
         match outcome {
             MountOutcome::Mounted => {

@@ -191,9 +191,18 @@ impl Transfer {
         report: &mut ImageReport,
         tally: &Arc<Tally>,
     ) -> Result<()> {
-        self.ready(false, job.source.host()).await;
-        self.ready(true, job.destination.host()).await;
-        let source = self.src.head_manifest(&job.source).await.map_err(|e| {
+        tokio::join!(
+            self.ready(false, job.source.host()),
+            self.ready(true, job.destination.host())
+        );
+        // Both HEADs at once: an unchanged image costs one round trip, not
+        // two. The destination's answer is wasted only when the source
+        // fails, and then the image fails anyway.
+        let (source, destination) = tokio::join!(
+            self.src.head_manifest(&job.source),
+            self.destination_digest(&job.destination)
+        );
+        let source = source.map_err(|e| {
             if e.is_not_found() {
                 TransferError::Missing(e)
             } else {
@@ -201,10 +210,7 @@ impl Transfer {
             }
         })?;
         report.digest = Some(source.digest.clone());
-        if self
-            .destination_has(&job.destination, &source.digest)
-            .await?
-        {
+        if destination? == Some(source.digest.clone()) {
             report.status = Status::UpToDate;
             self.events.image_planned(index, &report.source, 0);
         } else {
@@ -224,11 +230,11 @@ impl Transfer {
         Ok(())
     }
 
-    /// Does the destination already serve `digest` under its reference?
-    async fn destination_has(&self, destination: &Reference, digest: &Digest) -> Result<bool> {
+    /// What the destination serves under its reference, if anything.
+    async fn destination_digest(&self, destination: &Reference) -> Result<Option<Digest>> {
         match self.dst.head_manifest(destination).await {
-            Ok(info) => Ok(info.digest == *digest),
-            Err(e) if e.is_not_found() => Ok(false),
+            Ok(info) => Ok(Some(info.digest)),
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -410,9 +416,7 @@ impl Transfer {
                 destination: by_digest(&job.destination, &referrer.digest),
                 platforms: Some(Vec::new()),
             };
-            if self
-                .destination_has(&child.destination, &referrer.digest)
-                .await?
+            if self.destination_digest(&child.destination).await?.as_ref() == Some(&referrer.digest)
             {
                 continue;
             }

@@ -468,3 +468,55 @@ async fn all_tags_and_sync_file_filters() {
         .unwrap();
     assert_eq!(listed.len(), 4, "{listed:?}");
 }
+
+#[tokio::test]
+async fn a_layer_from_an_earlier_run_is_mounted_not_sent() {
+    let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
+    let c = client();
+    // Two images that share one layer (seed 77), in different repositories.
+    let first = TestImage::build(&common::images::OCI, "amd64", 201, &[77]);
+    let second = TestImage::build(&common::images::OCI, "amd64", 202, &[77]);
+    first
+        .push(&c, &src.host, &repo("team/first"), Some("v1"))
+        .await;
+    second
+        .push(&c, &src.host, &repo("team/second"), Some("v1"))
+        .await;
+
+    let earlier = run(
+        vec![job(
+            &format!("{}/team/first:v1", src.host),
+            &format!("{}/mirror/first:v1", dst.host),
+        )],
+        Options::default(),
+    )
+    .await;
+    assert_eq!(earlier[0].status, Status::Copied, "{earlier:?}");
+
+    let later = run(
+        vec![job(
+            &format!("{}/team/second:v1", src.host),
+            &format!("{}/mirror/second:v1", dst.host),
+        )],
+        Options::default(),
+    )
+    .await;
+    assert_eq!(later[0].status, Status::Copied, "{later:?}");
+    let shared = first.layers[0].len() as u64;
+    assert_eq!(
+        later[0].bytes_sent,
+        second.blob_bytes() - shared,
+        "the shared layer is linked from the earlier run's repository: {later:?}"
+    );
+    assert_eq!(later[0].blobs_mounted, 1, "{later:?}");
+    let (bytes, _) = manifest_at(&format!("{}/mirror/second:v1", dst.host))
+        .await
+        .unwrap();
+    assert_eq!(bytes, second.manifest);
+    let layer = Digest::sha256_of(&first.layers[0]);
+    let linked = c
+        .head_blob(&dst.host, &repo("mirror/second"), &layer)
+        .await
+        .unwrap();
+    assert_eq!(linked, Some(shared), "the mounted layer is served there");
+}
