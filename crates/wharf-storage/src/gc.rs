@@ -488,14 +488,23 @@ impl Store {
         if self.backend().modified(&revision).await? != Some(m.pushed) {
             return Ok(false);
         }
-        // Tags first, revision last, as a manifest DELETE does.
-        for name in &m.tags {
+        // A push writes the revision before its tags: a tag that appeared
+        // since the plan means the manifest was pushed again meanwhile.
+        let mut tags = Vec::new();
+        for name in self.backend().list(&layout::tags(repo)).await? {
             let Ok(tag) = name.parse::<Tag>() else {
                 continue;
             };
             if self.tag_target(repo, &tag).await?.as_ref() == Some(&m.digest) {
-                self.backend().delete(&layout::tag(repo, &tag)).await?;
+                if !m.tags.contains(&name) {
+                    return Ok(false);
+                }
+                tags.push(tag);
             }
+        }
+        // Tags first, revision last, as a manifest DELETE does.
+        for tag in &tags {
+            self.backend().delete(&layout::tag(repo, tag)).await?;
         }
         if let Some(subject) = &m.subject {
             self.backend()
