@@ -148,7 +148,17 @@ impl FsBackend {
     /// is not writable or holds a layout from a newer wharf; removes files
     /// left half-written by a crash.
     pub fn open(root: impl Into<PathBuf>) -> StorageResult<FsBackend> {
-        let root = root.into();
+        FsBackend::open_with(root.into(), true)
+    }
+
+    /// Open a root that another process (a running `wharf serve`) may be
+    /// using: like [`FsBackend::open`], but leaves `tmp/` alone, since the
+    /// files there may be that process's writes in flight.
+    pub fn open_shared(root: impl Into<PathBuf>) -> StorageResult<FsBackend> {
+        FsBackend::open_with(root.into(), false)
+    }
+
+    fn open_with(root: PathBuf, clean_tmp: bool) -> StorageResult<FsBackend> {
         let ctx = |what: &str| format!("{what} {}", root.display());
         fs::create_dir_all(&root).map_err(io_err(ctx("creating storage root")))?;
         for dir in [
@@ -160,7 +170,9 @@ impl FsBackend {
             fs::create_dir_all(root.join(dir)).map_err(io_err(ctx("creating directories in")))?;
         }
         let inner = Inner { root: root.clone() };
-        inner.clean_tmp()?;
+        if clean_tmp {
+            inner.clean_tmp()?;
+        }
         inner.check_version()?;
         Ok(FsBackend {
             inner: Arc::new(inner),

@@ -190,6 +190,12 @@ impl Store {
         Ok(Store::new(Arc::new(FsBackend::open(root)?)))
     }
 
+    /// Open the filesystem backend at `root` next to another process using
+    /// it (see [`FsBackend::open_shared`]).
+    pub fn open_fs_shared(root: impl Into<std::path::PathBuf>) -> StorageResult<Store> {
+        Ok(Store::new(Arc::new(FsBackend::open_shared(root)?)))
+    }
+
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
     }

@@ -52,7 +52,8 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
         root.display(),
         wharf_storage::layout::VERSION_KEY
     );
-    let store = Store::open_fs(&root)
+    // Shared: a server may be writing to the same root right now.
+    let store = Store::open_fs_shared(&root)
         .with_context(|| format!("cannot open storage at {}", root.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime
