@@ -62,7 +62,15 @@ pub async fn dispatch(registry: &Registry, endpoint: Endpoint, req: Request<'_>)
         ),
         Endpoint::Health => text(StatusCode::OK, "ok\n"),
         Endpoint::Ready => ready(registry).await,
-        Endpoint::Metrics => text(StatusCode::OK, registry.metrics().render()),
+        Endpoint::Metrics => {
+            let mut out = registry.metrics().render();
+            out.push_str(
+                &registry
+                    .metrics()
+                    .render_storage(registry.store().storage_usage()),
+            );
+            text(StatusCode::OK, out)
+        }
         Endpoint::Catalog => catalog(registry, req.query).await,
         Endpoint::TagsList(repo) => tags_list(registry, &repo, req.query).await,
         Endpoint::Referrers(repo, d) => referrers(registry, &repo, &d, req.query).await,

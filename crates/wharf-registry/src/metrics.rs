@@ -5,8 +5,10 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use http::{Method, StatusCode};
+use wharf_storage::{GcReport, StorageUsage};
 
 pub const ROUTES: &[&str] = &[
     "base",
@@ -34,7 +36,25 @@ pub struct Metrics {
     blob_bytes_sent: AtomicU64,
     uploads_finished: AtomicU64,
     manifests_pushed: AtomicU64,
+    gc: Mutex<GcTotals>,
 }
+
+/// Garbage collections this process ran. Updated once per run, so a mutex
+/// costs nothing that matters.
+#[derive(Default)]
+struct GcTotals {
+    runs: u64,
+    failures: u64,
+    seconds_total: f64,
+    last_seconds: f64,
+    /// Unix time the last run ended; 0 before the first.
+    last_end: f64,
+    /// Objects and bytes removed, by kind: manifest, blob, upload.
+    removed: [(u64, u64); 3],
+    links: u64,
+}
+
+const GC_KINDS: [&str; 3] = ["manifest", "blob", "upload"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -45,6 +65,7 @@ impl Default for Metrics {
             blob_bytes_sent: AtomicU64::new(0),
             uploads_finished: AtomicU64::new(0),
             manifests_pushed: AtomicU64::new(0),
+            gc: Mutex::new(GcTotals::default()),
         }
     }
 }
@@ -81,6 +102,117 @@ impl Metrics {
 
     pub fn manifest_pushed(&self) {
         self.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a garbage collection that finished (a dry run counts as a run
+    /// that removed nothing).
+    pub fn gc_finished(&self, report: &GcReport) {
+        let mut gc = self.gc.lock().expect("gc metrics lock");
+        gc.runs += 1;
+        gc.seconds_total += report.duration_seconds;
+        gc.last_seconds = report.duration_seconds;
+        gc.last_end = unix_now();
+        if !report.dry_run {
+            for (slot, removed) in
+                gc.removed
+                    .iter_mut()
+                    .zip([report.manifests, report.blobs, report.uploads])
+            {
+                slot.0 += removed.count;
+                slot.1 += removed.bytes;
+            }
+            gc.links += report.links;
+        }
+    }
+
+    /// Count a garbage collection that stopped with an error.
+    pub fn gc_failed(&self, seconds: f64) {
+        let mut gc = self.gc.lock().expect("gc metrics lock");
+        gc.runs += 1;
+        gc.failures += 1;
+        gc.seconds_total += seconds;
+        gc.last_seconds = seconds;
+        gc.last_end = unix_now();
+    }
+
+    /// The garbage collection series and, once the start-up scan has
+    /// finished, the storage-size gauges.
+    pub fn render_storage(&self, usage: Option<StorageUsage>) -> String {
+        let gc = self.gc.lock().expect("gc metrics lock");
+        let mut out = String::new();
+        let mut series = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        series(
+            "wharf_gc_runs_total",
+            "counter",
+            "Garbage collections run by this process.",
+            gc.runs.to_string(),
+        );
+        series(
+            "wharf_gc_failures_total",
+            "counter",
+            "Garbage collections that stopped with an error.",
+            gc.failures.to_string(),
+        );
+        series(
+            "wharf_gc_duration_seconds_total",
+            "counter",
+            "Time spent in garbage collection, settle periods included.",
+            gc.seconds_total.to_string(),
+        );
+        series(
+            "wharf_gc_last_duration_seconds",
+            "gauge",
+            "Duration of the last garbage collection.",
+            gc.last_seconds.to_string(),
+        );
+        series(
+            "wharf_gc_last_run_timestamp_seconds",
+            "gauge",
+            "Unix time the last garbage collection ended (0: none yet).",
+            gc.last_end.to_string(),
+        );
+        series(
+            "wharf_gc_removed_links_total",
+            "counter",
+            "Repository links to removed blobs dropped by garbage collection.",
+            gc.links.to_string(),
+        );
+        for (name, help, pick) in [
+            (
+                "wharf_gc_removed_objects_total",
+                "Objects removed by garbage collection, by kind.",
+                0,
+            ),
+            (
+                "wharf_gc_removed_bytes_total",
+                "Bytes removed by garbage collection, by kind (blob bytes are what the disk got back).",
+                1,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (kind, removed) in GC_KINDS.iter().zip(gc.removed) {
+                let value = if pick == 0 { removed.0 } else { removed.1 };
+                let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {value}");
+            }
+        }
+        if let Some(usage) = usage {
+            let _ = writeln!(
+                out,
+                "# HELP wharf_storage_blobs Blobs in storage (scan at start-up and after each collection, adjusted on commit and delete).\n# TYPE wharf_storage_blobs gauge\nwharf_storage_blobs {}",
+                usage.blobs
+            );
+            let _ = writeln!(
+                out,
+                "# HELP wharf_storage_bytes Bytes of blobs in storage.\n# TYPE wharf_storage_bytes gauge\nwharf_storage_bytes {}",
+                usage.bytes
+            );
+        }
+        out
     }
 
     /// The Prometheus text exposition of every counter.
@@ -142,9 +274,47 @@ impl Metrics {
     }
 }
 
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gc_and_storage_series() {
+        let m = Metrics::default();
+        let before = m.render_storage(None);
+        assert!(before.contains("wharf_gc_runs_total 0\n"));
+        assert!(
+            !before.contains("wharf_storage_bytes"),
+            "no gauge before the scan"
+        );
+        let mut report = GcReport {
+            duration_seconds: 1.5,
+            links: 2,
+            ..GcReport::default()
+        };
+        report.blobs.count = 3;
+        report.blobs.bytes = 4096;
+        m.gc_finished(&report);
+        let text = m.render_storage(Some(StorageUsage {
+            blobs: 7,
+            bytes: 9000,
+        }));
+        assert!(text.contains("wharf_gc_runs_total 1\n"), "{text}");
+        assert!(text.contains("wharf_gc_last_duration_seconds 1.5\n"));
+        assert!(text.contains("wharf_gc_removed_objects_total{kind=\"blob\"} 3\n"));
+        assert!(text.contains("wharf_gc_removed_bytes_total{kind=\"blob\"} 4096\n"));
+        assert!(text.contains("wharf_gc_removed_objects_total{kind=\"manifest\"} 0\n"));
+        assert!(text.contains("\nwharf_storage_blobs 7\n"), "{text}");
+        assert!(text.contains("\nwharf_storage_bytes 9000\n"), "{text}");
+        assert!(!text.contains("wharf_gc_last_run_timestamp_seconds 0\n"));
+    }
 
     #[test]
     fn renders_only_what_happened() {

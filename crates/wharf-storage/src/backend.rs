@@ -6,6 +6,7 @@
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -50,13 +51,23 @@ pub trait Backend: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> StorageResult<Vec<String>>;
     /// Remove everything under `prefix`.
     async fn delete_prefix(&self, prefix: &str) -> StorageResult<()>;
+    /// When the document was last written; `None` when absent. Garbage
+    /// collection reads a manifest's push time from its revision document.
+    async fn modified(&self, key: &str) -> StorageResult<Option<SystemTime>>;
 
     // --- blobs, immutable once committed ---------------------------------
 
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>>;
+    /// When the blob was committed, or last committed again: committing
+    /// bytes a blob already holds ([`Backend::upload_commit`],
+    /// [`Backend::blob_put_verified`]) refreshes it, so garbage collection's
+    /// grace period starts over for a blob that is being pushed again.
+    /// `None` when absent.
+    async fn blob_modified(&self, digest: &Digest) -> StorageResult<Option<SystemTime>>;
     /// Stream `range` of a blob. The caller has checked the range.
     async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> StorageResult<ByteStream>;
     /// Store a small blob whose digest the caller has verified (manifests).
+    /// When the blob exists already, only its modification time is refreshed.
     async fn blob_put_verified(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()>;
     async fn blob_delete(&self, digest: &Digest) -> StorageResult<bool>;
     /// Every stored blob (for garbage collection and fsck).
@@ -85,7 +96,8 @@ pub trait Backend: Send + Sync + 'static {
     /// Read the whole upload back (to rebuild a hash after a restart).
     async fn upload_read(&self, id: &str) -> StorageResult<ByteStream>;
     /// Make the upload's bytes the blob `digest` (already verified by the
-    /// caller) and remove the upload. Idempotent if the blob already exists.
+    /// caller) and remove the upload. Idempotent if the blob already exists
+    /// (its modification time is then refreshed).
     async fn upload_commit(&self, id: &str, digest: &Digest) -> StorageResult<()>;
     /// Remove an upload and its data.
     async fn upload_delete(&self, id: &str) -> StorageResult<bool>;

@@ -148,7 +148,17 @@ impl FsBackend {
     /// is not writable or holds a layout from a newer wharf; removes files
     /// left half-written by a crash.
     pub fn open(root: impl Into<PathBuf>) -> StorageResult<FsBackend> {
-        let root = root.into();
+        FsBackend::open_with(root.into(), true)
+    }
+
+    /// Open a root that another process (a running `wharf serve`) may be
+    /// using: like [`FsBackend::open`], but leaves `tmp/` alone, since the
+    /// files there may be that process's writes in flight.
+    pub fn open_shared(root: impl Into<PathBuf>) -> StorageResult<FsBackend> {
+        FsBackend::open_with(root.into(), false)
+    }
+
+    fn open_with(root: PathBuf, clean_tmp: bool) -> StorageResult<FsBackend> {
         let ctx = |what: &str| format!("{what} {}", root.display());
         fs::create_dir_all(&root).map_err(io_err(ctx("creating storage root")))?;
         for dir in [
@@ -160,7 +170,9 @@ impl FsBackend {
             fs::create_dir_all(root.join(dir)).map_err(io_err(ctx("creating directories in")))?;
         }
         let inner = Inner { root: root.clone() };
-        inner.clean_tmp()?;
+        if clean_tmp {
+            inner.clean_tmp()?;
+        }
         inner.check_version()?;
         Ok(FsBackend {
             inner: Arc::new(inner),
@@ -358,6 +370,10 @@ impl Backend for FsBackend {
         .await
     }
 
+    async fn modified(&self, key: &str) -> StorageResult<Option<SystemTime>> {
+        modified_at(&self.inner.path(key))
+    }
+
     async fn exists(&self, key: &str) -> StorageResult<bool> {
         let path = self.inner.path(key);
         not_found_is_none(fs::symlink_metadata(&path))
@@ -387,6 +403,10 @@ impl Backend for FsBackend {
             .map_err(io_err(format!("checking {}", path.display())))
     }
 
+    async fn blob_modified(&self, digest: &Digest) -> StorageResult<Option<SystemTime>> {
+        modified_at(&self.inner.path(&layout::blob(digest)))
+    }
+
     async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> StorageResult<ByteStream> {
         let path = self.inner.path(&layout::blob(digest));
         let file = match File::open(&path) {
@@ -403,7 +423,7 @@ impl Backend for FsBackend {
         let inner = self.inner.clone();
         let path = inner.path(&layout::blob(digest));
         blocking(move || {
-            if path.exists() {
+            if refresh_modified(&path).map_err(io_err(format!("touching {}", path.display())))? {
                 return Ok(());
             }
             inner
@@ -557,7 +577,7 @@ impl Backend for FsBackend {
         let id = id.to_string();
         blocking(move || {
             let ctx = format!("committing upload {id}");
-            if !target.exists() {
+            if !refresh_modified(&target).map_err(io_err(ctx.clone()))? {
                 let f = match File::open(&data) {
                     Ok(f) => f,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -602,6 +622,24 @@ impl Backend for FsBackend {
             Ok(out)
         })
         .await
+    }
+}
+
+/// The modification time of `path`; `None` when it does not exist.
+fn modified_at(path: &Path) -> StorageResult<Option<SystemTime>> {
+    not_found_is_none(fs::metadata(path).and_then(|m| m.modified()))
+        .map_err(io_err(format!("checking {}", path.display())))
+}
+
+/// Mark an existing blob as written now (it is being pushed again), so
+/// garbage collection's grace period starts over. `false` when the blob does
+/// not exist (any more: a collection may have removed it a moment ago), and
+/// the caller writes it.
+fn refresh_modified(path: &Path) -> io::Result<bool> {
+    match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f.set_modified(SystemTime::now()).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

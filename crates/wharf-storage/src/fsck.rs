@@ -129,7 +129,7 @@ impl Store {
     }
 
     /// Digests listed under `prefix/<alg>/<hex>`.
-    async fn digests_under(&self, prefix: &str) -> StorageResult<Vec<Digest>> {
+    pub(crate) async fn digests_under(&self, prefix: &str) -> StorageResult<Vec<Digest>> {
         let mut out = Vec::new();
         for alg in self.backend().list(prefix).await? {
             let Ok(algorithm) = alg.parse() else { continue };

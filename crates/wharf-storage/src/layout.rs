@@ -12,6 +12,8 @@
 //! │   ├── _manifests/tags/<tag>         the digest the tag points at
 //! │   └── _referrers/<alg>/<subject-hex>/<alg>-<hex>   referrer descriptor (JSON)
 //! ├── quarantine/<alg>/<hex>            blobs fsck found corrupt, moved aside
+//! ├── gc/doomed/<alg>/<hex>             empty: garbage collection means to delete
+//! │                                     this blob; a writer that needs it deletes the marker
 //! └── tmp/                              files being written; emptied at start-up
 //! ```
 //!
@@ -29,6 +31,8 @@ pub const UPLOADS: &str = "uploads";
 pub const BLOBS: &str = "blobs";
 pub const TMP: &str = "tmp";
 pub const QUARANTINE: &str = "quarantine";
+/// Markers of blobs garbage collection is about to delete.
+pub const DOOMED: &str = "gc/doomed";
 
 /// Marker components inside a repository directory.
 pub const LAYERS_DIR: &str = "_layers";
@@ -41,6 +45,14 @@ pub fn blob(d: &Digest) -> String {
 
 pub fn quarantined(d: &Digest) -> String {
     format!("{QUARANTINE}/{}/{}", d.algorithm(), d.hex())
+}
+
+pub fn doomed(d: &Digest) -> String {
+    format!("{DOOMED}/{}/{}", d.algorithm(), d.hex())
+}
+
+pub fn layer_links(repo: &RepositoryName) -> String {
+    format!("{REPOSITORIES}/{repo}/{LAYERS_DIR}")
 }
 
 pub fn repository(repo: &RepositoryName) -> String {

@@ -16,6 +16,7 @@ mod backend;
 mod error;
 mod fs;
 mod fsck;
+mod gc;
 pub mod layout;
 mod store;
 pub mod testsuite;
@@ -24,4 +25,7 @@ pub use backend::{AppendOutcome, Backend, ByteStream, Durability};
 pub use error::{StorageError, StorageResult};
 pub use fs::FsBackend;
 pub use fsck::{FsckReport, Problem};
-pub use store::{ManifestPut, ManifestPutOptions, Store, StoredManifest, TagPage, UploadStatus};
+pub use gc::{GcOptions, GcReport, Glob, PatternError, Removed, RemovedObject, RetentionRule};
+pub use store::{
+    ManifestPut, ManifestPutOptions, StorageUsage, Store, StoredManifest, TagPage, UploadStatus,
+};

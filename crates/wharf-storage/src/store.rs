@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -54,6 +55,44 @@ pub struct TagPage {
     pub more: bool,
 }
 
+/// How much the blob store holds: the `wharf_storage_*` gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StorageUsage {
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
+/// The storage-size gauge: set by a full scan ([`Store::refresh_storage_usage`],
+/// at start-up and after every collection) and adjusted by this process's
+/// own blob commits and deletes in between, so reading it never walks the
+/// store. Blobs other processes add or remove show up at the next scan.
+#[derive(Default)]
+struct UsageGauge {
+    blobs: AtomicI64,
+    bytes: AtomicI64,
+    scanned: AtomicBool,
+}
+
+impl UsageGauge {
+    fn adjust(&self, blobs: i64, bytes: i64) {
+        self.blobs.fetch_add(blobs, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn set(&self, usage: StorageUsage) {
+        self.blobs.store(usage.blobs as i64, Ordering::Relaxed);
+        self.bytes.store(usage.bytes as i64, Ordering::Relaxed);
+        self.scanned.store(true, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<StorageUsage> {
+        self.scanned.load(Ordering::Relaxed).then(|| StorageUsage {
+            blobs: self.blobs.load(Ordering::Relaxed).max(0) as u64,
+            bytes: self.bytes.load(Ordering::Relaxed).max(0) as u64,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct UploadStatus {
     pub size: u64,
@@ -85,6 +124,13 @@ struct Inner {
     /// the same upload and keeps its hash so chunks are hashed only once.
     uploads: Mutex<HashMap<String, Slot>>,
     manifests: ManifestCache,
+    /// Makes garbage collection exact within this process: a writer holds
+    /// it shared from the moment it rescues and checks the blobs it needs
+    /// until its commit is visible; collection holds it exclusively while it
+    /// dooms, checks and deletes one object. Other processes rely on the
+    /// doomed markers and the settle period instead (see `gc.rs`).
+    gc_lock: tokio::sync::RwLock<()>,
+    usage: UsageGauge,
 }
 
 /// Bounded map of manifest bytes by digest. A std `Mutex` is right here: the
@@ -133,6 +179,8 @@ impl Store {
                 manifests: ManifestCache {
                     map: Mutex::new((HashMap::new(), 0)),
                 },
+                gc_lock: tokio::sync::RwLock::new(()),
+                usage: UsageGauge::default(),
             }),
         }
     }
@@ -142,12 +190,62 @@ impl Store {
         Ok(Store::new(Arc::new(FsBackend::open(root)?)))
     }
 
+    /// Open the filesystem backend at `root` next to another process using
+    /// it (see [`FsBackend::open_shared`]).
+    pub fn open_fs_shared(root: impl Into<std::path::PathBuf>) -> StorageResult<Store> {
+        Ok(Store::new(Arc::new(FsBackend::open_shared(root)?)))
+    }
+
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.inner.backend
     }
 
     fn backend_ref(&self) -> &dyn Backend {
         self.inner.backend.as_ref()
+    }
+
+    pub(crate) fn gc_lock(&self) -> &tokio::sync::RwLock<()> {
+        &self.inner.gc_lock
+    }
+
+    pub(crate) fn forget_manifest(&self, digest: &Digest) {
+        self.inner.manifests.remove(digest);
+    }
+
+    /// Blob count and bytes, as of the last scan plus this process's commits
+    /// and deletes since; `None` until the first scan has finished.
+    pub fn storage_usage(&self) -> Option<StorageUsage> {
+        self.inner.usage.get()
+    }
+
+    /// Count every blob and its size (one listing and one size lookup per
+    /// blob) and set the gauge to the result.
+    pub async fn refresh_storage_usage(&self) -> StorageResult<StorageUsage> {
+        let mut usage = StorageUsage { blobs: 0, bytes: 0 };
+        for digest in self.backend_ref().blob_list().await? {
+            if let Some(size) = self.backend_ref().blob_size(&digest).await? {
+                usage.blobs += 1;
+                usage.bytes += size;
+            }
+        }
+        self.inner.usage.set(usage);
+        Ok(usage)
+    }
+
+    pub(crate) fn blob_removed(&self, size: u64) {
+        self.inner.usage.adjust(-1, -(size as i64));
+    }
+
+    /// A writer is about to rely on `digest`: if garbage collection doomed it,
+    /// withdraw the marker so the collection keeps it. A stat when nothing is
+    /// doomed, which is almost always.
+    async fn rescue(&self, digest: &Digest) -> StorageResult<()> {
+        let marker = layout::doomed(digest);
+        if self.backend_ref().exists(&marker).await? {
+            self.backend_ref().delete(&marker).await?;
+            tracing::debug!(%digest, "blob rescued from garbage collection by a writer");
+        }
+        Ok(())
     }
 
     // --- blobs -------------------------------------------------------------
@@ -195,6 +293,8 @@ impl Store {
         from: Option<&RepositoryName>,
         digest: &Digest,
     ) -> StorageResult<bool> {
+        let _gc = self.inner.gc_lock.read().await;
+        self.rescue(digest).await?;
         let available = match from {
             Some(from) => self.blob_size(from, digest).await?.is_some(),
             None => self.backend_ref().blob_size(digest).await?.is_some(),
@@ -280,7 +380,7 @@ impl Store {
         self.inner.uploads.lock().expect("uploads lock").len()
     }
 
-    fn forget_slot(&self, id: &str) {
+    pub(crate) fn forget_slot(&self, id: &str) {
         self.inner.uploads.lock().expect("uploads lock").remove(id);
     }
 
@@ -415,11 +515,17 @@ impl Store {
                 actual,
             });
         }
+        let _gc = self.inner.gc_lock.read().await;
+        self.rescue(digest).await?;
+        let existed = self.backend_ref().blob_size(digest).await?.is_some();
         self.backend_ref().upload_commit(id, digest).await?;
         *checkpoint = None;
         drop(checkpoint);
         self.forget_slot(id);
         self.link_blob(repo, digest).await?;
+        if !existed {
+            self.inner.usage.adjust(1, size as i64);
+        }
         Ok(size)
     }
 
@@ -539,10 +645,21 @@ impl Store {
             }
             Target::Tag(_) => Digest::sha256_of(&bytes),
         };
+        // Shared from the rescue until the revision is written: a collection
+        // in this process then either sees the revision, or finds its doomed
+        // markers withdrawn.
+        let _gc = self.inner.gc_lock.read().await;
+        for referenced in crate::gc::references(&parsed).chain([&digest]) {
+            self.rescue(referenced).await?;
+        }
         self.check_references(repo, &parsed, options).await?;
+        let existed = self.backend_ref().blob_size(&digest).await?.is_some();
         self.backend_ref()
             .blob_put_verified(&digest, bytes.clone())
             .await?;
+        if !existed {
+            self.inner.usage.adjust(1, bytes.len() as i64);
+        }
         self.inner.manifests.insert(digest.clone(), bytes.clone());
         // Order matters for crash safety: content, then revision, then the
         // referrer entry, then tags, so nothing ever points at what is not there.
@@ -589,11 +706,9 @@ impl Store {
     ) -> StorageResult<()> {
         let mut missing = Vec::new();
         for blob in parsed.required_blobs() {
-            if !self
-                .backend_ref()
-                .exists(&layout::layer_link(repo, &blob.digest))
-                .await?
-            {
+            // The link alone is not enough: a collection removes a blob a
+            // moment before it drops the links to it.
+            if self.blob_size(repo, &blob.digest).await?.is_none() {
                 missing.push(blob.digest.clone());
             }
         }

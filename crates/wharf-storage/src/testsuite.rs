@@ -28,6 +28,8 @@ pub async fn run_all<F: Fn() -> Arc<dyn Backend>>(make: F) {
     referrers_are_listed(make()).await;
     catalog_lists_nested_repositories(make()).await;
     ranges_are_served(make()).await;
+    modification_times(make()).await;
+    doomed_blobs_are_rescued_by_writers(make()).await;
 }
 
 pub fn stream_of(chunks: Vec<Bytes>) -> ByteStream {
@@ -499,4 +501,89 @@ async fn ranges_are_served(b: Arc<dyn Backend>) {
     let d = push(&store, &r, &data).await;
     let part = collect(store.blob_read(&d, 1000..1_500_000).await.unwrap()).await;
     assert!(part == data[1000..1_500_000], "range read differs");
+}
+
+/// Garbage collection reads push times from documents and blob ages from
+/// blobs; a commit of bytes a blob already holds makes it young again.
+/// Times are compared with a second's slack: object stores keep seconds.
+async fn modification_times(b: Arc<dyn Backend>) {
+    use std::time::{Duration, SystemTime};
+    let slack = Duration::from_secs(2);
+    let before = SystemTime::now() - slack;
+    assert_eq!(b.modified("repositories/t/doc").await.unwrap(), None);
+    b.put(
+        "repositories/t/doc",
+        Bytes::from_static(b"x"),
+        Durability::Durable,
+    )
+    .await
+    .unwrap();
+    let written = b
+        .modified("repositories/t/doc")
+        .await
+        .unwrap()
+        .expect("a time");
+    assert!(written >= before && written <= SystemTime::now() + slack);
+
+    let store = Store::new(b.clone());
+    let r = repo("suite/times");
+    let data = pseudo_random(1000, 9);
+    let d = Digest::sha256_of(&data);
+    assert_eq!(b.blob_modified(&d).await.unwrap(), None);
+    push(&store, &r, &data).await;
+    let first = b.blob_modified(&d).await.unwrap().expect("a blob time");
+    assert!(first >= before && first <= SystemTime::now() + slack);
+    b.blob_put_verified(&d, data.clone()).await.unwrap();
+    let again = b.blob_modified(&d).await.unwrap().expect("a blob time");
+    assert!(again >= first, "a second commit must not make a blob older");
+}
+
+/// A writer deletes the doomed marker of every blob it commits or refers to.
+async fn doomed_blobs_are_rescued_by_writers(b: Arc<dyn Backend>) {
+    use crate::layout;
+    let store = Store::new(b.clone());
+    let r = repo("suite/rescue");
+    let config = Bytes::from_static(b"{}");
+    let layer = pseudo_random(3000, 10);
+    let (cd, ld) = (Digest::sha256_of(&config), Digest::sha256_of(&layer));
+    for d in [&cd, &ld] {
+        b.put(&layout::doomed(d), Bytes::new(), Durability::Volatile)
+            .await
+            .unwrap();
+    }
+    push(&store, &r, &config).await;
+    assert!(
+        !b.exists(&layout::doomed(&cd)).await.unwrap(),
+        "a blob commit rescues its digest"
+    );
+    push(&store, &r, &layer).await;
+    b.put(&layout::doomed(&ld), Bytes::new(), Durability::Volatile)
+        .await
+        .unwrap();
+    let m = image_manifest(&cd, 2, &ld, 3000, media_type::OCI_MANIFEST);
+    store
+        .manifest_put(
+            &r,
+            &Target::Tag("v1".parse().unwrap()),
+            m,
+            None,
+            &ManifestPutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !b.exists(&layout::doomed(&ld)).await.unwrap(),
+        "a manifest push rescues the blobs it refers to"
+    );
+    b.put(&layout::doomed(&ld), Bytes::new(), Durability::Volatile)
+        .await
+        .unwrap();
+    assert!(store
+        .blob_mount(&repo("suite/rescue2"), Some(&r), &ld)
+        .await
+        .unwrap());
+    assert!(
+        !b.exists(&layout::doomed(&ld)).await.unwrap(),
+        "a mount rescues its digest"
+    );
 }

@@ -34,6 +34,16 @@ fn leftovers_are_removed_at_start_up() {
 }
 
 #[test]
+fn a_shared_open_leaves_another_process_writes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    FsBackend::open(dir.path()).unwrap();
+    let in_flight = dir.path().join("tmp/being-written-by-the-server");
+    std::fs::write(&in_flight, b"partial").unwrap();
+    FsBackend::open_shared(dir.path()).unwrap();
+    assert!(in_flight.exists());
+}
+
+#[test]
 fn newer_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("wharf-layout"), "99").unwrap();

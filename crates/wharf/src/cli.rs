@@ -27,6 +27,8 @@ pub enum Command {
     Doctor(crate::doctor_cmd::DoctorArgs),
     /// Check a storage root: every blob rehashed, every tag and manifest reference followed.
     Fsck(crate::fsck_cmd::FsckArgs),
+    /// Remove what retention rules let go and every blob nothing refers to; safe next to a running server.
+    Gc(crate::gc_cmd::GcArgs),
     /// Copy one image (every platform, digest for digest) to a registry.
     Copy(crate::transfer_cmd::CopyArgs),
     /// Copy a list of images or a TOML sync file to a registry; only what changed moves.

@@ -2,6 +2,7 @@
 //! never silently ignored — the mistake wharf exists to prevent elsewhere.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -17,6 +18,8 @@ pub struct FileConfig {
     pub storage: StorageSection,
     #[serde(default)]
     pub registry: RegistrySection,
+    #[serde(default)]
+    pub gc: GcSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +46,134 @@ pub struct RegistrySection {
     pub delete_enabled: Option<bool>,
 }
 
+/// `[gc]`: garbage collection for `wharf gc` and `wharf serve`'s schedule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcSection {
+    /// `wharf serve` collects this often ("24h"); unset: never.
+    pub schedule: Option<String>,
+    pub grace: Option<String>,
+    pub settle: Option<String>,
+    pub upload_max_age: Option<String>,
+    #[serde(default)]
+    pub retention: Vec<RetentionSection>,
+}
+
+/// One `[[gc.retention]]` rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    pub repos: String,
+    pub keep_last: Option<usize>,
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    pub min_age: Option<String>,
+    pub max_age: Option<String>,
+}
+
+impl GcSection {
+    /// The collection's options (not a dry run).
+    pub fn options(&self) -> anyhow::Result<wharf_storage::GcOptions> {
+        let defaults = wharf_storage::GcOptions::default();
+        let duration = |key: &str, value: &Option<String>, default: Duration| match value {
+            Some(text) => parse_duration(text).with_context(|| format!("[gc] {key}")),
+            None => Ok(default),
+        };
+        let mut retention = Vec::new();
+        for (i, rule) in self.retention.iter().enumerate() {
+            retention.push(rule.to_rule().with_context(|| {
+                format!(
+                    "[[gc.retention]] number {} (repos = {:?})",
+                    i + 1,
+                    rule.repos
+                )
+            })?);
+        }
+        Ok(wharf_storage::GcOptions {
+            grace: duration("grace", &self.grace, defaults.grace)?,
+            settle: duration("settle", &self.settle, defaults.settle)?,
+            upload_max_age: duration(
+                "upload_max_age",
+                &self.upload_max_age,
+                defaults.upload_max_age,
+            )?,
+            retention,
+            dry_run: false,
+        })
+    }
+
+    /// The interval of `wharf serve`'s collections, if scheduled.
+    pub fn schedule(&self) -> anyhow::Result<Option<Duration>> {
+        let Some(text) = &self.schedule else {
+            return Ok(None);
+        };
+        let every = parse_duration(text).context("[gc] schedule")?;
+        anyhow::ensure!(!every.is_zero(), "[gc] schedule must be longer than zero");
+        Ok(Some(every))
+    }
+}
+
+impl RetentionSection {
+    fn to_rule(&self) -> anyhow::Result<wharf_storage::RetentionRule> {
+        let mut rule = wharf_storage::RetentionRule::new(&self.repos)?;
+        rule.keep_last = self.keep_last;
+        for tag in &self.keep_tags {
+            rule.keep_tags.push(wharf_storage::Glob::new(tag)?);
+        }
+        rule.min_age = self
+            .min_age
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .context("min_age")?;
+        rule.max_age = self
+            .max_age
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .context("max_age")?;
+        Ok(rule)
+    }
+}
+
+/// `"90s"`, `"30m"`, `"24h"`, `"30d"`, `"1h30m"`, `"500ms"`; a bare `"0"`.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let bad = || {
+        anyhow::anyhow!(
+            "{text:?} is not a duration: use a number and a unit, e.g. \"30s\", \"15m\", \"24h\", \"30d\""
+        )
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let after = &rest[digits..];
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let unit = match &after[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            _ => return Err(bad()),
+        };
+        let number = u32::try_from(number).map_err(|_| bad())?;
+        total += unit.checked_mul(number).ok_or_else(bad)?;
+        rest = &after[unit_len..];
+    }
+    Ok(total)
+}
+
 /// Settings after merging file and flags.
 #[derive(Debug)]
 pub struct ServeSettings {
@@ -50,6 +181,8 @@ pub struct ServeSettings {
     pub root: PathBuf,
     pub log_format: LogFormat,
     pub registry: wharf_registry::RegistryConfig,
+    /// Collect garbage this often, with these options; `None`: never.
+    pub gc: Option<(Duration, wharf_storage::GcOptions)>,
 }
 
 pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
@@ -70,6 +203,11 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         );
     }
     let defaults = wharf_registry::RegistryConfig::default();
+    let gc_options = file
+        .gc
+        .options()
+        .context("invalid garbage collection settings")?;
+    let gc = file.gc.schedule()?.map(|every| (every, gc_options));
     Ok(ServeSettings {
         listen: args
             .listen
@@ -100,6 +238,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
                 .delete_enabled
                 .unwrap_or(defaults.delete_enabled),
         },
+        gc,
     })
 }
 
@@ -138,6 +277,59 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:5000");
         assert_eq!(s.root, PathBuf::from("wharf-data"));
         assert_eq!(s.registry.max_manifest_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["", "24", "h", "3 weeks", "1y", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn gc_section() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[gc]
+schedule = "24h"
+settle = "1s"
+[[gc.retention]]
+repos = "registry.k8s.io/**"
+keep_last = 3
+keep_tags = ["v*", "stable"]
+min_age = "2h"
+max_age = "30d"
+"#,
+        )
+        .unwrap();
+        let options = file.gc.options().unwrap();
+        assert_eq!(options.settle, Duration::from_secs(1));
+        assert_eq!(options.grace, Duration::from_secs(86_400));
+        let rule = &options.retention[0];
+        assert!(rule.repos.matches("registry.k8s.io/pause"));
+        assert_eq!(rule.keep_last, Some(3));
+        assert!(rule.keep_tags[0].matches("v1.2"));
+        assert_eq!(rule.max_age, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            file.gc.schedule().unwrap(),
+            Some(Duration::from_secs(86_400))
+        );
+
+        let err = toml::from_str::<FileConfig>("[[gc.retention]]\nrepos = \"a\"\nkeep = 1\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("keep"), "{err}");
+        let file: FileConfig =
+            toml::from_str("[[gc.retention]]\nrepos = \"a\"\nmin_age = \"soon\"\n").unwrap();
+        let err = format!("{:#}", file.gc.options().unwrap_err());
+        assert!(err.contains("min_age") && err.contains("soon"), "{err}");
     }
 
     #[test]

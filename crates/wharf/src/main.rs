@@ -9,6 +9,7 @@ mod config;
 mod containerd_cmd;
 mod doctor_cmd;
 mod fsck_cmd;
+mod gc_cmd;
 mod images_cmd;
 mod logging;
 mod serve;
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
         cli::Command::Images(args) => images_cmd::run(args),
         cli::Command::Doctor(args) => doctor_cmd::run(args),
         cli::Command::Fsck(args) => fsck_cmd::run(args),
+        cli::Command::Gc(args) => gc_cmd::run(args),
         cli::Command::Copy(args) => transfer_cmd::run_copy(args),
         cli::Command::Sync(args) => transfer_cmd::run_sync(args),
     };

@@ -47,8 +47,53 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, root = %settings.root.display(), "wharf registry listening on http://{addr}");
     let registry = wharf_registry::Registry::new(store, settings.registry);
+    tokio::spawn(scan_storage_usage(registry.clone()));
+    if let Some((every, options)) = settings.gc {
+        tracing::info!(every = ?every, "garbage collection scheduled");
+        tokio::spawn(collect_garbage(registry.clone(), every, options));
+    }
     wharf_registry::serve(listener, registry, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Fill the storage-size gauge once at start-up, in the background: a large
+/// store takes a while to walk and serving must not wait for it.
+async fn scan_storage_usage(registry: wharf_registry::Registry) {
+    match registry.store().refresh_storage_usage().await {
+        Ok(usage) => tracing::info!(
+            blobs = usage.blobs,
+            bytes = usage.bytes,
+            "storage size counted"
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot count the storage size; /metrics omits it until the next collection")
+        }
+    }
+}
+
+/// `[gc] schedule`: collect every `every`, first one `every` after start-up.
+/// A collection that fails is logged and counted; the next one still runs.
+async fn collect_garbage(
+    registry: wharf_registry::Registry,
+    every: std::time::Duration,
+    options: wharf_storage::GcOptions,
+) {
+    let start = tokio::time::Instant::now() + every;
+    let mut ticks = tokio::time::interval_at(start, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let started = std::time::Instant::now();
+        match registry.store().gc(&options).await {
+            Ok(report) => registry.metrics().gc_finished(&report),
+            Err(e) => {
+                tracing::error!(error = %e, "garbage collection stopped; nothing referenced was removed");
+                registry
+                    .metrics()
+                    .gc_failed(started.elapsed().as_secs_f64());
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

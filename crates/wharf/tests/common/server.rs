@@ -18,20 +18,27 @@ pub struct Wharf {
     root: PathBuf,
     work_dir: PathBuf,
     starts: usize,
+    config: Option<PathBuf>,
 }
 
 impl Wharf {
     /// Starts a server storing into `<work_dir>/root`, logging to `<work_dir>/wharf-<n>.log`.
     pub fn start(work_dir: &Path) -> Wharf {
+        Wharf::start_with_config(work_dir, None)
+    }
+
+    /// Like [`Wharf::start`], with `--config FILE` (kept across restarts).
+    pub fn start_with_config(work_dir: &Path, config: Option<&Path>) -> Wharf {
         std::fs::create_dir_all(work_dir).expect("create wharf work dir");
         let root = work_dir.join("root");
-        let (process, port) = spawn_ready(&root, work_dir, 1);
+        let (process, port) = spawn_ready(&root, work_dir, 1, config);
         Wharf {
             process,
             port,
             root,
             work_dir: work_dir.to_owned(),
             starts: 1,
+            config: config.map(Path::to_owned),
         }
     }
 
@@ -70,7 +77,12 @@ impl Wharf {
     pub fn restart(&mut self) {
         self.process.kill_hard();
         self.starts += 1;
-        let (process, port) = spawn_ready(&self.root, &self.work_dir, self.starts);
+        let (process, port) = spawn_ready(
+            &self.root,
+            &self.work_dir,
+            self.starts,
+            self.config.as_deref(),
+        );
         self.process = process;
         self.port = port;
     }
@@ -90,12 +102,17 @@ impl Wharf {
     }
 }
 
-fn spawn_ready(root: &Path, work_dir: &Path, start: usize) -> (ChildGuard, u16) {
+fn spawn_ready(
+    root: &Path,
+    work_dir: &Path,
+    start: usize,
+    config: Option<&Path>,
+) -> (ChildGuard, u16) {
     let log = work_dir.join(format!("wharf-{start}.log"));
     let mut failures = Vec::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port();
-        let mut process = spawn(root, port, &log);
+        let mut process = spawn(root, port, &log, config);
         match wait_ready(&mut process, port) {
             Ok(()) => return (process, port),
             Err(why) => failures.push(why),
@@ -109,7 +126,7 @@ fn spawn_ready(root: &Path, work_dir: &Path, start: usize) -> (ChildGuard, u16) 
     );
 }
 
-fn spawn(root: &Path, port: u16, log: &Path) -> ChildGuard {
+fn spawn(root: &Path, port: u16, log: &Path, config: Option<&Path>) -> ChildGuard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
     cmd.arg("serve")
         .arg("--listen")
@@ -118,6 +135,9 @@ fn spawn(root: &Path, port: u16, log: &Path) -> ChildGuard {
         .arg(root)
         .arg("--log-format")
         .arg("text");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
     ChildGuard::spawn(cmd, "wharf serve", log)
 }
 
