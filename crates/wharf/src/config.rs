@@ -24,6 +24,9 @@ pub struct FileConfig {
 pub struct ServerSection {
     pub listen: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// HTTPS: PEM certificate chain and private key (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +53,15 @@ pub struct ServeSettings {
     pub root: PathBuf,
     pub log_format: LogFormat,
     pub registry: wharf_registry::RegistryConfig,
+    /// Serve HTTPS with these files; plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate chain and key `wharf serve` answers HTTPS with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
@@ -70,7 +82,12 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         );
     }
     let defaults = wharf_registry::RegistryConfig::default();
+    let tls = tls_files(
+        args.tls_cert.clone().or(file.server.tls_cert),
+        args.tls_key.clone().or(file.server.tls_key),
+    )?;
     Ok(ServeSettings {
+        tls,
         listen: args
             .listen
             .clone()
@@ -103,6 +120,22 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
     })
 }
 
+/// Both files or neither: half a TLS setup is a mistake, not plain HTTP.
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Option<TlsFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) | (None, Some(_)) => Err(anyhow::anyhow!(
+            "HTTPS needs both a certificate and its key; only one was given"
+        )
+        .context(Hint(
+            "give both --tls-cert and --tls-key (or tls_cert and tls_key under [server]); \
+             `wharf ca issue` writes a matching pair"
+                .into(),
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +148,8 @@ mod tests {
             log_format: None,
             max_manifest_bytes: None,
             sparse_indexes: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -138,6 +173,23 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:5000");
         assert_eq!(s.root, PathBuf::from("wharf-data"));
         assert_eq!(s.registry.max_manifest_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn tls_files_come_from_the_file_or_flags_and_must_be_paired() {
+        let file: FileConfig = toml::from_str(
+            "[server]\ntls_cert = \"/etc/wharf/r.crt\"\ntls_key = \"/etc/wharf/r.key\"\n",
+        )
+        .unwrap();
+        let s = merge(&args(), file).unwrap();
+        let tls = s.tls.expect("TLS from the file");
+        assert_eq!(tls.cert, PathBuf::from("/etc/wharf/r.crt"));
+        assert_eq!(tls.key, PathBuf::from("/etc/wharf/r.key"));
+        assert!(merge(&args(), FileConfig::default()).unwrap().tls.is_none());
+
+        let half: FileConfig = toml::from_str("[server]\ntls_cert = \"r.crt\"\n").unwrap();
+        let err = merge(&args(), half).unwrap_err();
+        assert!(err.downcast_ref::<Hint>().is_some(), "{err:#}");
     }
 
     #[test]
