@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use wharf_storage::Store;
 
-pub use server::serve;
+pub use server::{serve, serve_with, ServeOptions};
+/// The TLS acceptor type [`ServeOptions::tls`] takes.
+pub use tokio_rustls::TlsAcceptor;
 
 /// Registry behaviour a deployment can choose.
 #[derive(Debug, Clone)]

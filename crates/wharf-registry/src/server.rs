@@ -1,10 +1,13 @@
 //! The accept loop and per-request plumbing: routing, common headers, error
 //! bodies, the access log, graceful shutdown.
 //!
-//! The caller binds the listener (tests bind port 0) and owns shutdown.
+//! The caller binds the listener (tests bind port 0) and owns shutdown. With
+//! [`ServeOptions::tls`] every connection starts with a TLS handshake.
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
@@ -13,8 +16,10 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::body::{self, Body};
 use crate::error::{Code, RegistryError};
@@ -27,23 +32,39 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serve until `shutdown` completes, then stop accepting and let in-flight
-/// requests finish (up to a bound).
+/// How long a client gets to finish the TLS handshake: a silent or
+/// plain-HTTP client must not hold a connection slot for longer.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How connections are served. The default is plain HTTP.
+#[derive(Clone, Default)]
+pub struct ServeOptions {
+    /// Run a TLS handshake on every accepted connection before HTTP. The
+    /// acceptor owns the certificates; the server knows nothing about them.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Serve plain HTTP until `shutdown` completes, then stop accepting and let
+/// in-flight requests finish (up to a bound).
 pub async fn serve(
     listener: TcpListener,
     registry: Registry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_with(listener, registry, ServeOptions::default(), shutdown).await
+}
+
+/// [`serve`] with options, e.g. HTTPS. The accept loop only accepts: the TLS
+/// handshake runs on the connection's own task, so a slow client never
+/// delays the next accept.
+pub async fn serve_with(
+    listener: TcpListener,
+    registry: Registry,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // A client that never finishes its headers must not hold a connection
-    // forever (slowloris); bodies are bounded by the upload logic instead.
-    builder
-        .http1()
-        .keep_alive(true)
-        .max_buf_size(1024 * 1024)
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+    let builder = Arc::new(http_builder());
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -59,16 +80,21 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let registry = registry.clone();
-        let service = service_fn(move |req| {
-            let registry = registry.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&registry, req, peer).await) }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let connection = Connection {
+            builder: builder.clone(),
+            registry: registry.clone(),
+            watcher: graceful.watcher(),
+            peer,
+        };
+        let tls = options.tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            match tls {
+                None => connection.serve(stream).await,
+                Some(acceptor) => {
+                    if let Some(stream) = tls_handshake(&acceptor, stream, peer).await {
+                        connection.serve(stream).await;
+                    }
+                }
             }
         });
     }
@@ -79,6 +105,71 @@ pub async fn serve(
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("gave up waiting for connections to close"),
     }
     Ok(())
+}
+
+fn http_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its headers must not hold a connection
+    // forever (slowloris); bodies are bounded by the upload logic instead.
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(1024 * 1024)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder
+}
+
+/// The TLS handshake, bounded in time. A failure is the client's problem
+/// (plain HTTP sent to the TLS port, an untrusted certificate, a scanner),
+/// so it is logged at debug and the connection closed.
+async fn tls_handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, timeout = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// One accepted connection and what it needs to be served.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    registry: Registry,
+    watcher: Watcher,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// HTTP/1.1 or HTTP/2 over `io` until the client or a shutdown ends it.
+    async fn serve<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            builder,
+            registry,
+            watcher,
+            peer,
+        } = self;
+        let service = service_fn(move |req| {
+            let registry = registry.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle(&registry, req, peer).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        if let Err(e) = watcher.watch(conn.into_owned()).await {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+    }
 }
 
 async fn handle(
@@ -131,7 +222,8 @@ async fn handle(
     tracing::info!(
         target: "wharf::access",
         method = %parts.method,
-        path = %parts.uri,
+        // HTTP/2 requests carry an absolute URI; log the same path either way.
+        path = %parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str()),
         status = response.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         %peer,

@@ -17,8 +17,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the OCI registry (plain HTTP, filesystem storage by default).
+    /// Run the OCI registry (plain HTTP, or HTTPS with --tls-cert/--tls-key; filesystem storage).
     Serve(ServeArgs),
+    /// A local certificate authority for serving HTTPS: create it, issue server certificates.
+    Ca(crate::ca_cmd::CaArgs),
     /// Generate and lint containerd registry configuration (hosts.toml, config.toml).
     Containerd(crate::containerd_cmd::ContainerdArgs),
     /// List every image a set of Kubernetes YAML uses (fully-qualified, sorted, unique).
@@ -62,6 +64,12 @@ pub struct ServeArgs {
     /// Accept image indexes whose child manifests are absent (single-platform mirrors keep the upstream index digest).
     #[arg(long)]
     pub sparse_indexes: bool,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); reloaded when it changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert; reloaded when it changes.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A next step to print under an error (`hint: …`).

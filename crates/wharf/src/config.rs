@@ -27,6 +27,9 @@ pub struct FileConfig {
 pub struct ServerSection {
     pub listen: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// HTTPS: PEM certificate chain and private key (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +186,15 @@ pub struct ServeSettings {
     pub registry: wharf_registry::RegistryConfig,
     /// Collect garbage this often, with these options; `None`: never.
     pub gc: Option<(Duration, wharf_storage::GcOptions)>,
+    /// Serve HTTPS with these files; plain HTTP when absent.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The certificate chain and key `wharf serve` answers HTTPS with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
@@ -208,7 +220,12 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         .options()
         .context("invalid garbage collection settings")?;
     let gc = file.gc.schedule()?.map(|every| (every, gc_options));
+    let tls = tls_files(
+        args.tls_cert.clone().or(file.server.tls_cert),
+        args.tls_key.clone().or(file.server.tls_key),
+    )?;
     Ok(ServeSettings {
+        tls,
         listen: args
             .listen
             .clone()
@@ -242,6 +259,22 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
     })
 }
 
+/// Both files or neither: half a TLS setup is a mistake, not plain HTTP.
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Option<TlsFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) | (None, Some(_)) => Err(anyhow::anyhow!(
+            "HTTPS needs both a certificate and its key; only one was given"
+        )
+        .context(Hint(
+            "give both --tls-cert and --tls-key (or tls_cert and tls_key under [server]); \
+             `wharf ca issue` writes a matching pair"
+                .into(),
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +287,8 @@ mod tests {
             log_format: None,
             max_manifest_bytes: None,
             sparse_indexes: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -330,6 +365,23 @@ max_age = "30d"
             toml::from_str("[[gc.retention]]\nrepos = \"a\"\nmin_age = \"soon\"\n").unwrap();
         let err = format!("{:#}", file.gc.options().unwrap_err());
         assert!(err.contains("min_age") && err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_come_from_the_file_or_flags_and_must_be_paired() {
+        let file: FileConfig = toml::from_str(
+            "[server]\ntls_cert = \"/etc/wharf/r.crt\"\ntls_key = \"/etc/wharf/r.key\"\n",
+        )
+        .unwrap();
+        let s = merge(&args(), file).unwrap();
+        let tls = s.tls.expect("TLS from the file");
+        assert_eq!(tls.cert, PathBuf::from("/etc/wharf/r.crt"));
+        assert_eq!(tls.key, PathBuf::from("/etc/wharf/r.key"));
+        assert!(merge(&args(), FileConfig::default()).unwrap().tls.is_none());
+
+        let half: FileConfig = toml::from_str("[server]\ntls_cert = \"r.crt\"\n").unwrap();
+        let err = merge(&args(), half).unwrap_err();
+        assert!(err.downcast_ref::<Hint>().is_some(), "{err:#}");
     }
 
     #[test]

@@ -43,16 +43,21 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
         .context(Hint(
             "check that the directory given to --root is writable by this user".into(),
         ))?;
+    // Certificates are checked before the port is taken, so a bad pair
+    // fails start-up instead of every handshake.
+    let tls = settings.tls.as_ref().map(tls_acceptor).transpose()?;
     let listener = bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, root = %settings.root.display(), "wharf registry listening on http://{addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, root = %settings.root.display(), "wharf registry listening on {scheme}://{addr}");
     let registry = wharf_registry::Registry::new(store, settings.registry);
     tokio::spawn(scan_storage_usage(registry.clone()));
     if let Some((every, options)) = settings.gc {
         tracing::info!(every = ?every, "garbage collection scheduled");
         tokio::spawn(collect_garbage(registry.clone(), every, options));
     }
-    wharf_registry::serve(listener, registry, shutdown_signal()).await?;
+    let options = wharf_registry::ServeOptions { tls };
+    wharf_registry::serve_with(listener, registry, options, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -94,6 +99,25 @@ async fn collect_garbage(
             }
         }
     }
+}
+
+fn tls_acceptor(files: &config::TlsFiles) -> anyhow::Result<wharf_registry::TlsAcceptor> {
+    wharf_tls::acceptor(&files.cert, &files.key).map_err(|e| {
+        let hint = match &e {
+            wharf_tls::TlsError::KeyMismatch { .. } => {
+                "--tls-key must be the key --tls-cert was issued for; `wharf ca issue NAME --out PREFIX` writes a matching PREFIX.crt and PREFIX.key"
+            }
+            wharf_tls::TlsError::Read { .. } => {
+                "check the paths given to --tls-cert and --tls-key (or tls_cert and tls_key in wharf.toml) and that this user may read them"
+            }
+            _ => {
+                "--tls-cert takes a PEM certificate chain (server certificate first), --tls-key its PEM private key; `wharf ca issue` writes both"
+            }
+        };
+        anyhow::Error::new(e)
+            .context("cannot set up HTTPS")
+            .context(Hint(hint.into()))
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -162,6 +162,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 /// pull and resolve. The generated `server` (the real upstream) is replaced
 /// by `upstream`, a loopback stand-in, so a fallback is seen and counted.
 pub fn write_docker_io_mirror(hosts_dir: &Path, upstream: &str, mirror: &str) {
+    write_docker_io_mirror_with(hosts_dir, upstream, mirror, &[]);
+}
+
+/// [`write_docker_io_mirror`] with more `wharf containerd hosts` flags
+/// (e.g. `--ca FILE`); returns the file as written.
+pub fn write_docker_io_mirror_with(
+    hosts_dir: &Path,
+    upstream: &str,
+    mirror: &str,
+    extra: &[&str],
+) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args([
             "containerd",
@@ -172,6 +183,7 @@ pub fn write_docker_io_mirror(hosts_dir: &Path, upstream: &str, mirror: &str) {
             "--out",
         ])
         .arg(hosts_dir)
+        .args(extra)
         .output()
         .expect("run wharf containerd hosts");
     assert!(
@@ -200,5 +212,6 @@ pub fn write_docker_io_mirror(hosts_dir: &Path, upstream: &str, mirror: &str) {
             }
         })
         .collect();
-    std::fs::write(&file, rewritten).expect("write hosts.toml");
+    std::fs::write(&file, &rewritten).expect("write hosts.toml");
+    rewritten
 }

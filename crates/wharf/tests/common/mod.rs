@@ -12,4 +12,5 @@ pub mod netns;
 pub mod process;
 pub mod server;
 pub mod standin;
+pub mod tls;
 pub mod tools;
