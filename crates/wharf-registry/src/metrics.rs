@@ -20,6 +20,7 @@ pub const ROUTES: &[&str] = &[
     "healthz",
     "readyz",
     "metrics",
+    "token",
     "invalid",
 ];
 const METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "other"];

@@ -99,6 +99,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
                 .registry
                 .delete_enabled
                 .unwrap_or(defaults.delete_enabled),
+            auth: None,
         },
     })
 }
