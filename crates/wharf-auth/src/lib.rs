@@ -25,7 +25,8 @@ pub use access::{AccessPolicy, AccessRule, Action, Actions, RepoPattern, Subject
 pub use htpasswd::Htpasswd;
 pub use ratelimit::{LimitPolicy, LockedOut, LoginLimiter};
 pub use token::{
-    Claims, IssuedToken, ResourceActions, Scope, TokenKey, TokenRejected, TokenService,
+    write_private, Claims, IssuedToken, ResourceActions, Scope, TokenKey, TokenRejected,
+    TokenService,
 };
 pub use users::UserStore;
 

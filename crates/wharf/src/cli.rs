@@ -19,6 +19,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the OCI registry (plain HTTP, filesystem storage by default).
     Serve(ServeArgs),
+    /// Manage registry users (htpasswd files with bcrypt entries).
+    Auth(crate::auth_cmd::AuthArgs),
     /// Generate and lint containerd registry configuration (hosts.toml, config.toml).
     Containerd(crate::containerd_cmd::ContainerdArgs),
     /// List every image a set of Kubernetes YAML uses (fully-qualified, sorted, unique).

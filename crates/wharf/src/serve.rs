@@ -46,6 +46,12 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     let listener = bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, root = %settings.root.display(), "wharf registry listening on http://{addr}");
+    match &settings.registry.auth {
+        Some(auth) => tracing::info!(?auth, "authentication required"),
+        None => {
+            tracing::warn!("no [auth] section: anyone who reaches this port may push and delete")
+        }
+    }
     let registry = wharf_registry::Registry::new(store, settings.registry);
     wharf_registry::serve(listener, registry, shutdown_signal()).await?;
     Ok(())
