@@ -182,9 +182,11 @@ impl Caller {
 enum Requirement {
     /// Health, metrics and the token endpoint: anyone.
     Open,
-    /// `/v2/` and the catalog: anyone when anonymous clients may pull
-    /// somewhere, else an authenticated user (so clients log in).
+    /// The catalog: anyone when anonymous clients may pull somewhere, else
+    /// an authenticated user.
     Login,
+    /// `/v2/`: an authenticated user.
+    Authenticated,
     Repository(RepositoryName, Action, String),
 }
 
@@ -203,7 +205,11 @@ fn requirement(endpoint: &Endpoint, method: &Method) -> Requirement {
         Endpoint::Health | Endpoint::Ready | Endpoint::Metrics | Endpoint::Token => {
             Requirement::Open
         }
-        Endpoint::Base | Endpoint::Catalog => Requirement::Login,
+        // Clients learn the auth scheme from `/v2/`: it always challenges a
+        // client without credentials, or none of them would ever log in
+        // (anonymous pulls still work on the repositories themselves).
+        Endpoint::Base => Requirement::Authenticated,
+        Endpoint::Catalog => Requirement::Login,
         Endpoint::TagsList(r) => repo(r, Action::Pull, String::new()),
         Endpoint::Referrers(r, d) => repo(r, Action::Pull, d.to_string()),
         Endpoint::Manifest(r, t) => {
@@ -250,8 +256,10 @@ pub async fn authorize(
     let caller = identify(&layer, headers, address).await?;
     match required {
         Requirement::Open => Ok(caller),
-        Requirement::Login => {
-            if caller.user.is_some() || layer.policy.anonymous_pull_anywhere() {
+        Requirement::Authenticated | Requirement::Login => {
+            let anonymous_ok =
+                matches!(required, Requirement::Login) && layer.policy.anonymous_pull_anywhere();
+            if caller.user.is_some() || anonymous_ok {
                 Ok(caller)
             } else {
                 let scope =
@@ -345,6 +353,15 @@ async fn identify(
         let Some((user, password)) = basic_credentials(rest) else {
             return Err(malformed("malformed-authorization"));
         };
+        if user.is_empty() && password.is_empty() {
+            // Some clients answer a Basic challenge with empty credentials
+            // when they have none: that is an anonymous request.
+            return Ok(Caller {
+                user: None,
+                address,
+                grant: Grant::Rules(layer.clone()),
+            });
+        }
         let user = login(layer, headers, &user, &password, address).await?;
         return Ok(Caller {
             user: Some(user),
@@ -385,7 +402,7 @@ fn basic_credentials(encoded: &str) -> Option<(String, String)> {
     let decoded = STANDARD.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
-    if user.is_empty() {
+    if user.is_empty() && !password.is_empty() {
         return None;
     }
     Some((user.to_string(), password.to_string()))
@@ -661,6 +678,7 @@ mod tests {
         );
         assert_eq!(basic_credentials(&enc(b"no-colon")), None);
         assert_eq!(basic_credentials(&enc(b":pw")), None);
+        assert_eq!(basic_credentials(&enc(b":")), Some(("".into(), "".into())));
         assert_eq!(basic_credentials(&enc(&[0xff, b':', 0xfe])), None);
         assert_eq!(basic_credentials("%%%not base64"), None);
     }
@@ -723,6 +741,10 @@ mod tests {
         ));
         assert!(matches!(
             requirement(&Endpoint::Base, &Method::GET),
+            Requirement::Authenticated
+        ));
+        assert!(matches!(
+            requirement(&Endpoint::Catalog, &Method::GET),
             Requirement::Login
         ));
     }

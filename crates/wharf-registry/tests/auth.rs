@@ -507,9 +507,21 @@ async fn denials_are_identical_for_existing_and_missing_repositories() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_may_pull_a_pattern_but_never_push() {
     let f = Fixture::basic_mode().await;
-    f.send_as(None, Method::GET, "/v2/", None)
-        .await
-        .expect_status(200, "anonymous pull exists somewhere");
+    let ping = f.send_as(None, Method::GET, "/v2/", None).await;
+    expect_unauthorized(
+        &ping,
+        "/v2/ challenges so that clients with credentials send them",
+    );
+    let empty = f
+        .send_with(
+            Some(&basic("", "")),
+            Method::GET,
+            "/v2/public/base/manifests/v1",
+            None,
+            &[],
+        )
+        .await;
+    empty.expect_status(200, "empty Basic credentials are an anonymous request");
     f.send_as(None, Method::GET, "/v2/public/base/manifests/v1", None)
         .await
         .expect_status(200, "public/** is anonymous");

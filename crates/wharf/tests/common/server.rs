@@ -18,6 +18,7 @@ pub struct Wharf {
     root: PathBuf,
     work_dir: PathBuf,
     starts: usize,
+    config: Option<PathBuf>,
 }
 
 impl Wharf {
@@ -25,13 +26,31 @@ impl Wharf {
     pub fn start(work_dir: &Path) -> Wharf {
         std::fs::create_dir_all(work_dir).expect("create wharf work dir");
         let root = work_dir.join("root");
-        let (process, port) = spawn_ready(&root, work_dir, 1);
+        let (process, port) = spawn_ready(&root, work_dir, 1, None);
         Wharf {
             process,
             port,
             root,
             work_dir: work_dir.to_owned(),
             starts: 1,
+            config: None,
+        }
+    }
+
+    /// Like [`Wharf::start`], with `--config <work_dir>/wharf.toml` holding `config`.
+    pub fn start_with_config(work_dir: &Path, config: &str) -> Wharf {
+        std::fs::create_dir_all(work_dir).expect("create wharf work dir");
+        let path = work_dir.join("wharf.toml");
+        std::fs::write(&path, config).expect("write wharf.toml");
+        let root = work_dir.join("root");
+        let (process, port) = spawn_ready(&root, work_dir, 1, Some(&path));
+        Wharf {
+            process,
+            port,
+            root,
+            work_dir: work_dir.to_owned(),
+            starts: 1,
+            config: Some(path),
         }
     }
 
@@ -70,7 +89,12 @@ impl Wharf {
     pub fn restart(&mut self) {
         self.process.kill_hard();
         self.starts += 1;
-        let (process, port) = spawn_ready(&self.root, &self.work_dir, self.starts);
+        let (process, port) = spawn_ready(
+            &self.root,
+            &self.work_dir,
+            self.starts,
+            self.config.as_deref(),
+        );
         self.process = process;
         self.port = port;
     }
@@ -90,12 +114,17 @@ impl Wharf {
     }
 }
 
-fn spawn_ready(root: &Path, work_dir: &Path, start: usize) -> (ChildGuard, u16) {
+fn spawn_ready(
+    root: &Path,
+    work_dir: &Path,
+    start: usize,
+    config: Option<&Path>,
+) -> (ChildGuard, u16) {
     let log = work_dir.join(format!("wharf-{start}.log"));
     let mut failures = Vec::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port();
-        let mut process = spawn(root, port, &log);
+        let mut process = spawn(root, port, &log, config);
         match wait_ready(&mut process, port) {
             Ok(()) => return (process, port),
             Err(why) => failures.push(why),
@@ -109,7 +138,7 @@ fn spawn_ready(root: &Path, work_dir: &Path, start: usize) -> (ChildGuard, u16) 
     );
 }
 
-fn spawn(root: &Path, port: u16, log: &Path) -> ChildGuard {
+fn spawn(root: &Path, port: u16, log: &Path, config: Option<&Path>) -> ChildGuard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
     cmd.arg("serve")
         .arg("--listen")
@@ -118,10 +147,14 @@ fn spawn(root: &Path, port: u16, log: &Path) -> ChildGuard {
         .arg(root)
         .arg("--log-format")
         .arg("text");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
     ChildGuard::spawn(cmd, "wharf serve", log)
 }
 
-/// Waits until `GET /v2/` answers 200, or fails early when the process exits.
+/// Waits until `GET /v2/` answers 200 (or 401 when authentication is
+/// configured), or fails early when the process exits.
 fn wait_ready(process: &mut ChildGuard, port: u16) -> Result<(), String> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -133,7 +166,7 @@ fn wait_ready(process: &mut ChildGuard, port: u16) -> Result<(), String> {
             return Some(Err(format!("wharf on port {port} exited early: {status}")));
         }
         match client.get(&url).send() {
-            Ok(resp) if resp.status() == 200 => Some(Ok(())),
+            Ok(resp) if resp.status() == 200 || resp.status() == 401 => Some(Ok(())),
             _ => None,
         }
     });
