@@ -1,6 +1,7 @@
 //! Errors as data: each spec error code with its HTTP status, rendered as the
 //! spec's JSON body `{"errors":[{"code","message","detail"}]}`.
 
+use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use serde::Serialize;
 use wharf_storage::StorageError;
@@ -96,6 +97,8 @@ pub struct RegistryError {
     entries: Vec<ErrorEntry>,
     /// `(upload location, bytes received)` for a 416 on an upload.
     pub upload_state: Option<(String, u64)>,
+    /// Headers the answer must carry (`WWW-Authenticate`, `Retry-After`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl RegistryError {
@@ -109,6 +112,7 @@ impl RegistryError {
                 detail: None,
             }],
             upload_state: None,
+            headers: Vec::new(),
         }
     }
 
@@ -121,6 +125,13 @@ impl RegistryError {
         if let Some(e) = self.entries.first_mut() {
             e.detail = Some(detail);
         }
+        self
+    }
+
+    /// Sets `name` on the answer, replacing an earlier value.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> RegistryError {
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value));
         self
     }
 

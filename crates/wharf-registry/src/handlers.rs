@@ -8,6 +8,7 @@ use serde_json::json;
 use wharf_oci::{media_type, Algorithm, Digest, RepositoryName, Tag, Target};
 use wharf_storage::{ManifestPutOptions, StorageError, TagPage};
 
+use crate::auth::Caller;
 use crate::body::{self, Body};
 use crate::error::{Code, RegistryError};
 use crate::routes::{Endpoint, Query};
@@ -23,6 +24,8 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
     pub query: &'a Query,
     pub body: Incoming,
+    /// Who asked; the auth layer already allowed the endpoint's action.
+    pub caller: &'a Caller,
 }
 
 fn hv(s: &str) -> HeaderValue {
@@ -71,7 +74,8 @@ pub async fn dispatch(registry: &Registry, endpoint: Endpoint, req: Request<'_>)
             );
             text(StatusCode::OK, out)
         }
-        Endpoint::Catalog => catalog(registry, req.query).await,
+        Endpoint::Token => crate::auth::token_endpoint(registry, req).await,
+        Endpoint::Catalog => catalog(registry, req.query, req.caller).await,
         Endpoint::TagsList(repo) => tags_list(registry, &repo, req.query).await,
         Endpoint::Referrers(repo, d) => referrers(registry, &repo, &d, req.query).await,
         Endpoint::Manifest(repo, target) => match m {
@@ -159,11 +163,28 @@ fn json_page(json: serde_json::Value, link: Option<String>) -> HandlerResult {
     finish(b, body::full(serde_json::to_vec(&json).expect("json")))
 }
 
-async fn catalog(registry: &Registry, query: &Query) -> HandlerResult {
+/// Lists only the repositories the caller may pull, so the catalog reveals
+/// nothing about the others.
+async fn catalog(registry: &Registry, query: &Query, caller: &Caller) -> HandlerResult {
     let (n, last) = page_params(query)?;
-    let page = registry.store().catalog(n, last).await?;
+    let page = if registry.config().auth.is_some() {
+        let all = registry.store().catalog(None, last).await?;
+        visible_page(all.tags, n, |repo| caller.may_list(repo))
+    } else {
+        registry.store().catalog(n, last).await?
+    };
     let link = link_header("/v2/_catalog", &page, n);
     json_page(json!({ "repositories": page.tags }), link)
+}
+
+/// The first `n` of `names` that pass `visible`, and whether more follow.
+fn visible_page(names: Vec<String>, n: Option<usize>, visible: impl Fn(&str) -> bool) -> TagPage {
+    let mut shown: Vec<String> = names.into_iter().filter(|r| visible(r)).collect();
+    let more = n.is_some_and(|n| shown.len() > n);
+    if let Some(n) = n {
+        shown.truncate(n);
+    }
+    TagPage { tags: shown, more }
 }
 
 async fn tags_list(registry: &Registry, repo: &RepositoryName, query: &Query) -> HandlerResult {
@@ -459,7 +480,15 @@ async fn start_upload(
             ),
             None => None,
         };
-        if store.blob_mount(repo, from.as_ref(), &d).await? {
+        // Mounting from a repository the caller may not pull would copy its
+        // blob out; answer as for an unmountable blob instead, which reveals
+        // nothing about the source. Without `from` the blob could come from
+        // any repository, so only an unrestricted registry mounts it.
+        let source_readable = match &from {
+            Some(f) => req.caller.may(f, wharf_auth::Action::Pull),
+            None => req.caller.is_unrestricted(),
+        };
+        if source_readable && store.blob_mount(repo, from.as_ref(), &d).await? {
             return blob_created(repo, &d);
         }
         // Not mountable: the spec says to start an ordinary upload instead.

@@ -8,6 +8,7 @@
 //! - Bodies stream in both directions; nothing buffers a blob in memory.
 //!   Manifests are read whole but bounded by `max_manifest_bytes`.
 
+pub mod auth;
 mod body;
 pub mod error;
 mod handlers;
@@ -32,6 +33,8 @@ pub struct RegistryConfig {
     pub sparse_indexes: bool,
     /// Allow DELETE of manifests, tags and blobs.
     pub delete_enabled: bool,
+    /// Users and access rules; `None` serves everyone everything.
+    pub auth: Option<Arc<auth::AuthLayer>>,
 }
 
 impl Default for RegistryConfig {
@@ -40,6 +43,7 @@ impl Default for RegistryConfig {
             max_manifest_bytes: 4 * 1024 * 1024,
             sparse_indexes: false,
             delete_enabled: true,
+            auth: None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub const ROUTES: &[&str] = &[
     "healthz",
     "readyz",
     "metrics",
+    "token",
     "invalid",
 ];
 const METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "other"];

@@ -32,6 +32,8 @@ pub enum Endpoint {
     Ready,
     /// `GET /metrics`: counters in Prometheus text format.
     Metrics,
+    /// `GET|POST /auth/token`: the token endpoint (token auth mode only).
+    Token,
 }
 
 impl Endpoint {
@@ -49,12 +51,13 @@ impl Endpoint {
             Endpoint::Health => 8,
             Endpoint::Ready => 9,
             Endpoint::Metrics => 10,
+            Endpoint::Token => 11,
         }
     }
 }
 
 /// The metrics route of a request that did not parse.
-pub const INVALID_ROUTE: usize = 11;
+pub const INVALID_ROUTE: usize = 12;
 
 /// A parsed query string. Values are percent-decoded; `+` stays `+` (media
 /// types contain it, and no value wharf reads can contain a space).
@@ -73,6 +76,13 @@ impl Query {
             })
             .collect();
         Query(pairs)
+    }
+
+    /// An `application/x-www-form-urlencoded` body: a query whose `+` is a
+    /// space (OAuth2 scopes are space-separated).
+    pub fn parse_form(body: &[u8]) -> Query {
+        let text = String::from_utf8_lossy(body).replace('+', "%20");
+        Query::parse(Some(&text))
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -135,6 +145,7 @@ pub fn parse(method: &Method, path: &str, ns: Option<&str>) -> Result<Endpoint, 
         "/healthz" => return Ok(Endpoint::Health),
         "/readyz" => return Ok(Endpoint::Ready),
         "/metrics" => return Ok(Endpoint::Metrics),
+        "/auth/token" => return Ok(Endpoint::Token),
         _ => {}
     }
     let decoded = decode(path);
@@ -187,6 +198,7 @@ pub fn allows(endpoint: &Endpoint, method: &Method) -> bool {
         | Endpoint::Health
         | Endpoint::Ready
         | Endpoint::Metrics => m == Method::GET || m == Method::HEAD,
+        Endpoint::Token => m == Method::GET || m == Method::POST,
         Endpoint::Manifest(..) => {
             [Method::GET, Method::HEAD, Method::PUT, Method::DELETE].contains(m)
         }
@@ -322,5 +334,20 @@ mod tests {
         assert_eq!(q.get("artifactType"), Some("application/vnd.x+json"));
         assert_eq!(q.get("n"), Some(""));
         assert_eq!(q.get("last"), None);
+    }
+
+    #[test]
+    fn form_bodies_decode_plus_as_space() {
+        let f = Query::parse_form(
+            b"grant_type=password&scope=repository%3Aa%3Apull+repository:b:push&password=p%2Bq",
+        );
+        assert_eq!(f.get("scope"), Some("repository:a:pull repository:b:push"));
+        assert_eq!(f.get("password"), Some("p+q"));
+        assert_eq!(
+            parse(&Method::POST, "/auth/token", None).unwrap(),
+            Endpoint::Token
+        );
+        assert!(allows(&Endpoint::Token, &Method::POST));
+        assert!(!allows(&Endpoint::Token, &Method::PUT));
     }
 }

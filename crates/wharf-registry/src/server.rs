@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth;
 use crate::body::{self, Body};
 use crate::error::{Code, RegistryError};
 use crate::handlers::{self, Request as HandlerRequest};
@@ -188,15 +189,10 @@ async fn handle(
     let route = parsed
         .as_ref()
         .map_or(routes::INVALID_ROUTE, |e| e.metrics_route());
+    let is_token_endpoint = matches!(parsed, Ok(routes::Endpoint::Token));
     let result = match parsed {
         Ok(endpoint) if routes::allows(&endpoint, &parts.method) => {
-            let request = HandlerRequest {
-                method: &parts.method,
-                headers: &parts.headers,
-                query: &query,
-                body: incoming,
-            };
-            handlers::dispatch(registry, endpoint, request).await
+            authorized_dispatch(registry, endpoint, &parts, &query, incoming, peer).await
         }
         Ok(_) => Err(RegistryError::new(
             Code::MethodNotAllowed,
@@ -219,16 +215,55 @@ async fn handle(
     registry
         .metrics()
         .request(route, &parts.method, response.status());
+    // The token endpoint's query names accounts and scopes: log only its path.
+    let logged_uri = match parts.uri.path_and_query() {
+        Some(pq) if !is_token_endpoint => pq.as_str(),
+        _ => parts.uri.path(),
+    };
     tracing::info!(
         target: "wharf::access",
         method = %parts.method,
-        // HTTP/2 requests carry an absolute URI; log the same path either way.
-        path = %parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str()),
+        // HTTP/2 requests carry an absolute URI: only the path and query are
+        // logged, and for the token endpoint only the path.
+        path = %logged_uri,
         status = response.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         %peer,
     );
     response
+}
+
+/// Decides the request in the auth layer before any handler (and so any
+/// storage access) runs, then dispatches it and audits the write it made.
+async fn authorized_dispatch(
+    registry: &Registry,
+    endpoint: routes::Endpoint,
+    parts: &http::request::Parts,
+    query: &Query,
+    body: Incoming,
+    peer: std::net::SocketAddr,
+) -> Result<Response<Body>, RegistryError> {
+    let caller = auth::authorize(
+        registry,
+        &endpoint,
+        &parts.method,
+        &parts.headers,
+        peer.ip(),
+    )
+    .await?;
+    let audit = auth::AuditEvent::for_request(&endpoint, &parts.method, query);
+    let request = HandlerRequest {
+        method: &parts.method,
+        headers: &parts.headers,
+        query,
+        body,
+        caller: &caller,
+    };
+    let result = handlers::dispatch(registry, endpoint, request).await;
+    if let Some(event) = audit {
+        event.log(&caller, &result);
+    }
+    result
 }
 
 fn error_response(e: &RegistryError, head: bool) -> Response<Body> {
@@ -242,6 +277,9 @@ fn error_response(e: &RegistryError, head: bool) -> Response<Body> {
             b = b.header(header::LOCATION, loc);
         }
         b = b.header(header::RANGE, format!("0-{}", size.saturating_sub(1)));
+    }
+    for (name, value) in &e.headers {
+        b = b.header(name, value);
     }
     if e.status == StatusCode::METHOD_NOT_ALLOWED {
         b = b.header(header::ALLOW, "GET, HEAD, PUT, PATCH, POST, DELETE");

@@ -21,6 +21,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// A local certificate authority for serving HTTPS: create it, issue server certificates.
     Ca(crate::ca_cmd::CaArgs),
+    /// Manage registry users (htpasswd files with bcrypt entries).
+    Auth(crate::auth_cmd::AuthArgs),
     /// Generate and lint containerd registry configuration (hosts.toml, config.toml).
     Containerd(crate::containerd_cmd::ContainerdArgs),
     /// List every image a set of Kubernetes YAML uses (fully-qualified, sorted, unique).

@@ -2,10 +2,14 @@
 //! never silently ignored — the mistake wharf exists to prevent elsewhere.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
+
+use wharf_auth::{AccessPolicy, AccessRule, TokenKey, TokenService, UserStore};
+use wharf_registry::auth::AuthLayer;
 
 use crate::cli::{Hint, LogFormat, ServeArgs};
 
@@ -20,6 +24,44 @@ pub struct FileConfig {
     pub registry: RegistrySection,
     #[serde(default)]
     pub gc: GcSection,
+    pub auth: Option<AuthSection>,
+    /// `[[access]]` rules; they need an `[auth]` section.
+    #[serde(default)]
+    pub access: Vec<AccessSection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Basic,
+    Token,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub mode: AuthMode,
+    /// htpasswd file of bcrypt entries.
+    pub htpasswd: PathBuf,
+    /// basic: the realm name; token: the token endpoint's URL as clients
+    /// reach it (default `http://<Host>/auth/token`).
+    pub realm: Option<String>,
+    /// token: the audience of tokens (`service` in the challenge).
+    pub service: Option<String>,
+    /// token: the issuer of tokens.
+    pub issuer: Option<String>,
+    /// token: the ES256 signing key (PKCS#8 PEM); generated when missing.
+    pub token_key: Option<PathBuf>,
+    /// token: how long a token is valid, e.g. "5m", "300s", "1h".
+    pub token_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    pub repos: String,
+    pub users: Vec<String>,
+    pub actions: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,6 +266,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         args.tls_cert.clone().or(file.server.tls_cert),
         args.tls_key.clone().or(file.server.tls_key),
     )?;
+    let auth = auth_layer(file.auth.as_ref(), &file.access)?;
     Ok(ServeSettings {
         tls,
         listen: args
@@ -254,6 +297,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
                 .registry
                 .delete_enabled
                 .unwrap_or(defaults.delete_enabled),
+            auth,
         },
         gc,
     })
@@ -273,6 +317,91 @@ fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Opti
                 .into(),
         ))),
     }
+}
+
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
+
+/// The registry's auth layer from `[auth]` and `[[access]]`; `None` without
+/// an `[auth]` section.
+pub fn auth_layer(
+    auth: Option<&AuthSection>,
+    access: &[AccessSection],
+) -> anyhow::Result<Option<Arc<AuthLayer>>> {
+    let Some(auth) = auth else {
+        anyhow::ensure!(
+            access.is_empty(),
+            "[[access]] rules are set but there is no [auth] section, so they would not apply"
+        );
+        return Ok(None);
+    };
+    let rules = access
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            AccessRule::new(&a.repos, &a.users, &a.actions)
+                .with_context(|| format!("[[access]] rule {} is not valid", i + 1))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let policy = AccessPolicy::new(rules);
+    let users = UserStore::open(&auth.htpasswd)
+        .context("cannot load the htpasswd file named by [auth] htpasswd")
+        .context(Hint(
+            "create or update it with `wharf auth htpasswd FILE USER` (bcrypt entries only)".into(),
+        ))?;
+    let users = Arc::new(users);
+    let layer = match auth.mode {
+        AuthMode::Basic => {
+            let token_only = [
+                ("service", auth.service.is_some()),
+                ("issuer", auth.issuer.is_some()),
+                ("token_key", auth.token_key.is_some()),
+                ("token_ttl", auth.token_ttl.is_some()),
+            ];
+            if let Some((key, _)) = token_only.iter().find(|(_, set)| *set) {
+                anyhow::bail!("[auth] {key} only applies to mode = \"token\"");
+            }
+            AuthLayer::basic(users, policy, auth.realm.as_deref().unwrap_or("wharf"))
+        }
+        AuthMode::Token => {
+            let key_path = auth.token_key.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("[auth] mode = \"token\" needs token_key").context(Hint(
+                    "set token_key to a path such as /var/lib/wharf/token-key.pem; the key is generated there on first start".into(),
+                ))
+            })?;
+            let key = TokenKey::load_or_generate(key_path)
+                .context("cannot load or create the token signing key")?;
+            let ttl = match &auth.token_ttl {
+                Some(text) => parse_ttl(text)
+                    .with_context(|| format!("[auth] token_ttl = {text:?} is not a duration"))?,
+                None => DEFAULT_TOKEN_TTL,
+            };
+            let service = auth.service.as_deref().unwrap_or("wharf");
+            let issuer = auth.issuer.as_deref().unwrap_or("wharf");
+            let tokens = TokenService::new(key, issuer, service, ttl);
+            AuthLayer::token(users, policy, tokens, auth.realm.clone())
+        }
+    };
+    Ok(Some(Arc::new(layer)))
+}
+
+/// `"90s"`, `"5m"`, `"1h"` (a bare number is seconds).
+fn parse_ttl(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("expected a number followed by s, m or h"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        other => anyhow::bail!("unknown unit {other:?} (use s, m or h)"),
+    };
+    anyhow::ensure!(seconds > 0, "must be longer than zero");
+    Ok(Duration::from_secs(seconds))
 }
 
 #[cfg(test)]
@@ -312,6 +441,79 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:5000");
         assert_eq!(s.root, PathBuf::from("wharf-data"));
         assert_eq!(s.registry.max_manifest_bytes, 4 * 1024 * 1024);
+    }
+
+    fn htpasswd_file(dir: &Path) -> PathBuf {
+        let path = dir.join("htpasswd");
+        let hash = wharf_auth::htpasswd::hash_password("pw", 4).unwrap();
+        std::fs::write(&path, format!("alice:{hash}\n")).unwrap();
+        path
+    }
+
+    #[test]
+    fn auth_sections_build_a_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = htpasswd_file(dir.path());
+        let key = dir.path().join("token.pem");
+        let text = format!(
+            "[auth]\nmode = \"token\"\nhtpasswd = {htpasswd:?}\ntoken_key = {key:?}\ntoken_ttl = \"5m\"\nservice = \"reg\"\n\n\
+             [[access]]\nrepos = \"docker.io/**\"\nusers = [\"alice\"]\nactions = [\"pull\", \"push\"]\n\n\
+             [[access]]\nrepos = \"public/**\"\nusers = [\"anonymous\"]\nactions = [\"pull\"]\n"
+        );
+        let file: FileConfig = toml::from_str(&text).unwrap();
+        let s = merge(&args(), file).unwrap();
+        let layer = s.registry.auth.expect("auth configured");
+        assert_eq!(layer.policy().rules().len(), 2);
+        assert!(layer.policy().anonymous_pull_anywhere());
+        assert!(key.exists(), "the token key is generated on first start");
+    }
+
+    #[test]
+    fn auth_mistakes_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = htpasswd_file(dir.path());
+        let bad = |text: String| {
+            let file: FileConfig = match toml::from_str(&text) {
+                Ok(f) => f,
+                Err(e) => return e.to_string(),
+            };
+            format!("{:#}", merge(&args(), file).unwrap_err())
+        };
+        let err = bad(format!(
+            "[auth]\nmode = \"basic\"\nhtpasswd = {htpasswd:?}\nrelam = \"x\"\n"
+        ));
+        assert!(err.contains("relam"), "{err}");
+        let err = bad(format!(
+            "[auth]\nmode = \"token\"\nhtpasswd = {htpasswd:?}\n"
+        ));
+        assert!(err.contains("token_key"), "{err}");
+        let err = bad(format!(
+            "[auth]\nmode = \"basic\"\nhtpasswd = {htpasswd:?}\ntoken_ttl = \"5m\"\n"
+        ));
+        assert!(err.contains("token_ttl"), "{err}");
+        let err = bad("[[access]]\nrepos = \"a\"\nusers = [\"u\"]\nactions = [\"pull\"]\n".into());
+        assert!(err.contains("[auth]"), "{err}");
+        let err = bad(format!(
+            "[auth]\nmode = \"basic\"\nhtpasswd = {htpasswd:?}\n[[access]]\nrepos = \"a\"\nusers = [\"u\"]\nactions = [\"write\"]\n"
+        ));
+        assert!(err.contains("rule 1") && err.contains("write"), "{err}");
+        let err = bad("[auth]\nmode = \"basic\"\nhtpasswd = \"/nonexistent/htpasswd\"\n".into());
+        assert!(err.contains("/nonexistent/htpasswd"), "{err}");
+        let err = bad(format!(
+            "[auth]\nmode = \"ldap\"\nhtpasswd = {htpasswd:?}\n"
+        ));
+        assert!(err.contains("ldap"), "{err}");
+    }
+
+    #[test]
+    fn token_ttls() {
+        assert_eq!(parse_ttl("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_ttl("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_ttl("5 days").is_err());
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("m").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //!
 //! Exit codes: 0 success, 1 the command failed, 2 bad usage.
 
+mod auth_cmd;
 mod ca_cmd;
 mod cli;
 mod config;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Ca(args) => ca_cmd::run(args),
+        cli::Command::Auth(args) => auth_cmd::run(args),
         cli::Command::Containerd(args) => containerd_cmd::run(args),
         cli::Command::Images(args) => images_cmd::run(args),
         cli::Command::Doctor(args) => doctor_cmd::run(args),

@@ -50,6 +50,12 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, root = %settings.root.display(), "wharf registry listening on {scheme}://{addr}");
+    match &settings.registry.auth {
+        Some(auth) => tracing::info!(?auth, "authentication required"),
+        None => {
+            tracing::warn!("no [auth] section: anyone who reaches this port may push and delete")
+        }
+    }
     let registry = wharf_registry::Registry::new(store, settings.registry);
     tokio::spawn(scan_storage_usage(registry.clone()));
     if let Some((every, options)) = settings.gc {

@@ -72,6 +72,15 @@ impl TestRegistry {
     }
 
     pub async fn start_with(config: RegistryConfig) -> TestRegistry {
+        TestRegistry::start_with_client(config, reqwest::Client::new()).await
+    }
+
+    /// `client` sends every request of the helpers (e.g. with a default
+    /// `Authorization` header).
+    pub async fn start_with_client(
+        config: RegistryConfig,
+        client: reqwest::Client,
+    ) -> TestRegistry {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let store = Store::open_fs(dir.path().join("store")).expect("open the filesystem store");
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -86,7 +95,7 @@ impl TestRegistry {
         TestRegistry {
             base: Url::parse(&format!("http://{addr}/")).expect("base URL"),
             addr,
-            client: reqwest::Client::new(),
+            client,
             shutdown: Some(tx),
             server: Some(server),
             dir,

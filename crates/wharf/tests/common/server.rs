@@ -42,6 +42,14 @@ impl Wharf {
         }
     }
 
+    /// Like [`Wharf::start`], with `--config <work_dir>/wharf.toml` holding `config`.
+    pub fn start_with_config_text(work_dir: &Path, config: &str) -> Wharf {
+        std::fs::create_dir_all(work_dir).expect("create wharf work dir");
+        let path = work_dir.join("wharf.toml");
+        std::fs::write(&path, config).expect("write wharf.toml");
+        Wharf::start_with_config(work_dir, Some(&path))
+    }
+
     /// `127.0.0.1:PORT`, the registry host part of image references.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -141,7 +149,8 @@ fn spawn(root: &Path, port: u16, log: &Path, config: Option<&Path>) -> ChildGuar
     ChildGuard::spawn(cmd, "wharf serve", log)
 }
 
-/// Waits until `GET /v2/` answers 200, or fails early when the process exits.
+/// Waits until `GET /v2/` answers 200 (or 401 when authentication is
+/// configured), or fails early when the process exits.
 fn wait_ready(process: &mut ChildGuard, port: u16) -> Result<(), String> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -153,7 +162,7 @@ fn wait_ready(process: &mut ChildGuard, port: u16) -> Result<(), String> {
             return Some(Err(format!("wharf on port {port} exited early: {status}")));
         }
         match client.get(&url).send() {
-            Ok(resp) if resp.status() == 200 => Some(Ok(())),
+            Ok(resp) if resp.status() == 200 || resp.status() == 401 => Some(Ok(())),
             _ => None,
         }
     });

@@ -1,0 +1,756 @@
+//! The auth layer: who is asking, and may they do what the endpoint does.
+//!
+//! Every request is decided here from its route, method and headers alone,
+//! before a handler runs, so no answer can depend on whether a repository
+//! exists: a client that may not pull a repository gets the same 401 or 403
+//! for one that exists as for one that does not.
+//!
+//! Two modes share the rules: `basic` (Basic credentials on every request,
+//! checked against htpasswd) and `token` (the Docker token protocol: clients
+//! trade credentials for a short-lived ES256 token at `/auth/token`; Basic
+//! credentials are accepted on registry requests too, as some clients send
+//! them).
+//!
+//! Secrets never leave this module: passwords, `Authorization` values and
+//! tokens appear in no log line and no error body.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use wharf_auth::{
+    token, AccessPolicy, Action, Claims, LimitPolicy, LoginLimiter, Scope, TokenService, UserStore,
+};
+use wharf_oci::{RepositoryName, Target};
+
+use crate::body;
+use crate::error::{Code, RegistryError};
+use crate::handlers::{HandlerResult, Request};
+use crate::routes::{Endpoint, Query};
+use crate::Registry;
+
+/// Longest `Authorization` value looked at; anything longer is refused
+/// unread (a real token is a few KiB).
+const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
+/// Largest `POST /auth/token` form body.
+const MAX_TOKEN_FORM: usize = 64 * 1024;
+
+/// How clients prove who they are.
+enum Mode {
+    Basic {
+        realm: String,
+    },
+    Token {
+        service: TokenService,
+        /// The token endpoint's URL; `None`: `http://<Host>/auth/token`.
+        realm: Option<String>,
+    },
+}
+
+/// Users, rules and the rate limiter of one registry.
+pub struct AuthLayer {
+    users: Arc<UserStore>,
+    policy: AccessPolicy,
+    limiter: LoginLimiter,
+    mode: Mode,
+}
+
+impl std::fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match self.mode {
+            Mode::Basic { .. } => "basic",
+            Mode::Token { .. } => "token",
+        };
+        f.debug_struct("AuthLayer")
+            .field("mode", &mode)
+            .field("users", &self.users)
+            .field("rules", &self.policy.rules().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthLayer {
+    /// Basic credentials on every request; `realm` names the protection
+    /// space in the challenge.
+    pub fn basic(users: Arc<UserStore>, policy: AccessPolicy, realm: &str) -> AuthLayer {
+        AuthLayer {
+            users,
+            policy,
+            limiter: LoginLimiter::default(),
+            mode: Mode::Basic {
+                realm: realm.to_string(),
+            },
+        }
+    }
+
+    /// The token protocol. `realm` is the token endpoint's URL as clients
+    /// reach it; `None` derives it from the request's `Host`.
+    pub fn token(
+        users: Arc<UserStore>,
+        policy: AccessPolicy,
+        service: TokenService,
+        realm: Option<String>,
+    ) -> AuthLayer {
+        AuthLayer {
+            users,
+            policy,
+            limiter: LoginLimiter::default(),
+            mode: Mode::Token { service, realm },
+        }
+    }
+
+    pub fn with_limits(mut self, limits: LimitPolicy) -> AuthLayer {
+        self.limiter = LoginLimiter::new(limits);
+        self
+    }
+
+    pub fn users(&self) -> &UserStore {
+        &self.users
+    }
+
+    pub fn policy(&self) -> &AccessPolicy {
+        &self.policy
+    }
+}
+
+/// Who sent a request, as decided before any handler ran.
+pub struct Caller {
+    user: Option<String>,
+    address: IpAddr,
+    grant: Grant,
+}
+
+enum Grant {
+    /// No auth layer: everything is allowed.
+    Everything,
+    /// Anonymous or Basic credentials: the rules decide.
+    Rules(Arc<AuthLayer>),
+    /// A bearer token: its `access` claim decides.
+    Token(Arc<AuthLayer>, Claims),
+}
+
+impl Caller {
+    /// The caller of a registry without an auth layer.
+    pub fn unrestricted(address: IpAddr) -> Caller {
+        Caller {
+            user: None,
+            address,
+            grant: Grant::Everything,
+        }
+    }
+
+    /// No auth layer is configured.
+    pub fn is_unrestricted(&self) -> bool {
+        matches!(self.grant, Grant::Everything)
+    }
+
+    pub fn may(&self, repository: &RepositoryName, action: Action) -> bool {
+        match &self.grant {
+            Grant::Everything => true,
+            Grant::Rules(layer) => {
+                layer
+                    .policy
+                    .allows(self.user.as_deref(), repository.as_str(), action)
+            }
+            Grant::Token(_, claims) => claims.grants(repository.as_str(), action),
+        }
+    }
+
+    /// For the catalog, which a token does not list repository by repository:
+    /// the rules decide for the token's user.
+    pub fn may_list(&self, repository: &str) -> bool {
+        match &self.grant {
+            Grant::Everything => true,
+            Grant::Rules(layer) | Grant::Token(layer, _) => {
+                layer
+                    .policy
+                    .allows(self.user.as_deref(), repository, Action::Pull)
+            }
+        }
+    }
+
+    fn label(&self) -> &str {
+        self.user.as_deref().unwrap_or("anonymous")
+    }
+}
+
+/// What an endpoint needs from the caller.
+enum Requirement {
+    /// Health, metrics and the token endpoint: anyone.
+    Open,
+    /// The catalog: anyone when anonymous clients may pull somewhere, else
+    /// an authenticated user.
+    Login,
+    /// `/v2/`: an authenticated user.
+    Authenticated,
+    Repository(RepositoryName, Action, String),
+}
+
+fn requirement(endpoint: &Endpoint, method: &Method) -> Requirement {
+    let repo = |r: &RepositoryName, a: Action, reference: String| {
+        Requirement::Repository(r.clone(), a, reference)
+    };
+    let read_or = |write: Action| {
+        if method == Method::GET || method == Method::HEAD {
+            Action::Pull
+        } else {
+            write
+        }
+    };
+    match endpoint {
+        Endpoint::Health | Endpoint::Ready | Endpoint::Metrics | Endpoint::Token => {
+            Requirement::Open
+        }
+        // Clients learn the auth scheme from `/v2/`: it always challenges a
+        // client without credentials, or none of them would ever log in
+        // (anonymous pulls still work on the repositories themselves).
+        Endpoint::Base => Requirement::Authenticated,
+        Endpoint::Catalog => Requirement::Login,
+        Endpoint::TagsList(r) => repo(r, Action::Pull, String::new()),
+        Endpoint::Referrers(r, d) => repo(r, Action::Pull, d.to_string()),
+        Endpoint::Manifest(r, t) => {
+            let action = match *method {
+                Method::PUT => Action::Push,
+                Method::DELETE => Action::Delete,
+                _ => Action::Pull,
+            };
+            repo(r, action, target_label(t))
+        }
+        Endpoint::Blob(r, d) => repo(r, read_or(Action::Delete), d.to_string()),
+        // Every upload step, its status and its cancellation are part of a push.
+        Endpoint::UploadStart(r) => repo(r, Action::Push, String::new()),
+        Endpoint::Upload(r, _) => repo(r, Action::Push, String::new()),
+    }
+}
+
+fn target_label(t: &Target) -> String {
+    match t {
+        Target::Tag(tag) => tag.as_str().to_string(),
+        Target::Digest(d) => d.to_string(),
+    }
+}
+
+/// Decides the request: the caller, or the 401/403/429 to answer.
+pub async fn authorize(
+    registry: &Registry,
+    endpoint: &Endpoint,
+    method: &Method,
+    headers: &HeaderMap,
+    address: IpAddr,
+) -> Result<Caller, RegistryError> {
+    let Some(layer) = registry.config().auth.clone() else {
+        return Ok(Caller::unrestricted(address));
+    };
+    let required = requirement(endpoint, method);
+    if matches!(required, Requirement::Open) {
+        return Ok(Caller {
+            user: None,
+            address,
+            grant: Grant::Rules(layer),
+        });
+    }
+    let caller = identify(&layer, headers, address).await?;
+    match required {
+        Requirement::Open => Ok(caller),
+        Requirement::Authenticated | Requirement::Login => {
+            let anonymous_ok =
+                matches!(required, Requirement::Login) && layer.policy.anonymous_pull_anywhere();
+            if caller.user.is_some() || anonymous_ok {
+                Ok(caller)
+            } else {
+                let scope =
+                    matches!(endpoint, Endpoint::Catalog).then(|| "registry:catalog:*".into());
+                Err(unauthorized(
+                    &layer,
+                    headers,
+                    scope,
+                    "authentication required",
+                ))
+            }
+        }
+        Requirement::Repository(repo, action, reference) => {
+            if caller.may(&repo, action) {
+                Ok(caller)
+            } else {
+                Err(deny(&layer, &caller, headers, &repo, action, &reference))
+            }
+        }
+    }
+}
+
+/// 401 when better credentials could help (none given, or a token without
+/// the scope the rules would grant), 403 when the user may not.
+fn deny(
+    layer: &AuthLayer,
+    caller: &Caller,
+    headers: &HeaderMap,
+    repo: &RepositoryName,
+    action: Action,
+    reference: &str,
+) -> RegistryError {
+    let may_with_new_token = matches!(caller.grant, Grant::Token(..))
+        && layer
+            .policy
+            .allows(caller.user.as_deref(), repo.as_str(), action);
+    let outcome = if caller.user.is_none() {
+        "unauthenticated"
+    } else {
+        "denied"
+    };
+    audit(
+        caller.label(),
+        caller.address,
+        action.as_str(),
+        repo.as_str(),
+        reference,
+        outcome,
+    );
+    if caller.user.is_none() || may_with_new_token {
+        // A push also needs pull (clients check what exists first).
+        let actions = if action == Action::Push {
+            "pull,push"
+        } else {
+            action.as_str()
+        };
+        let scope = format!("repository:{repo}:{actions}");
+        return unauthorized(layer, headers, Some(scope), "authentication required");
+    }
+    RegistryError::new(
+        Code::Denied,
+        format!("{} may not {action} {repo}", caller.label()),
+    )
+}
+
+/// The caller named by the `Authorization` header (anonymous without one).
+async fn identify(
+    layer: &Arc<AuthLayer>,
+    headers: &HeaderMap,
+    address: IpAddr,
+) -> Result<Caller, RegistryError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Caller {
+            user: None,
+            address,
+            grant: Grant::Rules(layer.clone()),
+        });
+    };
+    let malformed = |why: &str| {
+        audit("unknown", address, "login", "", "", why);
+        unauthorized(layer, headers, None, "malformed Authorization header")
+    };
+    if value.len() > MAX_AUTHORIZATION_LEN {
+        return Err(malformed("oversized-authorization"));
+    }
+    let Ok(value) = value.to_str() else {
+        return Err(malformed("malformed-authorization"));
+    };
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        let Some((user, password)) = basic_credentials(rest) else {
+            return Err(malformed("malformed-authorization"));
+        };
+        if user.is_empty() && password.is_empty() {
+            // Some clients answer a Basic challenge with empty credentials
+            // when they have none: that is an anonymous request.
+            return Ok(Caller {
+                user: None,
+                address,
+                grant: Grant::Rules(layer.clone()),
+            });
+        }
+        let user = login(layer, headers, &user, &password, address).await?;
+        return Ok(Caller {
+            user: Some(user),
+            address,
+            grant: Grant::Rules(layer.clone()),
+        });
+    }
+    match (&layer.mode, scheme.eq_ignore_ascii_case("bearer")) {
+        (Mode::Token { service, .. }, true) => match service.verify(rest.trim()) {
+            Ok(claims) => Ok(Caller {
+                user: claims.user().map(str::to_string),
+                address,
+                grant: Grant::Token(layer.clone(), claims),
+            }),
+            Err(rejected) => {
+                audit(
+                    "unknown",
+                    address,
+                    "token",
+                    "",
+                    "",
+                    &format!("invalid-token: {}", rejected.0),
+                );
+                Err(
+                    unauthorized(layer, headers, None, "invalid or expired token").with_header(
+                        header::WWW_AUTHENTICATE,
+                        challenge_invalid_token(layer, headers),
+                    ),
+                )
+            }
+        },
+        _ => Err(malformed("unsupported-scheme")),
+    }
+}
+
+/// `user:password` from a Basic credential, if well-formed.
+fn basic_credentials(encoded: &str) -> Option<(String, String)> {
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    if user.is_empty() && !password.is_empty() {
+        return None;
+    }
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Checks a password under the rate limiter. A locked-out attempt is refused
+/// with 429 before bcrypt runs; a wrong password is 401.
+async fn login(
+    layer: &Arc<AuthLayer>,
+    headers: &HeaderMap,
+    user: &str,
+    password: &str,
+    address: IpAddr,
+) -> Result<String, RegistryError> {
+    if let Err(locked) = layer.limiter.check(user, address, Instant::now()) {
+        audit(user, address, "login", "", "", "rate-limited");
+        let seconds = locked.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        return Err(RegistryError::new(
+            Code::TooManyRequests,
+            format!("too many failed logins; retry in {seconds} s"),
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(seconds)));
+    }
+    let verified = {
+        let (layer, user, password) = (layer.clone(), user.to_string(), password.to_string());
+        // bcrypt takes a good fraction of a second: keep it off the
+        // connection threads.
+        tokio::task::spawn_blocking(move || layer.users.verify(&user, &password))
+            .await
+            .unwrap_or(false)
+    };
+    if verified {
+        layer.limiter.record_success(user);
+        Ok(user.to_string())
+    } else {
+        layer.limiter.record_failure(user, address, Instant::now());
+        audit(user, address, "login", "", "", "bad-credentials");
+        Err(unauthorized(
+            layer,
+            headers,
+            None,
+            "invalid user name or password",
+        ))
+    }
+}
+
+fn unauthorized(
+    layer: &AuthLayer,
+    headers: &HeaderMap,
+    scope: Option<String>,
+    message: &str,
+) -> RegistryError {
+    RegistryError::new(Code::Unauthorized, message).with_header(
+        header::WWW_AUTHENTICATE,
+        challenge(layer, headers, scope.as_deref(), None),
+    )
+}
+
+fn challenge_invalid_token(layer: &AuthLayer, headers: &HeaderMap) -> HeaderValue {
+    challenge(layer, headers, None, Some("invalid_token"))
+}
+
+/// `Basic realm="…"` or `Bearer realm="…",service="…"[,scope="…"][,error="…"]`.
+fn challenge(
+    layer: &AuthLayer,
+    headers: &HeaderMap,
+    scope: Option<&str>,
+    error: Option<&str>,
+) -> HeaderValue {
+    let text = match &layer.mode {
+        Mode::Basic { realm } => format!("Basic realm=\"{}\"", quoted(realm)),
+        Mode::Token { service, realm } => {
+            let realm = realm.clone().unwrap_or_else(|| {
+                let host = headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost");
+                format!("http://{host}/auth/token")
+            });
+            let mut text = format!(
+                "Bearer realm=\"{}\",service=\"{}\"",
+                quoted(&realm),
+                quoted(service.service())
+            );
+            if let Some(scope) = scope {
+                text.push_str(&format!(",scope=\"{}\"", quoted(scope)));
+            }
+            if let Some(error) = error {
+                text.push_str(&format!(",error=\"{error}\""));
+            }
+            text
+        }
+    };
+    HeaderValue::from_str(&text)
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic realm=\"wharf\""))
+}
+
+/// A value safe inside a quoted-string.
+fn quoted(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c == '"' || c == '\\' { '_' } else { c })
+        .collect()
+}
+
+/// One audit line: user (or `anonymous`), client address, action,
+/// repository, tag or digest, outcome.
+pub fn audit(
+    user: &str,
+    address: IpAddr,
+    action: &str,
+    repository: &str,
+    reference: &str,
+    outcome: &str,
+) {
+    tracing::info!(
+        target: "wharf::audit",
+        user,
+        client = %address,
+        action,
+        repository,
+        reference,
+        outcome,
+    );
+}
+
+/// A write worth an audit line once its outcome is known.
+pub struct AuditEvent {
+    action: &'static str,
+    repository: String,
+    reference: String,
+}
+
+impl AuditEvent {
+    /// The event a request will produce: manifest pushes, finished blob
+    /// uploads, mounts and deletes. Intermediate upload steps produce none.
+    pub fn for_request(endpoint: &Endpoint, method: &Method, query: &Query) -> Option<AuditEvent> {
+        let event = |action, repo: &RepositoryName, reference: String| {
+            Some(AuditEvent {
+                action,
+                repository: repo.to_string(),
+                reference,
+            })
+        };
+        match (endpoint, method) {
+            (Endpoint::Manifest(r, t), &Method::PUT) => event("push-manifest", r, target_label(t)),
+            (Endpoint::Manifest(r, t), &Method::DELETE) => {
+                event("delete-manifest", r, target_label(t))
+            }
+            (Endpoint::Blob(r, d), &Method::DELETE) => event("delete-blob", r, d.to_string()),
+            (Endpoint::Upload(r, _), &Method::PUT) => event(
+                "push-blob",
+                r,
+                query.get("digest").unwrap_or("").to_string(),
+            ),
+            (Endpoint::UploadStart(r), _) => match (query.get("mount"), query.get("digest")) {
+                (Some(mount), _) => {
+                    let from = query.get("from").unwrap_or("");
+                    event("mount", r, format!("{mount} from {from}"))
+                }
+                (None, Some(digest)) => event("push-blob", r, digest.to_string()),
+                (None, None) => None,
+            },
+            _ => None,
+        }
+    }
+
+    pub fn log(&self, caller: &Caller, result: &HandlerResult) {
+        let (outcome, reference) = match result {
+            Ok(r) => {
+                let outcome = match (self.action, r.status()) {
+                    ("mount", StatusCode::ACCEPTED) => "not-mounted-upload-started".to_string(),
+                    (_, s) if s.is_success() => "ok".to_string(),
+                    (_, s) => format!("failed-{}", s.as_u16()),
+                };
+                // A manifest pushed by tag: name the digest it got too.
+                let digest = r
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|d| d.to_str().ok())
+                    .filter(|d| self.action == "push-manifest" && *d != self.reference);
+                let reference = match digest {
+                    Some(d) => format!("{}@{d}", self.reference),
+                    None => self.reference.clone(),
+                };
+                (outcome, reference)
+            }
+            Err(e) => (
+                format!("failed-{}", e.code.as_str()),
+                self.reference.clone(),
+            ),
+        };
+        audit(
+            caller.label(),
+            caller.address,
+            self.action,
+            &self.repository,
+            &reference,
+            &outcome,
+        );
+    }
+}
+
+// --- the token endpoint ----------------------------------------------------
+
+/// `GET /auth/token?service=…&scope=…&account=…` (credentials, if any, in a
+/// Basic header) and `POST /auth/token` with an OAuth2 password-grant form.
+pub async fn token_endpoint(registry: &Registry, req: Request<'_>) -> HandlerResult {
+    let address = req.caller.address;
+    let layer = match registry.config().auth.clone() {
+        Some(layer) if matches!(layer.mode, Mode::Token { .. }) => layer,
+        _ => return Err(RegistryError::not_found()),
+    };
+    let Mode::Token { service, .. } = &layer.mode else {
+        return Err(RegistryError::not_found());
+    };
+    let (user, scopes, oauth) = if *req.method == Method::POST {
+        let form = body::read_limited(req.body, MAX_TOKEN_FORM).await?;
+        let form = Query::parse_form(&form);
+        if form.get("grant_type") != Some("password") {
+            return Err(RegistryError::new(
+                Code::Unsupported,
+                "only grant_type=password is supported; use GET for anonymous or Basic-authenticated tokens",
+            ));
+        }
+        let user = form.get("username").unwrap_or("");
+        let password = form.get("password").unwrap_or("");
+        let user = login(&layer, req.headers, user, password, address).await?;
+        (Some(user), Scope::parse_all(form.all("scope")), true)
+    } else {
+        let caller = identify(&layer, req.headers, address).await?;
+        (caller.user, Scope::parse_all(req.query.all("scope")), false)
+    };
+    let granted = token::grant(&layer.policy, user.as_deref(), &scopes);
+    let issued = service
+        .issue(user.as_deref(), granted, SystemTime::now())
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot issue a token");
+            RegistryError::new(Code::Internal, "cannot issue a token; see the registry log")
+        })?;
+    let mut json = serde_json::to_value(&issued).expect("token serialises");
+    if oauth {
+        json["scope"] = serde_json::Value::from(
+            scopes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body::full(serde_json::to_vec(&json).expect("json")))
+        .map_err(|e| RegistryError::new(Code::Internal, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_parse_or_refuse() {
+        let enc = |s: &[u8]| STANDARD.encode(s);
+        assert_eq!(
+            basic_credentials(&enc(b"alice:pa:ss")),
+            Some(("alice".into(), "pa:ss".into()))
+        );
+        assert_eq!(
+            basic_credentials(&enc(b"alice:")),
+            Some(("alice".into(), "".into()))
+        );
+        assert_eq!(basic_credentials(&enc(b"no-colon")), None);
+        assert_eq!(basic_credentials(&enc(b":pw")), None);
+        assert_eq!(basic_credentials(&enc(b":")), Some(("".into(), "".into())));
+        assert_eq!(basic_credentials(&enc(&[0xff, b':', 0xfe])), None);
+        assert_eq!(basic_credentials("%%%not base64"), None);
+    }
+
+    #[test]
+    fn requirements_per_endpoint() {
+        let r: RepositoryName = "a/b".parse().unwrap();
+        let d: wharf_oci::Digest =
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .parse()
+                .unwrap();
+        let action = |e: Endpoint, m: Method| match requirement(&e, &m) {
+            Requirement::Repository(_, a, _) => Some(a),
+            _ => None,
+        };
+        let tag = Target::Tag("v1".parse().unwrap());
+        assert_eq!(
+            action(Endpoint::Manifest(r.clone(), tag.clone()), Method::GET),
+            Some(Action::Pull)
+        );
+        assert_eq!(
+            action(Endpoint::Manifest(r.clone(), tag.clone()), Method::HEAD),
+            Some(Action::Pull)
+        );
+        assert_eq!(
+            action(Endpoint::Manifest(r.clone(), tag.clone()), Method::PUT),
+            Some(Action::Push)
+        );
+        assert_eq!(
+            action(Endpoint::Manifest(r.clone(), tag), Method::DELETE),
+            Some(Action::Delete)
+        );
+        assert_eq!(
+            action(Endpoint::Blob(r.clone(), d.clone()), Method::HEAD),
+            Some(Action::Pull)
+        );
+        assert_eq!(
+            action(Endpoint::Blob(r.clone(), d.clone()), Method::DELETE),
+            Some(Action::Delete)
+        );
+        assert_eq!(
+            action(Endpoint::UploadStart(r.clone()), Method::POST),
+            Some(Action::Push)
+        );
+        assert_eq!(
+            action(Endpoint::Upload(r.clone(), "x".into()), Method::GET),
+            Some(Action::Push)
+        );
+        assert_eq!(
+            action(Endpoint::TagsList(r.clone()), Method::GET),
+            Some(Action::Pull)
+        );
+        assert_eq!(
+            action(Endpoint::Referrers(r, d), Method::GET),
+            Some(Action::Pull)
+        );
+        assert!(matches!(
+            requirement(&Endpoint::Metrics, &Method::GET),
+            Requirement::Open
+        ));
+        assert!(matches!(
+            requirement(&Endpoint::Base, &Method::GET),
+            Requirement::Authenticated
+        ));
+        assert!(matches!(
+            requirement(&Endpoint::Catalog, &Method::GET),
+            Requirement::Login
+        ));
+    }
+
+    #[test]
+    fn quoted_strings_cannot_break_out() {
+        assert_eq!(quoted("a\"b\\c\r\nd"), "a_b_cd");
+    }
+}
