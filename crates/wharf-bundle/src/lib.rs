@@ -17,8 +17,12 @@
 mod error;
 pub mod format;
 mod reader;
+mod save;
+mod source;
 mod writer;
 
 pub use error::{BundleError, Result};
 pub use reader::{Bundle, BundleImage, Format, Location};
+pub use save::{blobs_of, save, LocalImage, SaveOptions, SaveOutcome};
+pub use source::BundleSource;
 pub use writer::{BundleWriter, DockerImage, ImageRecord, WriteError};
