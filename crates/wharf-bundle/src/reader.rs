@@ -744,7 +744,8 @@ fn read_error(path: &Path, e: io::Error) -> BundleError {
 /// Blob digests a bundle holds or leaves to its base, from entry names and
 /// the checksum manifest only (no hashing: this is what `--since` needs).
 pub(crate) fn list_blobs(path: &Path) -> Result<HashSet<Digest>> {
-    let file = File::open(path).map_err(|e| BundleError::io(path, "cannot open the base bundle", e))?;
+    let file =
+        File::open(path).map_err(|e| BundleError::io(path, "cannot open the base bundle", e))?;
     let mut magic = [0u8; 4];
     let n = file
         .read_at(&mut magic, 0)
@@ -760,7 +761,9 @@ pub(crate) fn list_blobs(path: &Path) -> Result<HashSet<Digest>> {
         }
     } else {
         let mut archive = tar::Archive::new(file);
-        let entries = archive.entries_with_seek().map_err(|e| read_error(path, e))?;
+        let entries = archive
+            .entries_with_seek()
+            .map_err(|e| read_error(path, e))?;
         for entry in entries {
             list_entry(path, entry.map_err(|e| read_error(path, e))?, &mut found)?;
         }
@@ -768,17 +771,29 @@ pub(crate) fn list_blobs(path: &Path) -> Result<HashSet<Digest>> {
     Ok(found)
 }
 
-fn list_entry(path: &Path, mut entry: tar::Entry<'_, impl Read>, found: &mut HashSet<Digest>) -> Result<()> {
-    let name = normalize(&entry.path().map_err(|e| read_error(path, e))?.to_string_lossy());
+fn list_entry(
+    path: &Path,
+    mut entry: tar::Entry<'_, impl Read>,
+    found: &mut HashSet<Digest>,
+) -> Result<()> {
+    let name = normalize(
+        &entry
+            .path()
+            .map_err(|e| read_error(path, e))?
+            .to_string_lossy(),
+    );
     if let Some(d) = digest_of_path(&name) {
         found.insert(d);
     } else if name == CHECKSUM_FILE && entry.size() <= MAX_DOCUMENT_BYTES {
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|e| read_error(path, e))?;
-        let checksums: Checksums = serde_json::from_slice(&bytes).map_err(|e| BundleError::Corrupt {
-            path: path.into(),
-            detail: format!("{CHECKSUM_FILE} does not parse: {e}"),
-        })?;
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| read_error(path, e))?;
+        let checksums: Checksums =
+            serde_json::from_slice(&bytes).map_err(|e| BundleError::Corrupt {
+                path: path.into(),
+                detail: format!("{CHECKSUM_FILE} does not parse: {e}"),
+            })?;
         found.extend(checksums.omitted.into_iter().map(|o| o.digest));
     }
     Ok(())

@@ -346,7 +346,10 @@ async fn send_local(
         }
     }
     let manifest = Digest::sha256_of(&local.manifest);
-    for (digest, bytes) in [(config.clone(), &local.config), (manifest.clone(), &local.manifest)] {
+    for (digest, bytes) in [
+        (config.clone(), &local.config),
+        (manifest.clone(), &local.manifest),
+    ] {
         if sent.insert(digest.clone()) {
             commands
                 .send(Command::Bytes {
@@ -413,8 +416,7 @@ fn docker_image(tree: &[TreeNode], default: &PlatformSpec) -> Option<DockerImage
     let top = tree.last()?;
     let chosen = if top.parsed.is_index() {
         let entry = top.parsed.manifests.iter().find(|d| {
-            top.kept.contains(&d.digest)
-                && d.platform.as_ref().is_some_and(|p| default.matches(p))
+            top.kept.contains(&d.digest) && d.platform.as_ref().is_some_and(|p| default.matches(p))
         })?;
         tree.iter().find(|n| n.manifest.digest == entry.digest)?
     } else {
@@ -493,7 +495,12 @@ fn write_bundle(
         .prefix(&format!(".{file_name}."))
         .suffix(".partial")
         .tempfile_in(&dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot create a file in {}: {e}", dir.display())))?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot create a file in {}: {e}", dir.display()),
+            )
+        })?;
     let file = temp.reopen()?;
     let buffered = BufWriter::with_capacity(WRITE_BUFFER, file);
     let sink = match zstd_level {

@@ -78,7 +78,11 @@ impl BundleSource {
             .ok()
             .and_then(|h| image.name.repository().prefixed(&h).ok())
             .unwrap_or_else(|| image.name.repository().clone());
-        Reference::new(&self.host(), repo, Target::Digest(image.manifest.digest.clone()))
+        Reference::new(
+            &self.host(),
+            repo,
+            Target::Digest(image.manifest.digest.clone()),
+        )
     }
 }
 
@@ -88,7 +92,11 @@ fn handle(bundle: &Arc<Bundle>, req: &Request<Incoming>) -> Response<Body> {
     let path = req.uri().path();
     let head = req.method() == Method::HEAD;
     if req.method() != Method::GET && !head {
-        return error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "the bundle is read-only");
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "the bundle is read-only",
+        );
     }
     if path == "/v2/" || path == "/v2" {
         return json(StatusCode::OK, "{}");
@@ -127,9 +135,7 @@ fn manifest(bundle: &Bundle, reference: &str, head: bool) -> Response<Body> {
         .header("content-length", bytes.len())
         .header("docker-content-digest", digest.to_string());
     let body = if head { Bytes::new() } else { bytes };
-    builder
-        .body(full(body))
-        .expect("a valid response")
+    builder.body(full(body)).expect("a valid response")
 }
 
 fn blob(bundle: &Arc<Bundle>, digest: &str, head: bool) -> Response<Body> {
@@ -201,4 +207,3 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
         .body(full(Bytes::from(body)))
         .expect("a valid response")
 }
-

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use wharf_oci::{media_type, Descriptor, Digest, Reference};
+use wharf_oci::{media_type, Algorithm, Descriptor, Digest, Reference};
 
 use crate::format::{
     blob_path, Checksums, FileSum, Marker, OmittedBlob, CHECKSUM_FILE, CONTAINERD_NAME,
@@ -93,9 +93,11 @@ impl<W: Write> BundleWriter<W> {
         if !self.blobs.insert(digest.clone()) {
             return Ok(());
         }
+        // For a sha256 blob the content digest is the checksum: hash once.
+        let other = (digest.algorithm() != Algorithm::Sha256).then(|| digest.algorithm().hasher());
         let mut reader = CheckingReader {
             inner: data.take(size),
-            content: digest.algorithm().hasher(),
+            other,
             sha256: Sha256::new(),
             count: 0,
         };
@@ -109,7 +111,11 @@ impl<W: Write> BundleWriter<W> {
                 got: reader.count,
             });
         }
-        let actual = reader.content.finish();
+        let sha256 = reader.sha256.finalize();
+        let actual = match reader.other {
+            Some(h) => h.finish(),
+            None => Digest::new(Algorithm::Sha256, &hex::encode(sha256)).expect("a sha256 digest"),
+        };
         if actual != *digest {
             return Err(WriteError::WrongDigest {
                 digest: digest.clone(),
@@ -120,7 +126,7 @@ impl<W: Write> BundleWriter<W> {
         self.files.push(FileSum {
             path,
             size,
-            sha256: hex::encode(reader.sha256.finalize()),
+            sha256: hex::encode(sha256),
         });
         Ok(())
     }
@@ -184,7 +190,8 @@ fn header(size: u64) -> tar::Header {
 /// and the sha256 the checksum manifest records.
 struct CheckingReader<R> {
     inner: R,
-    content: wharf_oci::digest::Hasher,
+    /// The content's own hash when it is not sha256.
+    other: Option<wharf_oci::digest::Hasher>,
     sha256: Sha256,
     count: u64,
 }
@@ -192,7 +199,9 @@ struct CheckingReader<R> {
 impl<R: Read> Read for CheckingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.content.update(&buf[..n]);
+        if let Some(h) = self.other.as_mut() {
+            h.update(&buf[..n]);
+        }
         self.sha256.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)

@@ -449,7 +449,7 @@ impl Transfer {
 /// children first (the order they must be written in). Shared by copy
 /// and `wharf save`.
 pub async fn resolve_tree(
-src: &Client,
+    src: &Client,
     reference: &Reference,
     platforms: &[PlatformSpec],
 ) -> Result<Vec<Node>> {

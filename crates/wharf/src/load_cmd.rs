@@ -20,7 +20,9 @@ use wharf_transfer::{
 };
 
 use crate::cli::Hint;
-use crate::transfer_cmd::{print_line, print_outcome, registry_client, Output, Progress, EXIT_USAGE};
+use crate::transfer_cmd::{
+    print_line, print_outcome, registry_client, Output, Progress, EXIT_USAGE,
+};
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -34,7 +36,11 @@ pub struct LoadArgs {
     #[arg(long, conflicts_with = "to")]
     pub containerd: bool,
     /// containerd's socket.
-    #[arg(long, value_name = "SOCKET", default_value = "/run/containerd/containerd.sock")]
+    #[arg(
+        long,
+        value_name = "SOCKET",
+        default_value = "/run/containerd/containerd.sock"
+    )]
     pub address: PathBuf,
     /// containerd namespace (the kubelet's is k8s.io).
     #[arg(long, default_value = "k8s.io")]
@@ -71,9 +77,15 @@ pub struct LoadArgs {
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    let to = args.to.as_deref().map(|t| t.trim().trim_end_matches('/').to_string());
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| t.trim().trim_end_matches('/').to_string());
     if let Some(t) = &to {
-        if t.is_empty() || t.contains('/') || format!("{t}/x").parse::<wharf_oci::Reference>().is_err() {
+        if t.is_empty()
+            || t.contains('/')
+            || format!("{t}/x").parse::<wharf_oci::Reference>().is_err()
+        {
             eprintln!("error: --to {t:?}: expected a registry, host[:port]");
             return Ok(ExitCode::from(EXIT_USAGE));
         }
@@ -96,7 +108,11 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(to) = to {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()).min(8))
+            .worker_threads(
+                std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .min(8),
+            )
             .enable_all()
             .build()?;
         reports = runtime.block_on(push_all(&args, &to, bundles, &notes))?;
@@ -226,7 +242,9 @@ fn import_containerd(args: &LoadArgs, bundle: &Bundle) -> Vec<ImageReport> {
             o.status,
             String::from_utf8_lossy(&o.stderr).trim()
         )),
-        Err(e) => Some(format!("cannot run ctr: {e}; install containerd's ctr or load --to a registry")),
+        Err(e) => Some(format!(
+            "cannot run ctr: {e}; install containerd's ctr or load --to a registry"
+        )),
     };
     bundle
         .images()

@@ -152,12 +152,11 @@ async fn execute(
     if let Some(base) = &args.since {
         let blobs = tokio::task::block_in_place(|| wharf_bundle::blobs_of(base))
             .map_err(anyhow::Error::from)
-            .context(Hint(
-                "--since takes a bundle written by wharf save".into(),
-            ))?;
-        let name = base
-            .file_name()
-            .map_or_else(|| base.display().to_string(), |n| n.to_string_lossy().to_string());
+            .context(Hint("--since takes a bundle written by wharf save".into()))?;
+        let name = base.file_name().map_or_else(
+            || base.display().to_string(),
+            |n| n.to_string_lossy().to_string(),
+        );
         options.since = Some((name, blobs.into_iter().collect()));
     }
     // The layer file lives until the bundle is written.
@@ -170,7 +169,12 @@ async fn execute(
     }
     let names: Vec<Reference> = input.requests.into_iter().map(|r| r.source).collect();
     let hosts: BTreeSet<String> = names.iter().map(|n| n.host().to_string()).collect();
-    let client = registry_client(&args.insecure, &args.ca_file, args.src_creds.as_deref(), &hosts)?;
+    let client = registry_client(
+        &args.insecure,
+        &args.ca_file,
+        args.src_creds.as_deref(),
+        &hosts,
+    )?;
     let events: Arc<dyn Events> = match &progress {
         Some(p) => p.clone(),
         None => Arc::new(NoEvents),
@@ -189,7 +193,8 @@ async fn execute(
     let mut reports = outcome.reports;
     for name in extra_names {
         let mut r = ImageReport::new(name, Some(args.out.display().to_string()));
-        r.notes.push("this wharf binary, built into an image".into());
+        r.notes
+            .push("this wharf binary, built into an image".into());
         if outcome.written {
             reports.push(r);
         }

@@ -83,11 +83,16 @@ fn write_layer(file: &File, exe: &Path, libraries: &[PathBuf]) -> anyhow::Result
     let mut tar = tar::Builder::new(BufWriter::new(file));
     tar.mode(tar::HeaderMode::Deterministic);
     let mut dirs = BTreeSet::from(["tmp".to_string(), "var/lib/wharf".to_string()]);
-    let inside: Vec<(String, &Path, u32)> = std::iter::once((BINARY_IN_IMAGE.to_string(), exe, 0o755))
-        .chain(libraries.iter().map(|l| {
-            (l.to_string_lossy().trim_start_matches('/').to_string(), l.as_path(), 0o755)
-        }))
-        .collect();
+    let inside: Vec<(String, &Path, u32)> =
+        std::iter::once((BINARY_IN_IMAGE.to_string(), exe, 0o755))
+            .chain(libraries.iter().map(|l| {
+                (
+                    l.to_string_lossy().trim_start_matches('/').to_string(),
+                    l.as_path(),
+                    0o755,
+                )
+            }))
+            .collect();
     for (path, _, _) in &inside {
         let mut parent = Path::new(path).parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
@@ -104,7 +109,8 @@ fn write_layer(file: &File, exe: &Path, libraries: &[PathBuf]) -> anyhow::Result
     }
     for (path, source, mode) in inside {
         // The content behind a symlink, under the name the loader asks for.
-        let mut f = File::open(source).with_context(|| format!("cannot read {}", source.display()))?;
+        let mut f =
+            File::open(source).with_context(|| format!("cannot read {}", source.display()))?;
         let size = f.metadata()?.len();
         let mut h = tar::Header::new_gnu();
         h.set_size(size);
