@@ -399,3 +399,62 @@ fn save_self_adds_an_image_of_wharf_and_the_files_to_start_it() {
     });
     assert!(found, "usr/local/bin/wharf is the running binary");
 }
+
+#[test]
+fn images_lint_flags_what_a_bundle_or_registry_lacks() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let refs = src.refs();
+    let bundle = work.path().join("site.tar");
+    let (code, _, err) = save(&["-o", bundle.to_str().unwrap(), &refs[0]]);
+    assert_eq!(code, 0, "{err}");
+    let host = src.server.host();
+    let yaml = work.path().join("app.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "spec:\n  containers:\n    - image: {host}/team/multi:v1\n    - image: {host}/team/multi:v2\n      imagePullPolicy: IfNotPresent\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = wharf(&[
+        "images",
+        "--lint",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        yaml.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let line = format!("{}:4: error[WK010]", yaml.display());
+    assert!(
+        err.contains(&line),
+        "file and line of the missing tag: {err}"
+    );
+    assert!(
+        err.contains(&format!("holds {host}/team/multi:v1")),
+        "the closest name: {err}"
+    );
+    assert!(
+        !err.contains(":3: error[WK010]"),
+        "v1 is in the bundle: {err}"
+    );
+
+    // The same against a registry that got the bundle.
+    let dst = Wharf::start(&work.path().join("dst"));
+    let (code, _, err) = wharf(&["load", "-q", "--to", &dst.host(), bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = wharf(&[
+        "images",
+        "--lint",
+        "--registry",
+        &dst.host(),
+        yaml.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&line), "{err}");
+    assert!(
+        err.contains(&format!("holds {host}/team/multi:v1")),
+        "{err}"
+    );
+    assert!(!err.contains(":3: error[WK010]"), "{err}");
+}
