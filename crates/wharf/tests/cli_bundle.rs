@@ -331,9 +331,7 @@ fn a_full_disk_leaves_nothing_under_the_final_name() {
     let refs = src.refs();
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "trap '' XFSZ; ulimit -f 8 && exec \"$0\" save -q -o \"$1\" \"$2\" \"$3\""
-        ))
+        .arg("trap '' XFSZ; ulimit -f 8 && exec \"$0\" save -q -o \"$1\" \"$2\" \"$3\"")
         .arg(WHARF)
         .arg(&bundle)
         .arg(&refs[0])
