@@ -154,3 +154,133 @@ mod tests {
         }
     }
 }
+
+/// What a bundle or registry holds, for [`lint_held`]: fully-qualified
+/// names (`host/repo:tag` and `host/repo@digest`).
+#[derive(Debug, Default, Clone)]
+pub struct Held {
+    /// Where the names come from, for messages (`bundle site.tar`).
+    pub source: String,
+    pub names: BTreeSet<String>,
+}
+
+impl Held {
+    pub fn holds(&self, r: &Reference) -> bool {
+        self.names.contains(&r.to_string())
+    }
+
+    /// The closest name held: the same repository with another tag, else
+    /// the same path under another host.
+    pub fn closest(&self, r: &Reference) -> Option<String> {
+        let repo = format!("{}/{}", r.host(), r.repository());
+        let same_repo = self.names.iter().find(|n| {
+            n.strip_prefix(&repo)
+                .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@'))
+        });
+        if let Some(n) = same_repo {
+            return Some(n.clone());
+        }
+        let path = format!("/{}", r.repository());
+        let target = r.tag().map(|t| format!(":{t}"));
+        let under_other_host = |n: &&String| {
+            n.split_once('/').is_some_and(|(_, rest)| {
+                let rest = format!("/{rest}");
+                rest.starts_with(&path) && rest[path.len()..].starts_with([':', '@'])
+            })
+        };
+        self.names
+            .iter()
+            .filter(under_other_host)
+            .find(|n| target.as_ref().is_some_and(|t| n.ends_with(t.as_str())))
+            .or_else(|| self.names.iter().find(under_other_host))
+            .cloned()
+    }
+}
+
+/// References that `held` does not hold (WK010), each with the closest
+/// name it does hold.
+pub fn lint_held(uses: &[ImageUse], held: &Held) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for u in uses {
+        let Ok(r) = u.image.parse::<Reference>() else {
+            continue; // reported by `references`
+        };
+        if held.holds(&r) {
+            continue;
+        }
+        let fix = match held.closest(&r) {
+            Some(n) => format!("{} holds {n}: use that name, or add {r}", held.source),
+            None => format!("add {r} to {}", held.source),
+        };
+        out.push(finding(
+            u,
+            "WK010",
+            Severity::Error,
+            format!(
+                "{r} is not in {}; a node would not find it there",
+                held.source
+            ),
+            fix,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod held_tests {
+    use super::*;
+
+    fn uses(images: &[&str]) -> Vec<ImageUse> {
+        images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| ImageUse {
+                image: image.to_string(),
+                file: "app.yaml".into(),
+                line: i + 1,
+                pull_policy: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn names_what_is_missing_and_the_closest_held() {
+        let held = Held {
+            source: "bundle site.tar".into(),
+            names: [
+                "registry.k8s.io/pause:3.10",
+                "registry.example.com/team/app:v1",
+                "mirror.local/team/tool:v2",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        };
+        let found = lint_held(
+            &uses(&[
+                "registry.k8s.io/pause:3.10",
+                "registry.k8s.io/pause:3.9",
+                "quay.io/team/tool:v2",
+                "docker.io/library/busybox:1.36",
+            ]),
+            &held,
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.iter().all(|f| f.code == "WK010"));
+        assert_eq!(found[0].line, 2);
+        assert!(
+            found[0].fix.contains("registry.k8s.io/pause:3.10"),
+            "{}",
+            found[0].fix
+        );
+        assert!(
+            found[1].fix.contains("mirror.local/team/tool:v2"),
+            "{}",
+            found[1].fix
+        );
+        assert_eq!(
+            found[2].fix,
+            "add docker.io/library/busybox:1.36 to bundle site.tar"
+        );
+    }
+}

@@ -67,12 +67,22 @@ impl ImageJob {
 }
 
 /// A manifest of the tree being copied, with what it refers to.
-struct Node {
-    manifest: Manifest,
-    parsed: ParsedManifest,
+#[derive(Debug, Clone)]
+pub struct TreeNode {
+    pub manifest: Manifest,
+    pub parsed: ParsedManifest,
     /// For an index: the children kept (by platform).
-    kept: Vec<Digest>,
+    pub kept: Vec<Digest>,
 }
+
+impl TreeNode {
+    /// Some children of this index were left out (`--platform`).
+    pub fn is_partial(&self) -> bool {
+        self.kept.len() < self.parsed.manifests.len()
+    }
+}
+
+type Node = TreeNode;
 
 /// Copies images from one registry client to another.
 #[derive(Clone)]
@@ -239,48 +249,12 @@ impl Transfer {
         }
     }
 
-    /// The manifest at `reference` and, for an index, its kept children,
-    /// children first (the order they must be written in).
     async fn resolve_tree(
         &self,
         reference: &Reference,
         platforms: &[PlatformSpec],
     ) -> Result<Vec<Node>> {
-        let manifest = self.src.get_manifest(reference).await?;
-        let parsed = parse(&manifest)?;
-        if !parsed.is_index() {
-            return Ok(vec![Node {
-                manifest,
-                parsed,
-                kept: Vec::new(),
-            }]);
-        }
-        let kept: Vec<Digest> = parsed
-            .manifests
-            .iter()
-            .filter(|d| wanted(platforms, d.platform.as_ref()))
-            .map(|d| d.digest.clone())
-            .collect();
-        if kept.is_empty() {
-            let asked: Vec<String> = platforms.iter().map(ToString::to_string).collect();
-            return Err(TransferError::Invalid(format!(
-                "the index has no manifest for {}",
-                asked.join(", ")
-            )));
-        }
-        let children = try_join_all(kept.iter().map(|d| {
-            let child = by_digest(reference, d);
-            // Children of a kept child are all kept: the platform choice was made.
-            Box::pin(async move { self.resolve_tree(&child, &[]).await })
-        }))
-        .await?;
-        let mut nodes: Vec<Node> = children.into_iter().flatten().collect();
-        nodes.push(Node {
-            manifest,
-            parsed,
-            kept,
-        });
-        Ok(nodes)
+        resolve_tree(&self.src, reference, platforms).await
     }
 
     async fn move_blobs(
@@ -475,6 +449,51 @@ impl Transfer {
     }
 }
 
+/// The manifest at `reference` and, for an index, its kept children,
+/// children first (the order they must be written in). Shared by copy
+/// and `wharf save`.
+pub async fn resolve_tree(
+    src: &Client,
+    reference: &Reference,
+    platforms: &[PlatformSpec],
+) -> Result<Vec<Node>> {
+    let manifest = src.get_manifest(reference).await?;
+    let parsed = parse(&manifest)?;
+    if !parsed.is_index() {
+        return Ok(vec![Node {
+            manifest,
+            parsed,
+            kept: Vec::new(),
+        }]);
+    }
+    let kept: Vec<Digest> = parsed
+        .manifests
+        .iter()
+        .filter(|d| wanted(platforms, d.platform.as_ref()))
+        .map(|d| d.digest.clone())
+        .collect();
+    if kept.is_empty() {
+        let asked: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+        return Err(TransferError::Invalid(format!(
+            "the index has no manifest for {}",
+            asked.join(", ")
+        )));
+    }
+    let children = try_join_all(kept.iter().map(|d| {
+        let child = by_digest(reference, d);
+        // Children of a kept child are all kept: the platform choice was made.
+        Box::pin(async move { resolve_tree(src, &child, &[]).await })
+    }))
+    .await?;
+    let mut nodes: Vec<Node> = children.into_iter().flatten().collect();
+    nodes.push(Node {
+        manifest,
+        parsed,
+        kept,
+    });
+    Ok(nodes)
+}
+
 /// `digest` in the repository of `r`, without a tag, so that writing it
 /// does not move one.
 fn by_digest(r: &Reference, digest: &Digest) -> Reference {
@@ -495,7 +514,7 @@ fn parse(manifest: &Manifest) -> Result<ParsedManifest> {
 }
 
 /// Every blob the tree needs, each once.
-fn unique_blobs(tree: &[Node]) -> Vec<Descriptor> {
+pub fn unique_blobs(tree: &[Node]) -> Vec<Descriptor> {
     let mut seen = HashSet::new();
     tree.iter()
         .flat_map(|n| n.parsed.required_blobs())
@@ -513,7 +532,7 @@ fn refuses_sparse(e: &wharf_client::Error) -> bool {
 
 /// `bytes` (an index) keeping only the entries in `kept`, every other field
 /// as it was.
-fn filtered_index(bytes: &[u8], kept: &[Digest]) -> Result<Bytes> {
+pub fn filtered_index(bytes: &[u8], kept: &[Digest]) -> Result<Bytes> {
     let invalid = |e: serde_json::Error| TransferError::Source(format!("index is not JSON: {e}"));
     let mut doc: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
     let keep: HashSet<String> = kept.iter().map(ToString::to_string).collect();

@@ -21,7 +21,9 @@ pub mod input;
 pub mod platform;
 mod report;
 
-pub use copy::{ImageJob, Options, Transfer, DEFAULT_JOBS};
+pub use copy::{
+    filtered_index, resolve_tree, unique_blobs, ImageJob, Options, Transfer, TreeNode, DEFAULT_JOBS,
+};
 pub use destination::DestinationMap;
 pub use error::{Result, TransferError};
 pub use input::{parse_list, parse_sync_file, plan_jobs, Input, Request, TagFilter, TagSelection};

@@ -37,6 +37,10 @@ pub enum Command {
     Copy(crate::transfer_cmd::CopyArgs),
     /// Copy a list of images or a TOML sync file to a registry; only what changed moves.
     Sync(crate::transfer_cmd::SyncArgs),
+    /// Write images from their registries into one offline bundle (a tar ctr, podman and docker import).
+    Save(crate::save_cmd::SaveArgs),
+    /// Verify bundles, then push them into a registry or import them into containerd.
+    Load(crate::load_cmd::LoadArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

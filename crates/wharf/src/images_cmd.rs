@@ -4,8 +4,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
-use wharf_kube::{lint, references, scan_text, Finding, ImageUse, ParseFailure};
+use wharf_kube::{lint, lint_held, references, scan_text, Finding, Held, ImageUse, ParseFailure};
+use wharf_oci::{Reference, Target};
+use wharf_transfer::DestinationMap;
+
+use crate::cli::Hint;
 
 /// Files larger than this are not manifests; refusing them keeps a stray
 /// archive from being read into memory.
@@ -25,6 +30,12 @@ pub struct ImagesArgs {
     /// Also report naming traps: bare names, latest or missing tags, mutable tags with IfNotPresent.
     #[arg(long)]
     pub lint: bool,
+    /// With --lint: flag references this bundle (wharf save, docker/podman/skopeo archive) does not hold.
+    #[arg(long, value_name = "FILE", requires = "lint")]
+    pub bundle: Option<PathBuf>,
+    /// With --lint: flag references this registry does not hold (under the upstream host, as sync puts them).
+    #[arg(long, value_name = "HOST[:PORT]", requires = "lint")]
+    pub registry: Option<String>,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
@@ -142,6 +153,12 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<ExitCode> {
     let (refs, mut findings) = references(&c.uses);
     if args.lint {
         findings.extend(lint(&c.uses));
+        if let Some(path) = &args.bundle {
+            findings.extend(lint_held(&c.uses, &held_by_bundle(path)?));
+        }
+        if let Some(registry) = &args.registry {
+            findings.extend(lint_held(&c.uses, &held_by_registry(registry, &c.uses)?));
+        }
     }
     findings.sort_by(|a, b| (&a.file, a.line, a.code).cmp(&(&b.file, b.line, b.code)));
     match args.output {
@@ -169,4 +186,83 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Every name a bundle holds, by tag and by digest (the bundle is verified
+/// first: a damaged one holds nothing worth checking against).
+fn held_by_bundle(path: &Path) -> anyhow::Result<Held> {
+    let bundle = wharf_bundle::Bundle::open(path, None)
+        .map_err(anyhow::Error::from)
+        .context(Hint(
+            "--bundle takes a bundle written by wharf save or an image archive".into(),
+        ))?;
+    let mut held = Held {
+        source: format!("bundle {}", path.display()),
+        ..Held::default()
+    };
+    for image in bundle.images() {
+        held.names.insert(image.name.to_string());
+        let by_digest = Reference::new(
+            image.name.host(),
+            image.name.repository().clone(),
+            Target::Digest(image.manifest.digest.clone()),
+        );
+        held.names.insert(by_digest.to_string());
+    }
+    Ok(held)
+}
+
+/// What `registry` holds of the repositories the uses name: each reference
+/// asked for (by tag or digest) under the upstream host, as `wharf sync`
+/// puts it, and the other tags of its repository for suggestions.
+fn held_by_registry(registry: &str, uses: &[ImageUse]) -> anyhow::Result<Held> {
+    let registry = registry.trim().trim_end_matches('/').to_string();
+    let client = crate::transfer_cmd::registry_client(
+        std::slice::from_ref(&registry),
+        &[],
+        None,
+        &std::collections::BTreeSet::from([registry.clone()]),
+    )?;
+    let map = DestinationMap::new(&registry, false);
+    let refs: std::collections::HashSet<Reference> = uses
+        .iter()
+        .filter_map(|u| u.image.parse::<Reference>().ok())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut held = Held {
+        source: format!("registry {registry}"),
+        ..Held::default()
+    };
+    runtime.block_on(async {
+        let mut listed = std::collections::BTreeSet::new();
+        for r in &refs {
+            let Ok(mirrored) = map.map(r) else { continue };
+            let mirrored = match r.digest() {
+                Some(d) => mirrored.with_digest(d.clone()),
+                None => mirrored,
+            };
+            match client.head_manifest(&mirrored).await {
+                Ok(_) => {
+                    held.names.insert(r.to_string());
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    return Err(anyhow::Error::from(e)).context(Hint(format!(
+                        "cannot ask {registry}; check it answers (wharf doctor) or drop --registry"
+                    )))
+                }
+            }
+            if listed.insert((r.host().to_string(), r.repository().clone())) {
+                let repo = mirrored.repository();
+                for tag in client.tags_list(&registry, repo).await.unwrap_or_default() {
+                    held.names
+                        .insert(format!("{}/{}:{tag}", r.host(), r.repository()));
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(held)
 }

@@ -13,7 +13,10 @@ mod doctor_cmd;
 mod fsck_cmd;
 mod gc_cmd;
 mod images_cmd;
+mod load_cmd;
 mod logging;
+mod save_cmd;
+mod self_image;
 mod serve;
 mod transfer_cmd;
 
@@ -34,6 +37,8 @@ fn main() -> ExitCode {
         cli::Command::Gc(args) => gc_cmd::run(args),
         cli::Command::Copy(args) => transfer_cmd::run_copy(args),
         cli::Command::Sync(args) => transfer_cmd::run_sync(args),
+        cli::Command::Save(args) => save_cmd::run(args),
+        cli::Command::Load(args) => load_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -22,7 +22,7 @@ use wharf_transfer::{
 };
 
 /// Exit code for invalid arguments, matching clap's own usage errors.
-const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// Largest list or sync file read (a list of references is small).
 const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -109,9 +109,9 @@ pub struct SyncArgs {
 
 /// A problem with the command line itself (exit code 2).
 #[derive(Debug)]
-struct Usage(String);
+pub(crate) struct Usage(pub String);
 
-type Outcome<T> = Result<T, Usage>;
+pub(crate) type Outcome<T> = Result<T, Usage>;
 
 pub fn run_copy(args: CopyArgs) -> anyhow::Result<ExitCode> {
     run_checked("copy", &args.flags, || copy_input(&args))
@@ -261,7 +261,7 @@ fn sync_input(args: &SyncArgs) -> Outcome<Plan> {
     })
 }
 
-fn read_input(path: &PathBuf) -> Outcome<String> {
+pub(crate) fn read_input(path: &PathBuf) -> Outcome<String> {
     let mut text = String::new();
     let read = if path.as_os_str() == "-" {
         std::io::stdin()
@@ -279,6 +279,17 @@ fn client(
     creds: Option<&str>,
     hosts: &BTreeSet<String>,
 ) -> anyhow::Result<Client> {
+    registry_client(&flags.insecure, &flags.ca_file, creds, hosts)
+}
+
+/// A registry client with credentials from the usual places, `creds`
+/// (USER:PASS) for each of `hosts`, and the TLS settings given.
+pub(crate) fn registry_client(
+    insecure: &[String],
+    ca_files: &[PathBuf],
+    creds: Option<&str>,
+    hosts: &BTreeSet<String>,
+) -> anyhow::Result<Client> {
     let mut credentials = CredentialSources::from_env();
     if let Some(credential) = creds.and_then(Credential::parse_user_pass) {
         for host in hosts {
@@ -286,8 +297,8 @@ fn client(
         }
     }
     Ok(Client::new(ClientConfig {
-        insecure_hosts: flags.insecure.clone(),
-        ca_files: flags.ca_file.clone(),
+        insecure_hosts: insecure.to_vec(),
+        ca_files: ca_files.to_vec(),
         credentials,
         ..ClientConfig::default()
     })?)
@@ -331,7 +342,7 @@ async fn execute(
     }
     failures.extend(reports);
     let reports = failures;
-    print_outcome(command, flags, &reports, &notes)?;
+    print_outcome(command, flags.output, flags.dry_run, &reports, &notes)?;
     let failed = reports.iter().any(ImageReport::is_failed);
     Ok(if failed {
         ExitCode::FAILURE
@@ -352,7 +363,7 @@ fn fixed_destination(fixed: &FixedDestination, source: &Reference) -> Reference 
     Reference::new(d.host(), d.repository().clone(), target)
 }
 
-fn print_line(progress: Option<&Progress>, line: &str) {
+pub(crate) fn print_line(progress: Option<&Progress>, line: &str) {
     match progress {
         Some(p) => p.println(line),
         None => eprintln!("{line}"),
@@ -360,9 +371,10 @@ fn print_line(progress: Option<&Progress>, line: &str) {
 }
 
 /// Failures on stderr, one line each; then the summary on stdout.
-fn print_outcome(
+pub(crate) fn print_outcome(
     command: &str,
-    flags: &TransferFlags,
+    output: Output,
+    dry_run: bool,
     reports: &[ImageReport],
     notes: &[String],
 ) -> anyhow::Result<()> {
@@ -375,12 +387,12 @@ fn print_outcome(
         }
     }
     let mut out = std::io::stdout().lock();
-    match flags.output {
+    match output {
         Output::Json => {
             let doc = serde_json::json!({
                 "version": REPORT_VERSION,
                 "command": command,
-                "dry_run": flags.dry_run,
+                "dry_run": dry_run,
                 "summary": totals(reports),
                 "notes": notes,
                 "images": reports,
@@ -388,7 +400,7 @@ fn print_outcome(
             serde_json::to_writer_pretty(&mut out, &doc)?;
             writeln!(out)?;
         }
-        Output::Text => write_table(&mut out, reports, flags.dry_run)?,
+        Output::Text => write_table(&mut out, reports, dry_run)?,
     }
     Ok(())
 }
@@ -463,14 +475,14 @@ fn short_digest(d: &str) -> String {
 
 /// Progress bars on stderr: one per image in flight and a total with speed
 /// and ETA.
-struct Progress {
+pub(crate) struct Progress {
     multi: MultiProgress,
     total: ProgressBar,
     bars: Mutex<HashMap<usize, ProgressBar>>,
 }
 
 impl Progress {
-    fn new() -> Progress {
+    pub(crate) fn new() -> Progress {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let total = multi.add(ProgressBar::new(0));
         total.set_style(
@@ -489,11 +501,11 @@ impl Progress {
         }
     }
 
-    fn println(&self, line: &str) {
+    pub(crate) fn println(&self, line: &str) {
         let _ = self.multi.println(line);
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.total.finish_and_clear();
     }
 }

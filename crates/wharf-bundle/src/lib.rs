@@ -1,0 +1,28 @@
+//! Offline image bundles: `wharf save` and `wharf load`.
+//!
+//! A bundle is one tar that `ctr images import`, `podman load` and
+//! `docker load` all accept: an OCI image layout plus Docker's
+//! `manifest.json`, every blob once, names fully qualified, digests as the
+//! registries serve them; `wharf-bundle.json`, the last entry, lists every
+//! file with its size and sha256 (see [`format`]).
+//!
+//! - [`BundleWriter`] writes one as a stream;
+//! - [`Bundle::open`] verifies one (or a `docker save` / `podman save` /
+//!   `skopeo copy … oci-archive:` tarball) in one streaming pass before
+//!   anything is read from it;
+//! - [`save`] fills a bundle from registries; [`BundleSource`] serves a
+//!   verified bundle as a read-only registry on loopback so that `wharf
+//!   load` pushes with `wharf_transfer`'s copy logic.
+
+mod error;
+pub mod format;
+mod reader;
+mod save;
+mod source;
+mod writer;
+
+pub use error::{BundleError, Result};
+pub use reader::{Bundle, BundleImage, Format, Location};
+pub use save::{blobs_of, save, LocalImage, SaveOptions, SaveOutcome};
+pub use source::BundleSource;
+pub use writer::{BundleWriter, DockerImage, ImageRecord, WriteError};

@@ -1,0 +1,256 @@
+//! Writing a bundle: a tar stream, each blob once, the checksum manifest
+//! last. Blobs are streamed through (the tar header needs the size, which
+//! the descriptor gives); memory does not grow with blob size.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read, Write};
+
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use wharf_oci::{media_type, Algorithm, Descriptor, Digest, Reference};
+
+use crate::format::{
+    blob_path, Checksums, FileSum, Marker, OmittedBlob, CHECKSUM_FILE, CONTAINERD_NAME,
+    DOCKER_MANIFEST_FILE, FORMAT_NAME, FORMAT_VERSION, INDEX_FILE, MARKER_FILE, OCI_LAYOUT,
+    OCI_LAYOUT_FILE, OCI_REF_NAME,
+};
+
+/// One name in the bundle.
+#[derive(Debug, Clone)]
+pub struct ImageRecord {
+    /// Fully-qualified, as a node would pull it (`registry.k8s.io/pause:3.10`).
+    pub name: Reference,
+    /// The top manifest (an index for a multi-platform image).
+    pub manifest: Descriptor,
+    /// The default platform's image, for Docker's `manifest.json`.
+    pub docker: Option<DockerImage>,
+}
+
+/// What Docker's `manifest.json` lists for one image.
+#[derive(Debug, Clone)]
+pub struct DockerImage {
+    pub config: Digest,
+    pub layers: Vec<Digest>,
+}
+
+/// Why a blob could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("writing the bundle failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("blob {digest}: expected {expected} bytes, the source gave {got}")]
+    ShortBlob {
+        digest: Digest,
+        expected: u64,
+        got: u64,
+    },
+    #[error("blob {digest}: the content hashes to {actual}")]
+    WrongDigest { digest: Digest, actual: Digest },
+}
+
+/// A bundle being written to `W` (a temp file, maybe through zstd).
+pub struct BundleWriter<W: Write> {
+    tar: tar::Builder<W>,
+    files: Vec<FileSum>,
+    blobs: HashSet<Digest>,
+    bytes: u64,
+}
+
+impl<W: Write> BundleWriter<W> {
+    /// Start a bundle: the marker goes first.
+    pub fn new(out: W) -> Result<BundleWriter<W>, WriteError> {
+        let mut tar = tar::Builder::new(out);
+        tar.mode(tar::HeaderMode::Deterministic);
+        let mut writer = BundleWriter {
+            tar,
+            files: Vec::new(),
+            blobs: HashSet::new(),
+            bytes: 0,
+        };
+        let marker = serde_json::to_vec(&Marker::current()).expect("marker serialises");
+        writer.append(MARKER_FILE, &marker, false)?;
+        Ok(writer)
+    }
+
+    /// Whether the blob was written already (blobs appear once).
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blobs.contains(digest)
+    }
+
+    /// Bytes of content written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Stream a blob of `size` bytes into the bundle, checking its digest
+    /// on the way. A second call for the same digest writes nothing.
+    pub fn add_blob(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        data: impl Read,
+    ) -> Result<(), WriteError> {
+        if !self.blobs.insert(digest.clone()) {
+            return Ok(());
+        }
+        // For a sha256 blob the content digest is the checksum: hash once.
+        let other = (digest.algorithm() != Algorithm::Sha256).then(|| digest.algorithm().hasher());
+        let mut reader = CheckingReader {
+            inner: data.take(size),
+            other,
+            sha256: Sha256::new(),
+            count: 0,
+        };
+        let path = blob_path(digest);
+        let mut header = header(size);
+        self.tar.append_data(&mut header, &path, &mut reader)?;
+        if reader.count != size {
+            return Err(WriteError::ShortBlob {
+                digest: digest.clone(),
+                expected: size,
+                got: reader.count,
+            });
+        }
+        let sha256 = reader.sha256.finalize();
+        let actual = match reader.other {
+            Some(h) => h.finish(),
+            None => Digest::new(Algorithm::Sha256, &hex::encode(sha256)).expect("a sha256 digest"),
+        };
+        if actual != *digest {
+            return Err(WriteError::WrongDigest {
+                digest: digest.clone(),
+                actual,
+            });
+        }
+        self.bytes += size;
+        self.files.push(FileSum {
+            path,
+            size,
+            sha256: hex::encode(sha256),
+        });
+        Ok(())
+    }
+
+    /// A blob held in memory (a manifest).
+    pub fn add_blob_bytes(&mut self, digest: &Digest, bytes: &[u8]) -> Result<(), WriteError> {
+        self.add_blob(digest, bytes.len() as u64, bytes)
+    }
+
+    /// Write the indexes and the checksum manifest, and hand back the
+    /// output (to finish compression, flush and sync).
+    pub fn finish(
+        mut self,
+        images: &[ImageRecord],
+        omitted: Vec<OmittedBlob>,
+        base: Option<String>,
+    ) -> Result<W, WriteError> {
+        self.append(OCI_LAYOUT_FILE, OCI_LAYOUT.as_bytes(), true)?;
+        let index = serde_json::to_vec_pretty(&oci_index(images)).expect("index serialises");
+        self.append(INDEX_FILE, &index, true)?;
+        let docker =
+            serde_json::to_vec_pretty(&docker_manifest(images)).expect("manifest serialises");
+        self.append(DOCKER_MANIFEST_FILE, &docker, true)?;
+        let checksums = Checksums {
+            format: FORMAT_NAME.to_string(),
+            version: FORMAT_VERSION,
+            created_by: format!("wharf {}", env!("CARGO_PKG_VERSION")),
+            files: std::mem::take(&mut self.files),
+            omitted,
+            base,
+        };
+        let bytes = serde_json::to_vec_pretty(&checksums).expect("checksums serialise");
+        self.append(CHECKSUM_FILE, &bytes, false)?;
+        Ok(self.tar.into_inner()?)
+    }
+
+    /// A small file; listed in the checksum manifest when `listed`.
+    fn append(&mut self, path: &str, bytes: &[u8], listed: bool) -> io::Result<()> {
+        let mut header = header(bytes.len() as u64);
+        self.tar.append_data(&mut header, path, bytes)?;
+        if listed {
+            self.files.push(FileSum {
+                path: path.to_string(),
+                size: bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(bytes)),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header
+}
+
+/// Counts and hashes what the tar builder reads: the content's own digest
+/// and the sha256 the checksum manifest records.
+struct CheckingReader<R> {
+    inner: R,
+    /// The content's own hash when it is not sha256.
+    other: Option<wharf_oci::digest::Hasher>,
+    sha256: Sha256,
+    count: u64,
+}
+
+impl<R: Read> Read for CheckingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = self.other.as_mut() {
+            h.update(&buf[..n]);
+        }
+        self.sha256.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// The OCI `index.json`: every name, with containerd's full-name
+/// annotation and the OCI ref name (the tag, as containerd writes it).
+fn oci_index(images: &[ImageRecord]) -> serde_json::Value {
+    let manifests: Vec<serde_json::Value> = images
+        .iter()
+        .map(|image| {
+            let mut annotations = BTreeMap::new();
+            annotations.insert(CONTAINERD_NAME.to_string(), image.name.to_string());
+            if let Some(tag) = image.name.tag() {
+                annotations.insert(OCI_REF_NAME.to_string(), tag.as_str().to_string());
+            }
+            let mut d = image.manifest.clone();
+            d.annotations = Some(annotations);
+            d.platform = None;
+            serde_json::to_value(d).expect("descriptor serialises")
+        })
+        .collect();
+    json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": manifests,
+    })
+}
+
+/// Docker's `manifest.json`: one entry per name that has a default-platform
+/// image, `RepoTags` fully qualified.
+fn docker_manifest(images: &[ImageRecord]) -> serde_json::Value {
+    let entries: Vec<serde_json::Value> = images
+        .iter()
+        .filter_map(|image| {
+            let docker = image.docker.as_ref()?;
+            let tags: Vec<String> = image
+                .name
+                .tag()
+                .map(|t| format!("{}/{}:{t}", image.name.host(), image.name.repository()))
+                .into_iter()
+                .collect();
+            Some(json!({
+                "Config": blob_path(&docker.config),
+                "RepoTags": tags,
+                "Layers": docker.layers.iter().map(blob_path).collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    serde_json::Value::Array(entries)
+}

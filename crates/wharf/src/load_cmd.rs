@@ -1,0 +1,261 @@
+//! `wharf load`: verify bundles (every byte, before anything is imported),
+//! then push their images into a registry or import them into containerd.
+//! Also reads what `docker save`, `podman save` and `skopeo copy …
+//! oci-archive:/docker-archive:` write.
+//!
+//! Exit codes: 0 every image loaded, 1 a bundle did not verify (nothing was
+//! imported) or some images failed (each named), 2 bad usage.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use wharf_bundle::{Bundle, BundleSource};
+use wharf_transfer::{
+    DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer, DEFAULT_JOBS,
+};
+
+use crate::cli::Hint;
+use crate::transfer_cmd::{
+    print_line, print_outcome, registry_client, Output, Progress, EXIT_USAGE,
+};
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Bundles (.tar or .tar.zst), or docker/podman/skopeo archives; a base before its deltas.
+    #[arg(required = true, value_name = "BUNDLE")]
+    pub bundles: Vec<PathBuf>,
+    /// Push into this registry, host[:port] (images land under their upstream host, as with sync).
+    #[arg(long = "to", value_name = "HOST[:PORT]")]
+    pub to: Option<String>,
+    /// Import into containerd (with `ctr images import`) instead.
+    #[arg(long, conflicts_with = "to")]
+    pub containerd: bool,
+    /// containerd's socket.
+    #[arg(
+        long,
+        value_name = "SOCKET",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub address: PathBuf,
+    /// containerd namespace (the kubelet's is k8s.io).
+    #[arg(long, default_value = "k8s.io")]
+    pub namespace: String,
+    /// Drop the upstream host from destination paths.
+    #[arg(long)]
+    pub flatten: bool,
+    /// Credentials for the destination registry, as USER:PASS.
+    #[arg(
+        long,
+        value_name = "USER:PASS",
+        env = "WHARF_DEST_CREDS",
+        hide_env_values = true
+    )]
+    pub dest_creds: Option<String>,
+    /// Registry spoken to over plain HTTP (loopback always is); repeatable.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure: Vec<String>,
+    /// Extra CA certificate (PEM) to trust; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Vec<PathBuf>,
+    /// Images and blobs pushed at once.
+    #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
+    pub jobs: usize,
+    /// Where a compressed bundle is decompressed to [default: the system's temp directory].
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// No progress on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
+pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| t.trim().trim_end_matches('/').to_string());
+    if let Some(t) = &to {
+        if t.is_empty()
+            || t.contains('/')
+            || format!("{t}/x").parse::<wharf_oci::Reference>().is_err()
+        {
+            eprintln!("error: --to {t:?}: expected a registry, host[:port]");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    }
+    if to.is_none() && !args.containerd {
+        eprintln!("error: say where to load: --to HOST[:PORT] (a registry) or --containerd");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    if args.jobs == 0 {
+        eprintln!("error: --jobs must be at least 1");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    let bundles = verify_all(&args)?;
+    let mut reports = Vec::new();
+    let mut notes = Vec::new();
+    for bundle in &bundles {
+        for note in bundle.notes() {
+            notes.push(format!("{}: {note}", bundle.path().display()));
+        }
+    }
+    if let Some(to) = to {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(
+                std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .min(8),
+            )
+            .enable_all()
+            .build()?;
+        reports = runtime.block_on(push_all(&args, &to, bundles, &notes))?;
+    } else {
+        for note in &notes {
+            eprintln!("note: {note}");
+        }
+        for bundle in &bundles {
+            reports.extend(import_containerd(&args, bundle));
+        }
+    }
+    print_outcome("load", args.output, false, &reports, &notes)?;
+    Ok(if reports.iter().any(ImageReport::is_failed) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Every bundle is read and checked in full before any is imported.
+fn verify_all(args: &LoadArgs) -> anyhow::Result<Vec<Arc<Bundle>>> {
+    let mut bundles = Vec::new();
+    for path in &args.bundles {
+        if !args.quiet {
+            eprintln!("verifying {}", path.display());
+        }
+        let bundle = Bundle::open(path, args.spool_dir.as_deref())
+            .map_err(anyhow::Error::from)
+            .context(Hint(
+                "nothing was imported; copy the bundle again (its checksums are inside it) or write it anew with wharf save".into(),
+            ))?;
+        if !args.quiet {
+            eprintln!(
+                "verified {}: {}, {} images, {}",
+                path.display(),
+                bundle.format().describe(),
+                bundle.images().len(),
+                indicatif::HumanBytes(bundle.content_bytes())
+            );
+        }
+        bundles.push(Arc::new(bundle));
+    }
+    Ok(bundles)
+}
+
+/// Each bundle in turn (a base before its deltas) through `wharf_transfer`.
+async fn push_all(
+    args: &LoadArgs,
+    to: &str,
+    bundles: Vec<Arc<Bundle>>,
+    notes: &[String],
+) -> anyhow::Result<Vec<ImageReport>> {
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let progress = show_progress.then(|| Arc::new(Progress::new()));
+    for note in notes {
+        print_line(progress.as_deref(), &format!("note: {note}"));
+    }
+    let src = registry_client(&[], &[], None, &BTreeSet::new())?;
+    let dst = registry_client(
+        &args.insecure,
+        &args.ca_file,
+        args.dest_creds.as_deref(),
+        &BTreeSet::from([to.to_string()]),
+    )?;
+    let map = DestinationMap::new(to, args.flatten);
+    let events: Arc<dyn Events> = match &progress {
+        Some(p) => p.clone(),
+        None => Arc::new(NoEvents),
+    };
+    let mut reports = Vec::new();
+    for bundle in bundles {
+        let source = BundleSource::start(bundle.clone())
+            .await
+            .context("cannot serve the bundle on loopback")?;
+        let mut names = Vec::new();
+        let mut jobs = Vec::new();
+        for image in bundle.images() {
+            match map.map(&image.name) {
+                Ok(destination) => {
+                    names.push(image.name.to_string());
+                    jobs.push(ImageJob::new(source.reference(image), destination));
+                }
+                Err(e) => reports.push(ImageReport::failed(
+                    image.name.to_string(),
+                    "invalid",
+                    e.to_string(),
+                )),
+            }
+        }
+        let options = Options {
+            jobs: args.jobs,
+            ..Options::default()
+        };
+        let done = Transfer::new(src.clone(), dst.clone(), options, events.clone())
+            .run(jobs)
+            .await;
+        for (mut report, name) in done.into_iter().zip(names) {
+            // Name the image as the bundle does, not by the loopback source.
+            report.source = name;
+            reports.push(report);
+        }
+        drop(source);
+    }
+    if let Some(p) = &progress {
+        p.finish();
+    }
+    Ok(reports)
+}
+
+/// `ctr images import` of the verified tar (the spool copy of a compressed
+/// bundle), every platform; one report per image.
+fn import_containerd(args: &LoadArgs, bundle: &Bundle) -> Vec<ImageReport> {
+    let destination = format!("containerd:{}", args.namespace);
+    let mut command = Command::new("ctr");
+    command
+        .arg("--address")
+        .arg(&args.address)
+        .arg("--namespace")
+        .arg(&args.namespace)
+        .args(["images", "import", "--all-platforms"])
+        .arg(bundle.tar_path());
+    let outcome = command.output();
+    let failure = match outcome {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "ctr images import failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!(
+            "cannot run ctr: {e}; install containerd's ctr or load --to a registry"
+        )),
+    };
+    bundle
+        .images()
+        .iter()
+        .map(|image| {
+            let mut r = ImageReport::new(image.name.to_string(), Some(destination.clone()));
+            r.digest = Some(image.manifest.digest.clone());
+            if let Some(f) = &failure {
+                r.fail("containerd", format!("{}: {f}", bundle.path().display()));
+            }
+            r
+        })
+        .collect()
+}

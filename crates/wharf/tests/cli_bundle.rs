@@ -1,0 +1,458 @@
+//! `wharf save` and `wharf load` as an operator runs them, between real
+//! `wharf serve` processes: digests kept across save and load, multi-arch
+//! by default, a delta on top of its base gives the full set, damaged
+//! bundles are refused before anything is imported, a failed save leaves
+//! no file behind.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::api::Api;
+use common::image::{self, host_arch, Artifact, Format};
+use common::server::Wharf;
+
+const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
+
+fn push(api: &Api, repo: &str, tag: &str, artifact: &Artifact) {
+    for child in &artifact.children {
+        push(api, repo, &child.digest(), child);
+    }
+    for blob in &artifact.blobs {
+        api.push_blob_monolithic(repo, &blob.bytes)
+            .expect("push blob");
+    }
+    api.put_manifest(repo, tag, artifact.media_type, &artifact.manifest)
+        .expect("push manifest");
+}
+
+fn wharf(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(WHARF).args(args).output().expect("run wharf");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A source registry with a multi-arch OCI index, a Docker image and a
+/// second tag sharing layers with the first.
+struct Source {
+    server: Wharf,
+    multi: Artifact,
+    docker: Artifact,
+}
+
+impl Source {
+    fn start(dir: &Path) -> Source {
+        let server = Wharf::start(dir);
+        let api = Api::new(&server.url());
+        let multi = image::multi_arch(Format::Oci, "bundle-multi");
+        let docker = image::image(Format::Docker, "bundle-docker", host_arch());
+        push(&api, "team/multi", "v1", &multi);
+        push(&api, "team/docker", "v1", &docker);
+        Source {
+            server,
+            multi,
+            docker,
+        }
+    }
+
+    fn refs(&self) -> Vec<String> {
+        vec![
+            format!("{}/team/multi:v1", self.server.host()),
+            format!("{}/team/docker:v1", self.server.host()),
+        ]
+    }
+}
+
+fn save(args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["save", "-q"];
+    all.extend_from_slice(args);
+    wharf(&all)
+}
+
+/// The digest `repo:tag` has at `server`, or None.
+fn digest_at(server: &Wharf, repo: &str, tag: &str) -> Option<String> {
+    Api::new(&server.url())
+        .manifest(repo, tag)
+        .ok()
+        .map(|m| m.digest)
+}
+
+#[test]
+fn save_then_load_keeps_every_digest_and_every_platform() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    for name in ["site.tar", "site.tar.zst"] {
+        let bundle = work.path().join(name);
+        let refs = src.refs();
+        let mut args = vec!["-o", bundle.to_str().unwrap()];
+        args.extend(refs.iter().map(String::as_str));
+        let (code, out, err) = save(&args);
+        assert_eq!(code, 0, "save {name}: {out}\n{err}");
+        assert!(bundle.exists());
+
+        let dst = Wharf::start(&work.path().join(format!("dst-{name}")));
+        let (code, out, err) = wharf(&[
+            "load",
+            "-q",
+            "--output",
+            "json",
+            "--to",
+            &dst.host(),
+            bundle.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "load {name}: {out}\n{err}");
+        let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+        assert_eq!(report["command"], "load");
+        assert_eq!(report["summary"]["images"], 2);
+        assert_eq!(report["summary"]["failed"], 0);
+
+        // Under the upstream host, as sync puts them, with the source's digests.
+        let host = src.server.host().replace(':', "_");
+        let multi_repo = format!("{host}/team/multi");
+        assert_eq!(digest_at(&dst, &multi_repo, "v1"), Some(src.multi.digest()));
+        for child in &src.multi.children {
+            assert_eq!(
+                digest_at(&dst, &multi_repo, &child.digest()),
+                Some(child.digest()),
+                "every platform of the index is in the bundle"
+            );
+        }
+        let docker_repo = format!("{host}/team/docker");
+        assert_eq!(
+            digest_at(&dst, &docker_repo, "v1"),
+            Some(src.docker.digest())
+        );
+        let api = Api::new(&dst.url());
+        for blob in &src.docker.blobs {
+            assert_eq!(api.blob(&docker_repo, &blob.digest()).unwrap(), blob.bytes);
+        }
+
+        // Loading again moves nothing.
+        let (code, out, _) = wharf(&[
+            "load",
+            "-q",
+            "--output",
+            "json",
+            "--to",
+            &dst.host(),
+            bundle.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0);
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["summary"]["up_to_date"], 2, "{out}");
+        assert_eq!(report["summary"]["bytes_sent"], 0);
+    }
+}
+
+#[test]
+fn platform_restricts_and_a_delta_on_its_base_equals_the_full_bundle() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let refs = src.refs();
+    let base = work.path().join("base.tar");
+    let (code, out, err) = save(&["-o", base.to_str().unwrap(), &refs[1]]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // A second image sharing nothing but the list: the delta holds only it,
+    // and still names the image that was in the base.
+    let delta = work.path().join("delta.tar");
+    let (code, out, err) = save(&[
+        "-o",
+        delta.to_str().unwrap(),
+        "--since",
+        base.to_str().unwrap(),
+        &refs[0],
+        &refs[1],
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let full = work.path().join("full.tar");
+    let (code, _, err) = save(&["-o", full.to_str().unwrap(), &refs[0], &refs[1]]);
+    assert_eq!(code, 0, "{err}");
+    let docker_layers: u64 = src
+        .docker
+        .layers()
+        .iter()
+        .map(|b| b.bytes.len() as u64)
+        .sum();
+    let (delta_len, full_len) = (
+        std::fs::metadata(&delta).unwrap().len(),
+        std::fs::metadata(&full).unwrap().len(),
+    );
+    assert!(
+        delta_len + docker_layers <= full_len,
+        "the delta ({delta_len}) leaves out the base's layers ({docker_layers}) of the full ({full_len})"
+    );
+
+    let from_delta = Wharf::start(&work.path().join("dst-delta"));
+    let (code, out, err) = wharf(&[
+        "load",
+        "-q",
+        "--to",
+        &from_delta.host(),
+        base.to_str().unwrap(),
+        delta.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let from_full = Wharf::start(&work.path().join("dst-full"));
+    let (code, _, err) = wharf(&[
+        "load",
+        "-q",
+        "--to",
+        &from_full.host(),
+        full.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let host = src.server.host().replace(':', "_");
+    for repo in ["team/multi", "team/docker"] {
+        let repo = format!("{host}/{repo}");
+        let a = digest_at(&from_delta, &repo, "v1");
+        assert!(a.is_some());
+        assert_eq!(a, digest_at(&from_full, &repo, "v1"), "{repo}");
+    }
+
+    // --platform keeps one platform: a filtered index naming only it.
+    let one = work.path().join("one.tar");
+    let (code, out, err) = save(&[
+        "-o",
+        one.to_str().unwrap(),
+        "--platform",
+        &format!("linux/{}", host_arch()),
+        &refs[0],
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let dst = Wharf::start(&work.path().join("dst-one"));
+    let (code, out, err) = wharf(&[
+        "load",
+        "-q",
+        "--output",
+        "json",
+        "--to",
+        &dst.host(),
+        one.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let loaded = report["images"][0]["digest"].as_str().unwrap().to_string();
+    assert_ne!(
+        loaded,
+        src.multi.digest(),
+        "a filtered index has its own digest"
+    );
+    let repo = format!("{host}/team/multi");
+    let index = Api::new(&dst.url()).manifest(&repo, "v1").unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&index.body).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        index["manifests"][0]["platform"]["architecture"],
+        host_arch()
+    );
+}
+
+#[test]
+fn damaged_bundles_are_refused_and_nothing_is_imported() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let bundle = work.path().join("site.tar");
+    let refs = src.refs();
+    let (code, _, err) = save(&["-o", bundle.to_str().unwrap(), &refs[0], &refs[1]]);
+    assert_eq!(code, 0, "{err}");
+    let clean = std::fs::read(&bundle).unwrap();
+    let dst = Wharf::start(&work.path().join("dst"));
+
+    let truncated = work.path().join("truncated.tar");
+    std::fs::write(&truncated, &clean[..clean.len() * 2 / 3]).unwrap();
+    let mut flipped_bytes = clean.clone();
+    // The middle of the largest blob's data.
+    let layer = src.multi.children[0].layers()[0].bytes.clone();
+    let at = clean
+        .windows(32)
+        .position(|w| w == &layer[..32])
+        .expect("layer in the bundle")
+        + layer.len() / 2;
+    flipped_bytes[at] ^= 0x01;
+    let flipped = work.path().join("flipped.tar");
+    std::fs::write(&flipped, &flipped_bytes).unwrap();
+
+    for (bad, word) in [(&truncated, "truncated"), (&flipped, "corrupt")] {
+        // The good bundle first on the command line: verification of all
+        // comes before any import, so even it is not loaded.
+        let (code, out, err) = wharf(&[
+            "load",
+            "-q",
+            "--to",
+            &dst.host(),
+            bundle.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(err.contains(word), "{err}");
+        assert!(
+            err.contains(bad.to_str().unwrap()),
+            "the error names the file: {err}"
+        );
+        assert!(err.contains("nothing was imported"), "{err}");
+        assert!(
+            Api::new(&dst.url()).catalog().unwrap().is_empty(),
+            "nothing reached the registry"
+        );
+    }
+}
+
+#[test]
+fn a_reference_the_source_lacks_leaves_no_bundle() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let bundle = work.path().join("site.tar");
+    let absent = format!("{}/team/absent:v9", src.server.host());
+    let refs = src.refs();
+    let (code, out, err) = save(&["-o", bundle.to_str().unwrap(), &refs[0], &absent]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&absent), "the missing image is named: {err}");
+    assert!(!bundle.exists(), "nothing under the final name");
+    let leftovers: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("site.tar"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temp file left: {leftovers:?}");
+}
+
+#[test]
+fn a_full_disk_leaves_nothing_under_the_final_name() {
+    // A file size limit makes write(2) fail part-way (EFBIG, with SIGXFSZ
+    // ignored), as a full disk does (ENOSPC), without needing a mount.
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let bundle = work.path().join("site.tar");
+    let refs = src.refs();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 8 && exec \"$0\" save -q -o \"$1\" \"$2\" \"$3\"")
+        .arg(WHARF)
+        .arg(&bundle)
+        .arg(&refs[0])
+        .arg(&refs[1])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("site.tar"), "{err}");
+    assert!(!bundle.exists(), "nothing under the final name");
+    let leftovers: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("site.tar"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temp file left: {leftovers:?}");
+}
+
+#[test]
+fn save_self_adds_an_image_of_wharf_and_the_files_to_start_it() {
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bootstrap.tar");
+    let (code, out, err) = save(&["--self", "-o", bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let pod = std::fs::read_to_string(work.path().join("wharf-pod.yaml")).unwrap();
+    assert!(pod.contains("hostNetwork: true") && pod.contains("localhost/wharf:"));
+    let unit = std::fs::read_to_string(work.path().join("wharf.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/wharf serve"));
+
+    let dst = Wharf::start(&work.path().join("dst"));
+    let (code, out, err) = wharf(&[
+        "load",
+        "-q",
+        "--flatten",
+        "--to",
+        &dst.host(),
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let api = Api::new(&dst.url());
+    let version = env!("CARGO_PKG_VERSION");
+    let manifest = api
+        .manifest("wharf", version)
+        .expect("the image of wharf itself");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.body).unwrap();
+    let config = api
+        .blob("wharf", manifest["config"]["digest"].as_str().unwrap())
+        .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+    assert_eq!(config["config"]["Entrypoint"][1], "serve");
+    // The layer holds this very binary.
+    let layer = api
+        .blob("wharf", manifest["layers"][0]["digest"].as_str().unwrap())
+        .unwrap();
+    let mut archive = tar::Archive::new(&layer[..]);
+    let binary = std::fs::read(WHARF).unwrap();
+    let found = archive.entries().unwrap().any(|e| {
+        let mut e = e.unwrap();
+        let is_binary = e.path().unwrap().to_string_lossy() == "usr/local/bin/wharf";
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+        is_binary && bytes == binary
+    });
+    assert!(found, "usr/local/bin/wharf is the running binary");
+}
+
+#[test]
+fn images_lint_flags_what_a_bundle_or_registry_lacks() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let refs = src.refs();
+    let bundle = work.path().join("site.tar");
+    let (code, _, err) = save(&["-o", bundle.to_str().unwrap(), &refs[0]]);
+    assert_eq!(code, 0, "{err}");
+    let host = src.server.host();
+    let yaml = work.path().join("app.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "spec:\n  containers:\n    - image: {host}/team/multi:v1\n    - image: {host}/team/multi:v2\n      imagePullPolicy: IfNotPresent\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = wharf(&[
+        "images",
+        "--lint",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        yaml.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let line = format!("{}:4: error[WK010]", yaml.display());
+    assert!(
+        err.contains(&line),
+        "file and line of the missing tag: {err}"
+    );
+    assert!(
+        err.contains(&format!("holds {host}/team/multi:v1")),
+        "the closest name: {err}"
+    );
+    assert!(
+        !err.contains(":3: error[WK010]"),
+        "v1 is in the bundle: {err}"
+    );
+
+    // The same against a registry that got the bundle.
+    let dst = Wharf::start(&work.path().join("dst"));
+    let (code, _, err) = wharf(&["load", "-q", "--to", &dst.host(), bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = wharf(&[
+        "images",
+        "--lint",
+        "--registry",
+        &dst.host(),
+        yaml.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&line), "{err}");
+    assert!(
+        err.contains(&format!("holds {host}/team/multi:v1")),
+        "{err}"
+    );
+    assert!(!err.contains(":3: error[WK010]"), "{err}");
+}
