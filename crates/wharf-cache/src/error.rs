@@ -32,10 +32,12 @@ pub(crate) fn upstream_error(e: &ClientError, missing: Code) -> RegistryError {
             // credentials for the upstream are.
             RegistryError::new(Code::Denied, message)
         }
+        // The spec has no code for "the upstream failed": the content is
+        // unknown here, and the gateway status tells why.
         ErrorKind::Network if is_timeout(e) => {
-            RegistryError::new(Code::Internal, message).with_status(StatusCode::GATEWAY_TIMEOUT)
+            RegistryError::new(missing, message).with_status(StatusCode::GATEWAY_TIMEOUT)
         }
-        _ => RegistryError::new(Code::Internal, message).with_status(StatusCode::BAD_GATEWAY),
+        _ => RegistryError::new(missing, message).with_status(StatusCode::BAD_GATEWAY),
     }
 }
 
