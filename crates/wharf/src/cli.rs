@@ -31,6 +31,8 @@ pub enum Command {
     Copy(crate::transfer_cmd::CopyArgs),
     /// Copy a list of images or a TOML sync file to a registry; only what changed moves.
     Sync(crate::transfer_cmd::SyncArgs),
+    /// Fill a running pull-through cache ahead of time from a list (the same input as sync).
+    Warm(crate::warm_cmd::WarmArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

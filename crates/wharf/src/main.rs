@@ -13,6 +13,7 @@ mod images_cmd;
 mod logging;
 mod serve;
 mod transfer_cmd;
+mod warm_cmd;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Fsck(args) => fsck_cmd::run(args),
         cli::Command::Copy(args) => transfer_cmd::run_copy(args),
         cli::Command::Sync(args) => transfer_cmd::run_sync(args),
+        cli::Command::Warm(args) => warm_cmd::run(args),
     };
     match result {
         Ok(code) => code,
