@@ -18,20 +18,28 @@ pub struct Wharf {
     root: PathBuf,
     work_dir: PathBuf,
     starts: usize,
+    /// Extra `wharf serve` arguments (`--config FILE`).
+    extra: Vec<String>,
 }
 
 impl Wharf {
     /// Starts a server storing into `<work_dir>/root`, logging to `<work_dir>/wharf-<n>.log`.
     pub fn start(work_dir: &Path) -> Wharf {
+        Wharf::start_with(work_dir, &[])
+    }
+
+    /// Like [`Wharf::start`], with extra `wharf serve` arguments.
+    pub fn start_with(work_dir: &Path, extra: &[String]) -> Wharf {
         std::fs::create_dir_all(work_dir).expect("create wharf work dir");
         let root = work_dir.join("root");
-        let (process, port) = spawn_ready(&root, work_dir, 1);
+        let (process, port) = spawn_ready(&root, work_dir, 1, extra);
         Wharf {
             process,
             port,
             root,
             work_dir: work_dir.to_owned(),
             starts: 1,
+            extra: extra.to_vec(),
         }
     }
 
@@ -70,7 +78,7 @@ impl Wharf {
     pub fn restart(&mut self) {
         self.process.kill_hard();
         self.starts += 1;
-        let (process, port) = spawn_ready(&self.root, &self.work_dir, self.starts);
+        let (process, port) = spawn_ready(&self.root, &self.work_dir, self.starts, &self.extra);
         self.process = process;
         self.port = port;
     }
@@ -90,12 +98,12 @@ impl Wharf {
     }
 }
 
-fn spawn_ready(root: &Path, work_dir: &Path, start: usize) -> (ChildGuard, u16) {
+fn spawn_ready(root: &Path, work_dir: &Path, start: usize, extra: &[String]) -> (ChildGuard, u16) {
     let log = work_dir.join(format!("wharf-{start}.log"));
     let mut failures = Vec::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port();
-        let mut process = spawn(root, port, &log);
+        let mut process = spawn(root, port, &log, extra);
         match wait_ready(&mut process, port) {
             Ok(()) => return (process, port),
             Err(why) => failures.push(why),
@@ -109,7 +117,7 @@ fn spawn_ready(root: &Path, work_dir: &Path, start: usize) -> (ChildGuard, u16) 
     );
 }
 
-fn spawn(root: &Path, port: u16, log: &Path) -> ChildGuard {
+fn spawn(root: &Path, port: u16, log: &Path, extra: &[String]) -> ChildGuard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
     cmd.arg("serve")
         .arg("--listen")
@@ -117,7 +125,8 @@ fn spawn(root: &Path, port: u16, log: &Path) -> ChildGuard {
         .arg("--root")
         .arg(root)
         .arg("--log-format")
-        .arg("text");
+        .arg("text")
+        .args(extra);
     ChildGuard::spawn(cmd, "wharf serve", log)
 }
 
