@@ -59,7 +59,7 @@ http:
 proxy:
   remoteurl: http://127.0.0.1:$UP
 YAML
-"$REGISTRY" serve "$WORK/proxy.yml" 2>"$WORK/proxy.log" &
+"$REGISTRY" serve "$WORK/proxy.yml" >"$WORK/proxy.log" 2>&1 &
 PIDS+=($!)
 wait_up $UP; wait_up $CACHE; wait_up $PROXY
 
