@@ -56,8 +56,32 @@ fn upload_range(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
 }
 
+/// Pushes into a repository an upstream covers are refused unless that
+/// upstream allows them: its content must stay what the upstream serves.
+fn refuse_push_to_cache(
+    registry: &Registry,
+    endpoint: &Endpoint,
+    m: &Method,
+) -> Result<(), RegistryError> {
+    let repo = match endpoint {
+        Endpoint::Manifest(repo, _) if m == Method::PUT => repo,
+        Endpoint::UploadStart(repo) | Endpoint::Upload(repo, _) => repo,
+        _ => return Ok(()),
+    };
+    match registry.upstream_for(repo) {
+        Some((_, coverage)) if !coverage.allow_push => Err(RegistryError::new(
+            Code::Denied,
+            format!(
+                "{repo} is a pull-through cache of an upstream registry; pushes to it are refused"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub async fn dispatch(registry: &Registry, endpoint: Endpoint, req: Request<'_>) -> HandlerResult {
     let m = req.method.clone();
+    refuse_push_to_cache(registry, &endpoint, &m)?;
     match endpoint {
         Endpoint::Base => finish(
             response(StatusCode::OK).header(header::CONTENT_TYPE, "application/json"),
@@ -222,7 +246,10 @@ async fn get_manifest(
     target: &Target,
     head: bool,
 ) -> HandlerResult {
-    let m = registry.store().manifest_get(repo, target).await?;
+    let m = match registry.upstream_for(repo) {
+        Some((upstream, _)) => upstream.manifest(repo, target).await?,
+        None => registry.store().manifest_get(repo, target).await?,
+    };
     let b = response(StatusCode::OK)
         .header(header::CONTENT_TYPE, hv(&m.media_type))
         .header(header::CONTENT_LENGTH, m.bytes.len())
@@ -268,6 +295,7 @@ async fn put_manifest(
     let options = ManifestPutOptions {
         sparse_indexes: registry.config().sparse_indexes,
         extra_tags,
+        lazy_references: false,
     };
     let put = registry
         .store()
@@ -383,10 +411,20 @@ async fn get_blob(
     head: bool,
 ) -> HandlerResult {
     let store = registry.store();
-    let size = store
-        .blob_size(repo, d)
-        .await?
-        .ok_or_else(|| RegistryError::from(StorageError::BlobUnknown(d.clone())))?;
+    let size = match store.blob_size(repo, d).await? {
+        Some(size) => {
+            if registry.upstream_for(repo).is_some() {
+                registry.metrics().cache_hit();
+            }
+            size
+        }
+        None => match registry.upstream_for(repo) {
+            Some((upstream, _)) => {
+                return get_upstream_blob(registry, upstream, repo, d, head).await
+            }
+            None => return Err(StorageError::BlobUnknown(d.clone()).into()),
+        },
+    };
     let range = match parse_range(headers.get(header::RANGE), size) {
         Ok(r) => r,
         Err(()) => {
@@ -419,6 +457,55 @@ async fn get_blob(
     let stream = store.blob_read(d, start..end_exclusive).await?;
     registry.metrics().blob_sent(end_exclusive - start);
     finish(b, body::stream(stream))
+}
+
+fn blob_headers(d: &Digest) -> http::response::Builder {
+    response(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(DIGEST_HEADER, hv(&d.to_string()))
+        .header(header::ETAG, hv(&format!("\"{d}\"")))
+}
+
+/// A blob the store does not have, in a repository an upstream covers.
+/// A `Range` is answered with the whole blob (RFC 9110 allows it): the
+/// download from upstream is shared and starts at byte 0.
+async fn get_upstream_blob(
+    registry: &Registry,
+    upstream: &dyn crate::Upstream,
+    repo: &RepositoryName,
+    d: &Digest,
+    head: bool,
+) -> HandlerResult {
+    if head {
+        let size = upstream.blob_size(repo, d).await?;
+        return finish(
+            blob_headers(d).header(header::CONTENT_LENGTH, size),
+            body::empty(),
+        );
+    }
+    match upstream.blob(repo, d).await? {
+        crate::UpstreamBlob::Stored => {
+            let size = registry
+                .store()
+                .blob_size(repo, d)
+                .await?
+                .ok_or_else(|| RegistryError::from(StorageError::BlobUnknown(d.clone())))?;
+            let stream = registry.store().blob_read(d, 0..size).await?;
+            registry.metrics().blob_sent(size);
+            finish(
+                blob_headers(d).header(header::CONTENT_LENGTH, size),
+                body::stream(stream),
+            )
+        }
+        crate::UpstreamBlob::Streaming { size, body: stream } => {
+            let mut b = blob_headers(d);
+            if let Some(size) = size {
+                b = b.header(header::CONTENT_LENGTH, size);
+                registry.metrics().blob_sent(size);
+            }
+            finish(b, body::stream(stream))
+        }
+    }
 }
 
 async fn delete_blob(registry: &Registry, repo: &RepositoryName, d: &Digest) -> HandlerResult {

@@ -15,6 +15,7 @@ mod handlers;
 pub mod metrics;
 pub mod routes;
 mod server;
+pub mod upstream;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use wharf_storage::Store;
 pub use server::{serve, serve_with, ServeOptions};
 /// The TLS acceptor type [`ServeOptions::tls`] takes.
 pub use tokio_rustls::TlsAcceptor;
+pub use upstream::{Coverage, Upstream, UpstreamBlob};
 
 /// Registry behaviour a deployment can choose.
 #[derive(Debug, Clone)]
@@ -57,7 +59,8 @@ pub struct Registry {
 struct Inner {
     store: Store,
     config: RegistryConfig,
-    metrics: metrics::Metrics,
+    metrics: Arc<metrics::Metrics>,
+    upstream: Option<Arc<dyn Upstream>>,
 }
 
 impl Registry {
@@ -66,7 +69,27 @@ impl Registry {
             inner: Arc::new(Inner {
                 store,
                 config,
-                metrics: metrics::Metrics::default(),
+                metrics: Arc::default(),
+                upstream: None,
+            }),
+        }
+    }
+
+    /// A registry that fills misses in repositories `upstream` covers from
+    /// there (a pull-through cache). `metrics` is shared with the upstream
+    /// so its counters appear on `/metrics`.
+    pub fn with_upstream(
+        store: Store,
+        config: RegistryConfig,
+        metrics: Arc<metrics::Metrics>,
+        upstream: Arc<dyn Upstream>,
+    ) -> Registry {
+        Registry {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                metrics,
+                upstream: Some(upstream),
             }),
         }
     }
@@ -81,5 +104,14 @@ impl Registry {
 
     pub fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// The upstream covering `repo`, with its terms, if any.
+    pub fn upstream_for(
+        &self,
+        repo: &wharf_oci::RepositoryName,
+    ) -> Option<(&dyn Upstream, Coverage)> {
+        let upstream = self.inner.upstream.as_deref()?;
+        upstream.covers(repo).map(|c| (upstream, c))
     }
 }

@@ -27,7 +27,7 @@ pub const ROUTES: &[&str] = &[
 ];
 const METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "other"];
 const STATUSES: &[u16] = &[
-    200, 201, 202, 204, 206, 400, 401, 403, 404, 405, 413, 416, 429, 500, 503, 0,
+    200, 201, 202, 204, 206, 400, 401, 403, 404, 405, 413, 416, 429, 500, 502, 503, 504, 0,
 ];
 
 /// Registry-wide counters.
@@ -38,6 +38,17 @@ pub struct Metrics {
     uploads_finished: AtomicU64,
     manifests_pushed: AtomicU64,
     gc: Mutex<GcTotals>,
+    cache: CacheCounters,
+}
+
+/// What a pull-through cache did; all zero on a registry without upstreams.
+#[derive(Default)]
+struct CacheCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    upstream_errors: AtomicU64,
+    stale_serves: AtomicU64,
+    upstream_bytes: AtomicU64,
 }
 
 /// Garbage collections this process ran. Updated once per run, so a mutex
@@ -67,6 +78,7 @@ impl Default for Metrics {
             uploads_finished: AtomicU64::new(0),
             manifests_pushed: AtomicU64::new(0),
             gc: Mutex::new(GcTotals::default()),
+            cache: CacheCounters::default(),
         }
     }
 }
@@ -216,6 +228,32 @@ impl Metrics {
         out
     }
 
+    /// A manifest or blob of a cached repository served from storage.
+    pub fn cache_hit(&self) {
+        self.cache.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A manifest or blob of a cached repository fetched from its upstream.
+    pub fn cache_miss(&self) {
+        self.cache.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An upstream request that failed (unreachable, error status, bad content).
+    pub fn upstream_error(&self) {
+        self.cache.upstream_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A tag served past its TTL because the upstream could not confirm it.
+    pub fn stale_served(&self) {
+        self.cache.stale_serves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn upstream_bytes(&self, bytes: u64) {
+        self.cache
+            .upstream_bytes
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -262,6 +300,31 @@ impl Metrics {
                 "wharf_manifests_pushed_total",
                 "Manifests stored.",
                 &self.manifests_pushed,
+            ),
+            (
+                "wharf_cache_hits_total",
+                "Manifests and blobs of cached repositories served from storage.",
+                &self.cache.hits,
+            ),
+            (
+                "wharf_cache_misses_total",
+                "Manifests and blobs of cached repositories fetched from upstream.",
+                &self.cache.misses,
+            ),
+            (
+                "wharf_cache_upstream_errors_total",
+                "Upstream requests that failed.",
+                &self.cache.upstream_errors,
+            ),
+            (
+                "wharf_cache_stale_serves_total",
+                "Tags served past their TTL because the upstream could not confirm them.",
+                &self.cache.stale_serves,
+            ),
+            (
+                "wharf_cache_upstream_bytes_total",
+                "Blob bytes received from upstreams.",
+                &self.cache.upstream_bytes,
             ),
         ];
         for (name, help, value) in counters {

@@ -10,7 +10,8 @@
 //! │   ├── _layers/<alg>/<hex>           empty: the repository may serve this blob
 //! │   ├── _manifests/revisions/<alg>/<hex>   the media type the manifest was pushed with
 //! │   ├── _manifests/tags/<tag>         the digest the tag points at
-//! │   └── _referrers/<alg>/<subject-hex>/<alg>-<hex>   referrer descriptor (JSON)
+//! │   ├── _referrers/<alg>/<subject-hex>/<alg>-<hex>   referrer descriptor (JSON)
+//! │   └── _cache/tags/<tag>             pull-through cache: when the tag was last confirmed upstream
 //! ├── quarantine/<alg>/<hex>            blobs fsck found corrupt, moved aside
 //! ├── gc/doomed/<alg>/<hex>             empty: garbage collection means to delete
 //! │                                     this blob; a writer that needs it deletes the marker
@@ -38,6 +39,7 @@ pub const DOOMED: &str = "gc/doomed";
 pub const LAYERS_DIR: &str = "_layers";
 pub const MANIFESTS_DIR: &str = "_manifests";
 pub const REFERRERS_DIR: &str = "_referrers";
+pub const CACHE_DIR: &str = "_cache";
 
 pub fn blob(d: &Digest) -> String {
     format!("{BLOBS}/{}/{}/{}", d.algorithm(), &d.hex()[..2], d.hex())
@@ -85,6 +87,11 @@ pub fn tags(repo: &RepositoryName) -> String {
 
 pub fn tag(repo: &RepositoryName, tag: &Tag) -> String {
     format!("{}/{tag}", tags(repo))
+}
+
+/// The pull-through cache's record of when `tag` was last confirmed upstream.
+pub fn cache_tag(repo: &RepositoryName, tag: &Tag) -> String {
+    format!("{REPOSITORIES}/{repo}/{CACHE_DIR}/tags/{tag}")
 }
 
 pub fn referrers_of(repo: &RepositoryName, subject: &Digest) -> String {

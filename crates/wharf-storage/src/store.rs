@@ -38,6 +38,9 @@ pub struct ManifestPutOptions {
     pub sparse_indexes: bool,
     /// Extra tags to point at the manifest (`?tag=` on a push by digest).
     pub extra_tags: Vec<Tag>,
+    /// Store the manifest before the blobs it refers to: a pull-through
+    /// cache fetches those lazily, when a client asks for them.
+    pub lazy_references: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -704,6 +707,9 @@ impl Store {
         parsed: &ParsedManifest,
         options: &ManifestPutOptions,
     ) -> StorageResult<()> {
+        if options.lazy_references {
+            return Ok(());
+        }
         let mut missing = Vec::new();
         for blob in parsed.required_blobs() {
             // The link alone is not enough: a collection removes a blob a

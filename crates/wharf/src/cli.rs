@@ -41,6 +41,8 @@ pub enum Command {
     Save(crate::save_cmd::SaveArgs),
     /// Verify bundles, then push them into a registry or import them into containerd.
     Load(crate::load_cmd::LoadArgs),
+    /// Fill a running pull-through cache ahead of time from a list (the same input as sync).
+    Warm(crate::warm_cmd::WarmArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

@@ -28,6 +28,11 @@ pub struct FileConfig {
     /// `[[access]]` rules; they need an `[auth]` section.
     #[serde(default)]
     pub access: Vec<AccessSection>,
+    #[serde(default)]
+    pub cache: CacheSection,
+    /// Upstream registries served as a pull-through cache.
+    #[serde(default)]
+    pub upstream: Vec<UpstreamSection>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -35,6 +40,22 @@ pub struct FileConfig {
 pub enum AuthMode {
     Basic,
     Token,
+}
+
+/// Settings shared by every `[[upstream]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Default for upstreams that set none ("10m").
+    pub tag_ttl: Option<String>,
+    pub connect_timeout: Option<String>,
+    /// Longest silence from an upstream before its request is given up.
+    pub read_timeout: Option<String>,
+    /// Tries of one upstream request, the first included.
+    pub attempts: Option<u32>,
+    /// Extra CA certificates (PEM) trusted for upstreams.
+    #[serde(default)]
+    pub ca_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +83,25 @@ pub struct AccessSection {
     pub repos: String,
     pub users: Vec<String>,
     pub actions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub host: String,
+    pub endpoint: Option<String>,
+    pub credentials: Option<CredentialsSection>,
+    pub tag_ttl: Option<String>,
+    #[serde(default)]
+    pub allow_push: bool,
+}
+
+/// The password is never written in the file: it is read from a variable.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsSection {
+    pub username: String,
+    pub password_env: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -230,6 +270,8 @@ pub struct ServeSettings {
     pub gc: Option<(Duration, wharf_storage::GcOptions)>,
     /// Serve HTTPS with these files; plain HTTP when absent.
     pub tls: Option<TlsFiles>,
+    /// Present when at least one `[[upstream]]` is configured.
+    pub cache: Option<wharf_cache::CacheConfig>,
 }
 
 /// The certificate chain and key `wharf serve` answers HTTPS with.
@@ -263,10 +305,22 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         .context("invalid garbage collection settings")?;
     let gc = file.gc.schedule()?.map(|every| (every, gc_options));
     let tls = tls_files(
-        args.tls_cert.clone().or(file.server.tls_cert),
-        args.tls_key.clone().or(file.server.tls_key),
+        args.tls_cert.clone().or(file.server.tls_cert.clone()),
+        args.tls_key.clone().or(file.server.tls_key.clone()),
     )?;
     let auth = auth_layer(file.auth.as_ref(), &file.access)?;
+    let root = args
+        .root
+        .clone()
+        .or(file.storage.root.clone())
+        .unwrap_or_else(|| PathBuf::from("wharf-data"));
+    let max_manifest_bytes = args
+        .max_manifest_bytes
+        .or(file.registry.max_manifest_bytes)
+        .unwrap_or(defaults.max_manifest_bytes);
+    let cache = cache_config(&file, &root, max_manifest_bytes, &|name| {
+        std::env::var(name).ok()
+    })?;
     Ok(ServeSettings {
         tls,
         listen: args
@@ -274,20 +328,13 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
             .clone()
             .or(file.server.listen)
             .unwrap_or_else(|| "127.0.0.1:5000".into()),
-        root: args
-            .root
-            .clone()
-            .or(file.storage.root)
-            .unwrap_or_else(|| PathBuf::from("wharf-data")),
+        root,
         log_format: args
             .log_format
             .or(file.server.log_format)
             .unwrap_or(LogFormat::Text),
         registry: wharf_registry::RegistryConfig {
-            max_manifest_bytes: args
-                .max_manifest_bytes
-                .or(file.registry.max_manifest_bytes)
-                .unwrap_or(defaults.max_manifest_bytes),
+            max_manifest_bytes,
             sparse_indexes: args.sparse_indexes
                 || file
                     .registry
@@ -300,6 +347,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
             auth,
         },
         gc,
+        cache,
     })
 }
 
@@ -402,6 +450,69 @@ fn parse_ttl(text: &str) -> anyhow::Result<Duration> {
     };
     anyhow::ensure!(seconds > 0, "must be longer than zero");
     Ok(Duration::from_secs(seconds))
+}
+
+fn duration(key: &str, value: Option<&str>) -> anyhow::Result<Option<std::time::Duration>> {
+    value
+        .map(|v| wharf_cache::parse_duration(v).map_err(|e| anyhow::anyhow!("{key}: {e}")))
+        .transpose()
+}
+
+/// The pull-through cache's settings, or `None` without upstreams.
+/// `var` reads environment variables (passwords are named, never written).
+fn cache_config(
+    file: &FileConfig,
+    root: &Path,
+    max_manifest_bytes: usize,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<wharf_cache::CacheConfig>> {
+    if file.upstream.is_empty() {
+        return Ok(None);
+    }
+    let section = &file.cache;
+    let default_ttl = duration("cache.tag_ttl", section.tag_ttl.as_deref())?
+        .unwrap_or(wharf_cache::config::DEFAULT_TAG_TTL);
+    let mut upstreams = Vec::new();
+    for u in &file.upstream {
+        let mut upstream = wharf_cache::UpstreamConfig::new(&u.host);
+        upstream.tag_ttl =
+            duration("upstream.tag_ttl", u.tag_ttl.as_deref())?.unwrap_or(default_ttl);
+        upstream.allow_push = u.allow_push;
+        upstream.endpoint = u
+            .endpoint
+            .as_deref()
+            .map(wharf_cache::Endpoint::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("upstream {}: {e}", u.host))?;
+        if let Some(c) = &u.credentials {
+            let password = var(&c.password_env).with_context(|| {
+                format!(
+                    "upstream {}: the environment variable {} (credentials.password_env) is not set",
+                    u.host, c.password_env
+                )
+            })?;
+            upstream.credential = Some(wharf_client::Credential::basic(&c.username, password));
+        }
+        upstreams.push(upstream);
+    }
+    // Under the storage's tmp/, which it empties at start-up.
+    let mut config = wharf_cache::CacheConfig::new(
+        upstreams,
+        root.join(wharf_storage::layout::TMP).join("cache"),
+    );
+    config.max_manifest_bytes = max_manifest_bytes;
+    config.ca_files = section.ca_files.clone();
+    if let Some(t) = duration("cache.connect_timeout", section.connect_timeout.as_deref())? {
+        config.connect_timeout = t;
+    }
+    if let Some(t) = duration("cache.read_timeout", section.read_timeout.as_deref())? {
+        config.read_timeout = t;
+    }
+    if let Some(n) = section.attempts {
+        anyhow::ensure!(n >= 1, "cache.attempts must be at least 1");
+        config.retry.max_attempts = n;
+    }
+    Ok(Some(config))
 }
 
 #[cfg(test)]
@@ -584,6 +695,50 @@ max_age = "30d"
         let half: FileConfig = toml::from_str("[server]\ntls_cert = \"r.crt\"\n").unwrap();
         let err = merge(&args(), half).unwrap_err();
         assert!(err.downcast_ref::<Hint>().is_some(), "{err:#}");
+    }
+
+    #[test]
+    fn upstreams() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[cache]
+tag_ttl = "5m"
+read_timeout = "2s"
+[[upstream]]
+host = "registry.k8s.io"
+[[upstream]]
+host = "docker.io"
+endpoint = "https://registry-1.docker.io"
+credentials = { username = "me", password_env = "HUB_TOKEN" }
+tag_ttl = "10m"
+allow_push = true
+"#,
+        )
+        .unwrap();
+        let var = |name: &str| (name == "HUB_TOKEN").then(|| "secret".to_string());
+        let c = cache_config(&file, Path::new("/srv"), 100, &var)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(c.upstreams[0].tag_ttl.as_secs(), 300);
+        assert!(!c.upstreams[0].allow_push);
+        assert_eq!(c.upstreams[1].tag_ttl.as_secs(), 600);
+        assert!(c.upstreams[1].allow_push);
+        assert_eq!(
+            c.upstreams[1].endpoint.as_ref().unwrap().authority,
+            "registry-1.docker.io"
+        );
+        assert_eq!(
+            c.upstreams[1].credential.as_ref().unwrap().username(),
+            Some("me")
+        );
+        assert_eq!(c.read_timeout.as_secs(), 2);
+        assert_eq!(c.spool_dir, PathBuf::from("/srv/tmp/cache"));
+        let missing = cache_config(&file, Path::new("/srv"), 100, &|_| None).unwrap_err();
+        assert!(missing.to_string().contains("HUB_TOKEN"), "{missing}");
+        let unknown =
+            toml::from_str::<FileConfig>("[[upstream]]\nhost = \"x.io\"\npassword = \"p\"\n");
+        assert!(unknown.unwrap_err().to_string().contains("password"));
     }
 
     #[test]

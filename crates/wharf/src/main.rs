@@ -19,6 +19,7 @@ mod save_cmd;
 mod self_image;
 mod serve;
 mod transfer_cmd;
+mod warm_cmd;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         cli::Command::Sync(args) => transfer_cmd::run_sync(args),
         cli::Command::Save(args) => save_cmd::run(args),
         cli::Command::Load(args) => load_cmd::run(args),
+        cli::Command::Warm(args) => warm_cmd::run(args),
     };
     match result {
         Ok(code) => code,

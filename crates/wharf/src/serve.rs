@@ -56,7 +56,26 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
             tracing::warn!("no [auth] section: anyone who reaches this port may push and delete")
         }
     }
-    let registry = wharf_registry::Registry::new(store, settings.registry);
+    let registry = match &settings.cache {
+        None => wharf_registry::Registry::new(store, settings.registry),
+        Some(cache) => {
+            let metrics = std::sync::Arc::new(wharf_registry::metrics::Metrics::default());
+            let upstream = wharf_cache::Cache::new(store.clone(), metrics.clone(), cache)
+                .context("cannot set up the pull-through cache")
+                .context(Hint(
+                    "check the [[upstream]] entries of the configuration file".into(),
+                ))?;
+            for u in &cache.upstreams {
+                tracing::info!(upstream = %u.host, "caching upstream");
+            }
+            wharf_registry::Registry::with_upstream(
+                store,
+                settings.registry,
+                metrics,
+                std::sync::Arc::new(upstream),
+            )
+        }
+    };
     tokio::spawn(scan_storage_usage(registry.clone()));
     if let Some((every, options)) = settings.gc {
         tracing::info!(every = ?every, "garbage collection scheduled");

@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod image;
 pub mod netns;
 pub mod process;
+pub mod redirector;
 pub mod server;
 pub mod standin;
 pub mod tls;

@@ -18,28 +18,37 @@ pub struct Wharf {
     root: PathBuf,
     work_dir: PathBuf,
     starts: usize,
-    config: Option<PathBuf>,
+    /// Extra `wharf serve` arguments (`--config FILE`).
+    extra: Vec<String>,
 }
 
 impl Wharf {
     /// Starts a server storing into `<work_dir>/root`, logging to `<work_dir>/wharf-<n>.log`.
     pub fn start(work_dir: &Path) -> Wharf {
-        Wharf::start_with_config(work_dir, None)
+        Wharf::start_with(work_dir, &[])
     }
 
-    /// Like [`Wharf::start`], with `--config FILE` (kept across restarts).
-    pub fn start_with_config(work_dir: &Path, config: Option<&Path>) -> Wharf {
+    /// Like [`Wharf::start`], with extra `wharf serve` arguments.
+    pub fn start_with(work_dir: &Path, extra: &[String]) -> Wharf {
         std::fs::create_dir_all(work_dir).expect("create wharf work dir");
         let root = work_dir.join("root");
-        let (process, port) = spawn_ready(&root, work_dir, 1, config);
+        let (process, port) = spawn_ready(&root, work_dir, 1, extra);
         Wharf {
             process,
             port,
             root,
             work_dir: work_dir.to_owned(),
             starts: 1,
-            config: config.map(Path::to_owned),
+            extra: extra.to_vec(),
         }
+    }
+
+    /// Like [`Wharf::start`], with `--config FILE` (kept across restarts).
+    pub fn start_with_config(work_dir: &Path, config: Option<&Path>) -> Wharf {
+        let extra: Vec<String> = config
+            .map(|c| vec!["--config".to_string(), c.display().to_string()])
+            .unwrap_or_default();
+        Wharf::start_with(work_dir, &extra)
     }
 
     /// Like [`Wharf::start`], with `--config <work_dir>/wharf.toml` holding `config`.
@@ -85,12 +94,7 @@ impl Wharf {
     pub fn restart(&mut self) {
         self.process.kill_hard();
         self.starts += 1;
-        let (process, port) = spawn_ready(
-            &self.root,
-            &self.work_dir,
-            self.starts,
-            self.config.as_deref(),
-        );
+        let (process, port) = spawn_ready(&self.root, &self.work_dir, self.starts, &self.extra);
         self.process = process;
         self.port = port;
     }
@@ -110,17 +114,12 @@ impl Wharf {
     }
 }
 
-fn spawn_ready(
-    root: &Path,
-    work_dir: &Path,
-    start: usize,
-    config: Option<&Path>,
-) -> (ChildGuard, u16) {
+fn spawn_ready(root: &Path, work_dir: &Path, start: usize, extra: &[String]) -> (ChildGuard, u16) {
     let log = work_dir.join(format!("wharf-{start}.log"));
     let mut failures = Vec::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port();
-        let mut process = spawn(root, port, &log, config);
+        let mut process = spawn(root, port, &log, extra);
         match wait_ready(&mut process, port) {
             Ok(()) => return (process, port),
             Err(why) => failures.push(why),
@@ -134,7 +133,7 @@ fn spawn_ready(
     );
 }
 
-fn spawn(root: &Path, port: u16, log: &Path, config: Option<&Path>) -> ChildGuard {
+fn spawn(root: &Path, port: u16, log: &Path, extra: &[String]) -> ChildGuard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
     cmd.arg("serve")
         .arg("--listen")
@@ -142,10 +141,8 @@ fn spawn(root: &Path, port: u16, log: &Path, config: Option<&Path>) -> ChildGuar
         .arg("--root")
         .arg(root)
         .arg("--log-format")
-        .arg("text");
-    if let Some(config) = config {
-        cmd.arg("--config").arg(config);
-    }
+        .arg("text")
+        .args(extra);
     ChildGuard::spawn(cmd, "wharf serve", log)
 }
 

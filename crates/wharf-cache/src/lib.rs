@@ -1,0 +1,26 @@
+//! A pull-through cache: `wharf serve` answering for upstream registries.
+//!
+//! [`Cache`] implements [`wharf_registry::Upstream`]. On a miss it fetches
+//! from the upstream with [`wharf_client::Client`] (authentication, retries,
+//! redirects followed here and never handed to the requester), streams the
+//! bytes to the requester while they are spooled to disk, and commits them
+//! to the shared [`wharf_storage::Store`] only after the digest matched.
+//!
+//! Architecture invariants:
+//! - Nothing unverified is committed: blobs go through `Store::put_blob`
+//!   (which hashes them again) only after the download verified; manifests
+//!   are verified by the client and by `Store::manifest_put`.
+//! - A redirect never reaches a requester: the client follows it.
+//! - One upstream fetch per missing blob: concurrent requests for the same
+//!   digest follow the one download in flight ([`downloads`]).
+//! - Memory does not grow with blob size: the download runs ahead into a
+//!   spool file and every requester reads from it at its own pace.
+
+mod cache;
+pub mod config;
+mod downloads;
+mod error;
+
+pub use cache::Cache;
+pub use config::{parse_duration, CacheConfig, Endpoint, UpstreamConfig};
+pub use error::CacheError;

@@ -1,0 +1,525 @@
+//! Harness for the pull-through cache: an upstream wharf registry on a
+//! loopback port, a redirector in front of it that answers every blob GET
+//! with a 307 to the upstream's own port (as registries hand blobs to a CDN)
+//! and can misbehave on demand, and the cache under test in front of that.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use sha2::{Digest as _, Sha256};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Notify};
+use tokio::task::{AbortHandle, JoinHandle};
+use wharf_cache::{Cache, CacheConfig, Endpoint, UpstreamConfig};
+use wharf_oci::{Digest, RepositoryName, Target};
+use wharf_registry::metrics::Metrics;
+use wharf_registry::{serve, Registry, RegistryConfig};
+use wharf_storage::{ManifestPutOptions, Store};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// The upstream's name as images use it; served by the cache for
+/// `?ns=registry.k8s.io` and under `/v2/registry.k8s.io/…`.
+pub const UPSTREAM_HOST: &str = "registry.k8s.io";
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Deterministic, incompressible-looking bytes.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// One image as pushed upstream.
+pub struct Image {
+    pub manifest: Vec<u8>,
+    pub media_type: &'static str,
+    pub digest: String,
+    pub config: Vec<u8>,
+    pub layer: Vec<u8>,
+}
+
+impl Image {
+    pub fn new(seed: u64, layer_size: usize, docker: bool) -> Image {
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"seed":{seed}}}"#
+        )
+        .into_bytes();
+        let layer = pseudo_random(seed, layer_size);
+        let (media_type, config_type, layer_type) = if docker {
+            (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
+        } else {
+            (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
+        };
+        // Deliberately not in serde_json's canonical form: the cache must
+        // keep the bytes, not re-serialise them.
+        let manifest = format!(
+            "{{\n   \"schemaVersion\": 2,\n   \"mediaType\": \"{media_type}\",\n   \"config\": {{\"mediaType\": \"{config_type}\", \"size\": {}, \"digest\": \"{}\"}},\n   \"layers\": [{{\"mediaType\": \"{layer_type}\", \"size\": {}, \"digest\": \"{}\"}}]\n}}",
+            config.len(),
+            sha256(&config),
+            layer.len(),
+            sha256(&layer)
+        )
+        .into_bytes();
+        Image {
+            digest: sha256(&manifest),
+            manifest,
+            media_type,
+            config,
+            layer,
+        }
+    }
+
+    pub fn layer_digest(&self) -> String {
+        sha256(&self.layer)
+    }
+
+    pub fn config_digest(&self) -> String {
+        sha256(&self.config)
+    }
+}
+
+async fn serve_registry(store: Store, registry: Registry) -> (SocketAddr, oneshot::Sender<()>) {
+    let _ = store;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, registry, async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+/// A plain wharf registry standing in for the upstream.
+pub struct UpstreamRegistry {
+    pub addr: SocketAddr,
+    pub store: Store,
+    _shutdown: oneshot::Sender<()>,
+    _dir: TempDir,
+}
+
+impl UpstreamRegistry {
+    pub async fn start() -> UpstreamRegistry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_fs(dir.path().join("store")).expect("store");
+        let registry = Registry::new(store.clone(), RegistryConfig::default());
+        let (addr, shutdown) = serve_registry(store.clone(), registry).await;
+        UpstreamRegistry {
+            addr,
+            store,
+            _shutdown: shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub async fn push(&self, repo: &str, tag: &str, image: &Image) {
+        let repo: RepositoryName = repo.parse().expect("repository");
+        for blob in [&image.config, &image.layer] {
+            let d: Digest = sha256(blob).parse().expect("digest");
+            let body = Bytes::from(blob.clone());
+            self.store
+                .put_blob(&repo, &d, Box::pin(stream::iter([Ok(body)])))
+                .await
+                .expect("push blob upstream");
+        }
+        self.store
+            .manifest_put(
+                &repo,
+                &Target::Tag(tag.parse().expect("tag")),
+                Bytes::from(image.manifest.clone()),
+                Some(image.media_type),
+                &ManifestPutOptions::default(),
+            )
+            .await
+            .expect("push manifest upstream");
+    }
+}
+
+/// How the redirector answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Proxy everything; blob GETs get a 307 to the upstream's port.
+    Normal,
+    /// Blob GETs: the right length of the wrong bytes.
+    WrongDigest,
+    /// Blob GETs: half the announced length, then the connection ends.
+    Truncated,
+    /// Blob GETs: a 307 to the same URL, forever.
+    RedirectLoop,
+    /// Blob GETs: a 307 to an ftp:// URL.
+    FtpRedirect,
+    /// Manifest GETs: a 6 MiB body.
+    HugeManifest,
+    /// Every request: no answer until the client gives up.
+    Silent,
+    /// Blob GETs: served here, half at once and the rest on [`Redirector::release`].
+    HalfThenWait,
+}
+
+struct RedirectorState {
+    upstream: SocketAddr,
+    mode: Mutex<Mode>,
+    counts: Mutex<HashMap<String, usize>>,
+    release: Notify,
+    http: reqwest::Client,
+}
+
+/// The upstream as the cache sees it. Counts every request by
+/// `METHOD path`.
+pub struct Redirector {
+    pub addr: SocketAddr,
+    state: Arc<RedirectorState>,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: JoinHandle<()>,
+}
+
+type Body = BoxBody<Bytes, io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|n| match n {}).boxed()
+}
+
+fn is_blob_get(req: &Request<Incoming>) -> bool {
+    req.method() == http::Method::GET && req.uri().path().contains("/blobs/sha256:")
+}
+
+fn is_manifest_get(req: &Request<Incoming>) -> bool {
+    req.method() == http::Method::GET && req.uri().path().contains("/manifests/")
+}
+
+impl Redirector {
+    pub async fn start(upstream: SocketAddr) -> Redirector {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let state = Arc::new(RedirectorState {
+            upstream,
+            mode: Mutex::new(Mode::Normal),
+            counts: Mutex::new(HashMap::new()),
+            release: Notify::new(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+        });
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let accept = {
+            let state = state.clone();
+            let tasks = tasks.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let state = state.clone();
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(answer(state, req).await) }
+                    });
+                    let task = tokio::spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                    tasks.lock().unwrap().push(task.abort_handle());
+                }
+            })
+        };
+        Redirector {
+            addr,
+            state,
+            tasks,
+            accept,
+        }
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    /// Requests seen for `METHOD path`.
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        let key = format!("{method} {path}");
+        *self.state.counts.lock().unwrap().get(&key).unwrap_or(&0)
+    }
+
+    /// Every request seen.
+    pub fn total(&self) -> usize {
+        self.state.counts.lock().unwrap().values().sum()
+    }
+
+    /// Let a [`Mode::HalfThenWait`] response finish.
+    pub fn release(&self) {
+        self.state.release.notify_waiters();
+    }
+
+    /// Stop answering: the listener closes and open connections drop.
+    pub fn stop(&self) {
+        self.accept.abort();
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn answer(state: Arc<RedirectorState>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    *state
+        .counts
+        .lock()
+        .unwrap()
+        .entry(format!("{} {path}", req.method()))
+        .or_default() += 1;
+    let mode = *state.mode.lock().unwrap();
+    let upstream = format!("http://{}{}", state.upstream, path);
+    match mode {
+        Mode::Silent => std::future::pending().await,
+        Mode::WrongDigest if is_blob_get(&req) => {
+            let real = fetch(&state, &upstream).await;
+            let mut wrong = real.to_vec();
+            if let Some(b) = wrong.last_mut() {
+                *b ^= 0xff;
+            }
+            Response::new(full(wrong))
+        }
+        Mode::Truncated if is_blob_get(&req) => {
+            let real = fetch(&state, &upstream).await;
+            let half = real.slice(..real.len() / 2);
+            let body = stream::iter([Ok::<_, io::Error>(Frame::data(half))]);
+            Response::builder()
+                .header("content-length", real.len())
+                .body(StreamBody::new(body).boxed())
+                .unwrap()
+        }
+        Mode::RedirectLoop if is_blob_get(&req) => redirect(&path),
+        Mode::FtpRedirect if is_blob_get(&req) => redirect(&format!("ftp://127.0.0.1{path}")),
+        Mode::HugeManifest if is_manifest_get(&req) => Response::builder()
+            .header("content-type", OCI_MANIFEST)
+            .body(full(vec![b' '; 6 * 1024 * 1024]))
+            .unwrap(),
+        Mode::HalfThenWait if is_blob_get(&req) => half_then_wait(state.clone(), &upstream).await,
+        _ if is_blob_get(&req) => redirect(&upstream),
+        _ => proxy(&state, req, &upstream).await,
+    }
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::TEMPORARY_REDIRECT)
+        .header("location", location)
+        .body(full(Bytes::new()))
+        .unwrap()
+}
+
+async fn fetch(state: &RedirectorState, url: &str) -> Bytes {
+    state
+        .http
+        .get(url)
+        .send()
+        .await
+        .expect("upstream answers")
+        .bytes()
+        .await
+        .expect("upstream body")
+}
+
+async fn half_then_wait(state: Arc<RedirectorState>, url: &str) -> Response<Body> {
+    let real = fetch(&state, url).await;
+    let half = real.len() / 2;
+    let (first, rest) = (real.slice(..half), real.slice(half..));
+    let body = stream::unfold(0, move |step| {
+        let (state, first, rest) = (state.clone(), first.clone(), rest.clone());
+        async move {
+            match step {
+                0 => Some((Ok::<_, io::Error>(Frame::data(first)), 1)),
+                1 => {
+                    state.release.notified().await;
+                    Some((Ok(Frame::data(rest)), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    Response::builder()
+        .header("content-length", real.len())
+        .body(StreamBody::new(body).boxed())
+        .unwrap()
+}
+
+async fn proxy(state: &RedirectorState, req: Request<Incoming>, url: &str) -> Response<Body> {
+    let mut forward = state.http.request(req.method().clone(), url);
+    for (name, value) in req.headers() {
+        if name != http::header::HOST {
+            forward = forward.header(name, value);
+        }
+    }
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .expect("request body")
+        .to_bytes();
+    let response = forward.body(body).send().await.expect("upstream answers");
+    let mut out = Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        out = out.header(name, value);
+    }
+    let bytes = response.bytes().await.expect("upstream body");
+    out.body(full(bytes)).unwrap()
+}
+
+/// The cache under test, listening on a loopback port.
+pub struct CacheServer {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub http: reqwest::Client,
+    _shutdown: oneshot::Sender<()>,
+    _dir: TempDir,
+}
+
+pub struct CacheOptions {
+    pub tag_ttl: Duration,
+    pub read_timeout: Duration,
+    pub allow_push: bool,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            tag_ttl: Duration::from_secs(600),
+            read_timeout: Duration::from_secs(5),
+            allow_push: false,
+        }
+    }
+}
+
+impl CacheServer {
+    pub async fn start(upstream: SocketAddr, options: CacheOptions) -> CacheServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open_fs(dir.path().join("store")).expect("store");
+        let mut u = UpstreamConfig::new(UPSTREAM_HOST);
+        u.endpoint = Some(Endpoint::parse(&format!("http://{upstream}")).unwrap());
+        u.tag_ttl = options.tag_ttl;
+        u.allow_push = options.allow_push;
+        let mut config = CacheConfig::new(vec![u], dir.path().join("store/tmp/cache"));
+        config.read_timeout = options.read_timeout;
+        config.connect_timeout = Duration::from_secs(2);
+        config.retry.max_attempts = 2;
+        config.retry.initial_backoff = Duration::from_millis(10);
+        config.max_manifest_bytes = 1024 * 1024;
+        let metrics = Arc::new(Metrics::default());
+        let cache = Cache::new(store.clone(), metrics.clone(), &config).expect("cache");
+        let registry = Registry::with_upstream(
+            store.clone(),
+            RegistryConfig::default(),
+            metrics.clone(),
+            Arc::new(cache),
+        );
+        let (addr, shutdown) = serve_registry(store.clone(), registry).await;
+        CacheServer {
+            addr,
+            store,
+            metrics,
+            // A requester must never be handed a redirect: do not follow any.
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            _shutdown: shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .header("accept", format!("{OCI_MANIFEST}, {DOCKER_MANIFEST}"))
+            .send()
+            .await
+            .expect("the cache answers")
+    }
+
+    /// GET and read the whole body; `Err` when the body broke off.
+    pub async fn get_body(&self, path: &str) -> (StatusCode, Result<Bytes, reqwest::Error>) {
+        let r = self.get(path).await;
+        (r.status(), r.bytes().await)
+    }
+
+    pub async fn has_blob(&self, digest: &str) -> bool {
+        let d: Digest = digest.parse().unwrap();
+        self.store.backend().blob_size(&d).await.unwrap().is_some()
+    }
+
+    pub fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics.render();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in the metrics:\n{text}"))
+    }
+}
+
+/// The spec error codes in a JSON error body.
+pub fn error_codes(body: &[u8]) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("a JSON error body");
+    v["errors"]
+        .as_array()
+        .expect("an errors array")
+        .iter()
+        .map(|e| e["code"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Poll `ready` until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut ready: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if ready().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,382 @@
+//! The pull-through cache against a real upstream wharf behind a redirector
+//! that sends every blob GET elsewhere with a 307.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::future::join_all;
+use futures_util::StreamExt;
+use http::StatusCode;
+
+const REPO: &str = "coredns/coredns";
+
+async fn setup(options: CacheOptions) -> (UpstreamRegistry, Redirector, CacheServer) {
+    let upstream = UpstreamRegistry::start().await;
+    let redirector = Redirector::start(upstream.addr).await;
+    let cache = CacheServer::start(redirector.addr, options).await;
+    (upstream, redirector, cache)
+}
+
+fn manifest_path(reference: &str) -> String {
+    format!("/v2/{REPO}/manifests/{reference}?ns={UPSTREAM_HOST}")
+}
+
+fn blob_path(digest: &str) -> String {
+    format!("/v2/{REPO}/blobs/{digest}?ns={UPSTREAM_HOST}")
+}
+
+fn upstream_blob_path(digest: &str) -> String {
+    format!("/v2/{REPO}/blobs/{digest}")
+}
+
+#[tokio::test]
+async fn pulls_by_tag_and_digest_byte_exact_through_redirects() {
+    let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
+    let oci = Image::new(1, 300_000, false);
+    let docker = Image::new(2, 1000, true);
+    upstream.push(REPO, "v1", &oci).await;
+    upstream.push(REPO, "docker", &docker).await;
+
+    for (tag, image) in [("v1", &oci), ("docker", &docker)] {
+        let r = cache.get(&manifest_path(tag)).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["content-type"], image.media_type);
+        assert_eq!(r.headers()["docker-content-digest"], image.digest.as_str());
+        let body = r.bytes().await.unwrap();
+        assert_eq!(
+            &body[..],
+            &image.manifest[..],
+            "manifest bytes must be exact"
+        );
+        // By digest, and path-prefixed instead of ?ns=.
+        let (status, body) = cache
+            .get_body(&format!(
+                "/v2/{UPSTREAM_HOST}/{REPO}/manifests/{}",
+                image.digest
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(sha256(&body.unwrap()), image.digest);
+        for blob in [&image.config, &image.layer] {
+            let digest = sha256(blob);
+            let r = cache.get(&blob_path(&digest)).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::OK,
+                "never a redirect to the requester"
+            );
+            assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+            assert_eq!(
+                redirector.count("GET", &upstream_blob_path(&digest)),
+                1,
+                "the upstream answered the blob GET with a 307 that the cache followed"
+            );
+        }
+    }
+
+    // Everything again: served from storage, the upstream sees nothing new
+    // but tag checks (none within the TTL).
+    let before = redirector.total();
+    assert_eq!(
+        cache.get_body(&manifest_path("v1")).await.1.unwrap(),
+        &oci.manifest[..]
+    );
+    let (status, body) = cache.get_body(&blob_path(&oci.layer_digest())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body.unwrap()[..], &oci.layer[..]);
+    assert_eq!(
+        redirector.total(),
+        before,
+        "a warm pull must not reach the upstream"
+    );
+    assert!(cache.metric("wharf_cache_hits_total") >= 2);
+    assert!(cache.metric("wharf_cache_upstream_bytes_total") >= oci.layer.len() as u64);
+}
+
+#[tokio::test]
+async fn head_of_a_missing_blob_asks_upstream_and_stores_nothing() {
+    let (upstream, _redirector, cache) = setup(CacheOptions::default()).await;
+    let image = Image::new(3, 5000, false);
+    upstream.push(REPO, "v1", &image).await;
+    let r = cache
+        .http
+        .head(cache.url(&blob_path(&image.layer_digest())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-length"], "5000");
+    assert!(!cache.has_blob(&image.layer_digest()).await);
+    let unknown = sha256(b"nothing like this upstream");
+    let r = cache.get(&blob_path(&unknown)).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(error_codes(&r.bytes().await.unwrap()), ["BLOB_UNKNOWN"]);
+}
+
+#[tokio::test]
+async fn twenty_parallel_pulls_of_one_blob_make_one_upstream_fetch() {
+    let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
+    let image = Image::new(4, 8 * 1024 * 1024, false);
+    upstream.push(REPO, "v1", &image).await;
+    let digest = image.layer_digest();
+    let path = blob_path(&digest);
+    let bodies = join_all((0..20).map(|_| cache.get_body(&path))).await;
+    for (status, body) in bodies {
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(sha256(&body.expect("whole body")), digest);
+    }
+    assert_eq!(redirector.count("GET", &upstream_blob_path(&digest)), 1);
+    assert!(
+        eventually(Duration::from_secs(10), || cache.has_blob(&digest)).await,
+        "the download is committed to storage"
+    );
+}
+
+#[tokio::test]
+async fn first_bytes_reach_the_requester_before_the_upstream_finished() {
+    let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
+    let image = Image::new(5, 2 * 1024 * 1024, false);
+    upstream.push(REPO, "v1", &image).await;
+    redirector.set_mode(Mode::HalfThenWait);
+    let digest = image.layer_digest();
+    let r = cache.get(&blob_path(&digest)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .expect("the first bytes arrive while the upstream still holds back half")
+        .expect("a chunk")
+        .expect("no error");
+    assert!(!first.is_empty());
+    assert!(
+        !cache.has_blob(&digest).await,
+        "nothing committed before the end"
+    );
+    redirector.release();
+    let mut received = first.to_vec();
+    while let Some(chunk) = body.next().await {
+        received.extend_from_slice(&chunk.expect("the rest arrives"));
+    }
+    assert_eq!(sha256(&received), digest);
+}
+
+#[tokio::test]
+async fn serves_the_cache_when_the_upstream_is_gone() {
+    let options = CacheOptions {
+        tag_ttl: Duration::ZERO,
+        ..CacheOptions::default()
+    };
+    let (upstream, redirector, cache) = setup(options).await;
+    let image = Image::new(6, 10_000, false);
+    upstream.push(REPO, "v1", &image).await;
+    assert_eq!(cache.get_body(&manifest_path("v1")).await.0, StatusCode::OK);
+    let layer_digest = image.layer_digest();
+    let (_, layer) = cache.get_body(&blob_path(&layer_digest)).await;
+    assert_eq!(sha256(&layer.unwrap()), layer_digest);
+    assert!(eventually(Duration::from_secs(10), || cache.has_blob(&layer_digest)).await);
+
+    // With a TTL of zero every pull by tag asks upstream (HEAD only).
+    assert_eq!(cache.get_body(&manifest_path("v1")).await.0, StatusCode::OK);
+    assert_eq!(
+        redirector.count("HEAD", &format!("/v2/{REPO}/manifests/v1")),
+        1
+    );
+    assert_eq!(
+        redirector.count("GET", &format!("/v2/{REPO}/manifests/v1")),
+        1
+    );
+
+    redirector.stop();
+    assert_eq!(cache.metric("wharf_cache_stale_serves_total"), 0);
+    let (status, body) = cache.get_body(&manifest_path("v1")).await;
+    assert_eq!(status, StatusCode::OK, "a stale tag beats a failed pull");
+    assert_eq!(&body.unwrap()[..], &image.manifest[..]);
+    assert_eq!(cache.metric("wharf_cache_stale_serves_total"), 1);
+    let (status, layer) = cache.get_body(&blob_path(&image.layer_digest())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sha256(&layer.unwrap()), image.layer_digest());
+    // A tag never cached cannot be served.
+    let r = cache.get(&manifest_path("v2")).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(error_codes(&r.bytes().await.unwrap()), ["MANIFEST_UNKNOWN"]);
+}
+
+#[tokio::test]
+async fn a_moved_tag_is_fetched_again_after_its_ttl() {
+    let options = CacheOptions {
+        tag_ttl: Duration::ZERO,
+        ..CacheOptions::default()
+    };
+    let (upstream, _redirector, cache) = setup(options).await;
+    let (old, new) = (Image::new(7, 100, false), Image::new(8, 100, false));
+    upstream.push(REPO, "v1", &old).await;
+    assert_eq!(
+        cache.get_body(&manifest_path("v1")).await.1.unwrap(),
+        &old.manifest[..]
+    );
+    upstream.push(REPO, "v1", &new).await;
+    assert_eq!(
+        cache.get_body(&manifest_path("v1")).await.1.unwrap(),
+        &new.manifest[..]
+    );
+    // The old manifest stays reachable by digest.
+    let (status, body) = cache.get_body(&manifest_path(&old.digest)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body.unwrap()[..], &old.manifest[..]);
+}
+
+#[tokio::test]
+async fn pushes_into_cached_repositories_are_refused() {
+    let (_upstream, _redirector, cache) = setup(CacheOptions::default()).await;
+    let r = cache
+        .http
+        .post(cache.url(&format!("/v2/{UPSTREAM_HOST}/{REPO}/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(error_codes(&r.bytes().await.unwrap()), ["DENIED"]);
+    let r = cache
+        .http
+        .put(cache.url(&format!("/v2/{UPSTREAM_HOST}/{REPO}/manifests/v1")))
+        .header("content-type", OCI_MANIFEST)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Repositories outside every upstream take pushes as always.
+    let r = cache
+        .http
+        .post(cache.url("/v2/local/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn pushes_are_accepted_where_allowed() {
+    let options = CacheOptions {
+        allow_push: true,
+        ..CacheOptions::default()
+    };
+    let (_upstream, _redirector, cache) = setup(options).await;
+    let r = cache
+        .http
+        .post(cache.url(&format!("/v2/{UPSTREAM_HOST}/{REPO}/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+/// A blob GET in `mode` fails without storing anything; back to normal, the
+/// next request succeeds.
+async fn blob_failure_then_retry(mode: Mode, expect_status: Option<StatusCode>) {
+    let options = CacheOptions {
+        read_timeout: Duration::from_millis(500),
+        ..CacheOptions::default()
+    };
+    let (upstream, redirector, cache) = setup(options).await;
+    let image = Image::new(9, 200_000, false);
+    upstream.push(REPO, "v1", &image).await;
+    let digest = image.layer_digest();
+    redirector.set_mode(mode);
+    let r = cache.get(&blob_path(&digest)).await;
+    match expect_status {
+        Some(status) => {
+            assert_eq!(r.status(), status, "{mode:?}");
+            let codes = error_codes(&r.bytes().await.unwrap());
+            assert_eq!(codes, ["BLOB_UNKNOWN"], "{mode:?}");
+        }
+        // The failure shows only at the end of the download: a requester
+        // that is told before its headers went out gets a spec error, one
+        // already streaming gets a body that breaks off, never wrong bytes
+        // that look complete.
+        None if r.status() == StatusCode::OK => match r.bytes().await {
+            Err(_) => {}
+            Ok(body) => panic!(
+                "{mode:?}: a body of {} bytes arrived complete (hash {})",
+                body.len(),
+                sha256(&body)
+            ),
+        },
+        None => {
+            assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "{mode:?}");
+            let codes = error_codes(&r.bytes().await.unwrap());
+            assert_eq!(codes, ["BLOB_UNKNOWN"], "{mode:?}");
+        }
+    }
+    assert!(!cache.has_blob(&digest).await, "{mode:?}: nothing stored");
+    assert!(cache.metric("wharf_cache_upstream_errors_total") >= 1);
+    redirector.set_mode(Mode::Normal);
+    // The failed download leaves the table just after its requester heard.
+    let last = std::sync::Mutex::new(None);
+    let retried = eventually(Duration::from_secs(10), || {
+        let path = blob_path(&digest);
+        let (cache, last) = (&cache, &last);
+        async move {
+            let (status, body) = cache.get_body(&path).await;
+            match body {
+                Ok(body) if status == StatusCode::OK => {
+                    *last.lock().unwrap() = Some(body);
+                    true
+                }
+                _ => false,
+            }
+        }
+    })
+    .await;
+    assert!(retried, "{mode:?}: the retry never succeeded");
+    let body = last.into_inner().unwrap().expect("the successful body");
+    assert_eq!(sha256(&body), digest, "{mode:?}");
+}
+
+#[tokio::test]
+async fn wrong_digest_is_never_served_or_stored() {
+    blob_failure_then_retry(Mode::WrongDigest, None).await;
+}
+
+#[tokio::test]
+async fn truncated_body_is_never_served_or_stored() {
+    blob_failure_then_retry(Mode::Truncated, None).await;
+}
+
+#[tokio::test]
+async fn redirect_loop_fails_cleanly() {
+    blob_failure_then_retry(Mode::RedirectLoop, Some(StatusCode::BAD_GATEWAY)).await;
+}
+
+#[tokio::test]
+async fn redirect_to_ftp_fails_cleanly() {
+    blob_failure_then_retry(Mode::FtpRedirect, Some(StatusCode::BAD_GATEWAY)).await;
+}
+
+#[tokio::test]
+async fn silent_upstream_times_out() {
+    blob_failure_then_retry(Mode::Silent, Some(StatusCode::GATEWAY_TIMEOUT)).await;
+}
+
+#[tokio::test]
+async fn enormous_manifest_fails_cleanly_and_is_not_stored() {
+    let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
+    let image = Image::new(10, 100, false);
+    upstream.push(REPO, "v1", &image).await;
+    redirector.set_mode(Mode::HugeManifest);
+    let r = cache.get(&manifest_path("v1")).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(error_codes(&r.bytes().await.unwrap()), ["MANIFEST_UNKNOWN"]);
+    let repo = format!("{UPSTREAM_HOST}/{REPO}").parse().unwrap();
+    assert!(cache
+        .store
+        .manifest_get(&repo, &wharf_oci::Target::Tag("v1".parse().unwrap()))
+        .await
+        .is_err());
+    redirector.set_mode(Mode::Normal);
+    let (status, body) = cache.get_body(&manifest_path("v1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body.unwrap()[..], &image.manifest[..]);
+}

@@ -1,0 +1,56 @@
+//! What the handlers consult when a repository belongs to an upstream
+//! registry (a pull-through cache). The registry only knows this trait; the
+//! implementation that talks to upstreams lives in `wharf-cache`, so this
+//! crate never depends on an HTTP client.
+
+use async_trait::async_trait;
+use wharf_oci::{Digest, RepositoryName, Target};
+use wharf_storage::{ByteStream, StoredManifest};
+
+use crate::error::RegistryError;
+
+/// How the registry treats a repository that an upstream covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coverage {
+    /// Pushes into the repository are accepted (normally refused: the
+    /// upstream is the only source of its content).
+    pub allow_push: bool,
+}
+
+/// A blob the store did not have, as the upstream is delivering it.
+pub enum UpstreamBlob {
+    /// It reached the store meanwhile (another request committed it, or
+    /// another repository had it): serve it from there.
+    Stored,
+    /// Bytes on their way. The stream ends in an error, short of `size`,
+    /// when the content turns out not to match its digest: the client sees
+    /// a broken body, never wrong bytes under the digest.
+    Streaming { size: Option<u64>, body: ByteStream },
+}
+
+/// A source of manifests and blobs that the store does not hold yet.
+#[async_trait]
+pub trait Upstream: Send + Sync + 'static {
+    /// Whether an upstream serves `repo`, and on what terms.
+    fn covers(&self, repo: &RepositoryName) -> Option<Coverage>;
+
+    /// The manifest for `target` in `repo`, from the store when it is fresh
+    /// enough, else from the upstream (stored before it is returned).
+    async fn manifest(
+        &self,
+        repo: &RepositoryName,
+        target: &Target,
+    ) -> Result<StoredManifest, RegistryError>;
+
+    /// The size of a blob the store does not have, asked upstream.
+    async fn blob_size(&self, repo: &RepositoryName, digest: &Digest)
+        -> Result<u64, RegistryError>;
+
+    /// A blob the store does not have: fetched once however many clients
+    /// ask at the same time, streamed to each while it is being stored.
+    async fn blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<UpstreamBlob, RegistryError>;
+}

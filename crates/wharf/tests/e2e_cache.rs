@@ -1,0 +1,174 @@
+//! `wharf serve` as a pull-through cache, end to end: the upstream is a
+//! second `wharf serve` behind a redirector that answers every blob GET with
+//! a 307 elsewhere (as registries hand blobs to a CDN). `wharf warm` fills
+//! the cache; containerd, in a network namespace with only loopback, pulls
+//! through it by tag and by digest; with the upstream gone, the cache still
+//! serves what it holds.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::api::Api;
+use common::containerd::{write_docker_io_mirror, Containerd};
+use common::image::{self, host_arch, Artifact, Format};
+use common::netns::in_private_netns;
+use common::redirector::Redirector;
+use common::server::Wharf;
+use common::standin::StandIn;
+use common::tools::run;
+
+/// Push `artifact` (and, for an index, its children) to `repo:tag`.
+fn push(api: &Api, repo: &str, tag: &str, artifact: &Artifact) {
+    for child in &artifact.children {
+        push(api, repo, &child.digest(), child);
+    }
+    for blob in &artifact.blobs {
+        api.push_blob_monolithic(repo, &blob.bytes)
+            .expect("push a blob upstream");
+    }
+    api.put_manifest(repo, tag, artifact.media_type, &artifact.manifest)
+        .expect("push the manifest upstream");
+}
+
+/// A cache for `docker.io` whose endpoint is the redirector.
+fn start_cache(work: &Path, redirector: &Redirector, tag_ttl: &str) -> Wharf {
+    let config = work.join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cache]\ntag_ttl = \"{tag_ttl}\"\nread_timeout = \"5s\"\nconnect_timeout = \"2s\"\nattempts = 1\n\n\
+             [[upstream]]\nhost = \"docker.io\"\nendpoint = \"http://{}\"\n",
+            redirector.host()
+        ),
+    )
+    .expect("write wharf.toml");
+    Wharf::start_with(
+        &work.join("cache"),
+        &["--config".into(), config.display().to_string()],
+    )
+}
+
+fn metric(cache: &Wharf, name: &str) -> u64 {
+    let text = reqwest::blocking::get(format!("{}/metrics", cache.url()))
+        .expect("GET /metrics")
+        .text()
+        .expect("metrics body");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+}
+
+#[test]
+fn warm_fills_the_cache_which_then_serves_without_the_upstream() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let upstream = Wharf::start(&work.path().join("upstream"));
+    let artifact = image::image(Format::Docker, "wharf-cache-warm", host_arch());
+    push(&Api::new(&upstream.url()), "library/app", "1.0", &artifact);
+    let mut redirector = Redirector::start(&upstream.host());
+    let cache = start_cache(work.path(), &redirector, "0s");
+
+    let list = work.path().join("images.txt");
+    std::fs::write(&list, "# warmed ahead of time\ndocker.io/library/app:1.0\n").unwrap();
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["warm", "--to", &cache.url()])
+            .arg(&list),
+        "wharf warm",
+    );
+    assert!(
+        out.stdout.contains("warmed 1 image(s)") && out.stdout.contains("0 failed"),
+        "{}",
+        out.describe()
+    );
+    for blob in &artifact.blobs {
+        let line = format!("GET /v2/library/app/blobs/{} ", blob.digest());
+        assert_eq!(
+            redirector.count(&line),
+            1,
+            "each blob crosses once: {:?}",
+            redirector.lines()
+        );
+    }
+
+    redirector.stop();
+    let api = Api::new(&cache.url());
+    // containerd's form (?ns=) and the path-prefixed form, both byte-exact.
+    let by_ns = api
+        .manifest("library/app", "1.0?ns=docker.io")
+        .expect("a stale tag is served when the upstream is gone");
+    assert_eq!(by_ns.body, artifact.manifest);
+    assert_eq!(by_ns.digest, artifact.digest());
+    assert_eq!(by_ns.content_type, artifact.media_type);
+    let by_digest = api
+        .manifest("docker.io/library/app", &artifact.digest())
+        .expect("by digest from the cache");
+    assert_eq!(by_digest.body, artifact.manifest);
+    for blob in &artifact.blobs {
+        let bytes = api
+            .blob("docker.io/library/app", &blob.digest())
+            .expect("a blob from the cache");
+        assert_eq!(bytes, blob.bytes);
+    }
+    assert_eq!(metric(&cache, "wharf_cache_stale_serves_total"), 1);
+    assert!(metric(&cache, "wharf_cache_upstream_errors_total") >= 1);
+}
+
+#[test]
+fn containerd_pulls_through_the_cache_by_tag_and_digest() {
+    common::tools::require_root("containerd in a network namespace");
+    let work = tempfile::tempdir().expect("temp dir");
+    in_private_netns(|| {
+        let upstream = Wharf::start(&work.path().join("upstream"));
+        let single = image::image(Format::Oci, "wharf-cache-oci", host_arch());
+        let multi = image::multi_arch(Format::Docker, "wharf-cache-multi");
+        let api = Api::new(&upstream.url());
+        push(&api, "library/single", "1.0", &single);
+        push(&api, "library/multi", "1.0", &multi);
+        let redirector = Redirector::start(&upstream.host());
+        let cache = start_cache(work.path(), &redirector, "10m");
+        // The hosts.toml's `server` is a counting stand-in: everything must
+        // come through the cache.
+        let fallback = StandIn::start();
+        let hosts_dir = work.path().join("certs.d");
+        write_docker_io_mirror(&hosts_dir, &fallback.url(), &cache.url());
+        let containerd = Containerd::start(&work.path().join("containerd"));
+
+        for (name, artifact) in [("single", &single), ("multi", &multi)] {
+            for reference in [
+                format!("docker.io/library/{name}:1.0"),
+                format!("docker.io/library/{name}@{}", artifact.digest()),
+            ] {
+                let out = containerd.pull(&hosts_dir, &reference);
+                assert!(
+                    out.status.success(),
+                    "containerd could not pull {reference} through the cache\n{}\n\
+                     --- cache log ---\n{}\n--- containerd log ---\n{}\nupstream saw: {:?}",
+                    out.describe(),
+                    cache.log_tail(),
+                    containerd.log_tail(),
+                    redirector.lines()
+                );
+                let rows = containerd.images();
+                let row = rows
+                    .iter()
+                    .find(|r| r.reference == reference)
+                    .unwrap_or_else(|| panic!("ctr images ls lacks {reference}: {rows:?}"));
+                assert_eq!(row.digest, artifact.digest(), "{reference}");
+            }
+        }
+        assert_eq!(
+            fallback.requests(),
+            0,
+            "containerd fell back to the server: {:?}",
+            fallback.request_lines()
+        );
+        assert!(
+            redirector.count("GET /v2/library/single/blobs/") >= 1,
+            "the cache fetched blobs through the redirect: {:?}",
+            redirector.lines()
+        );
+    });
+}

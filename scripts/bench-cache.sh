@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Cold and warm pulls of one blob through wharf's pull-through cache, against
+# a direct pull from the upstream and distribution's proxy mode
+# (docker-registry with proxy.remoteurl), in the same run on this machine.
+#
+#   cargo build --release -p wharf
+#   scripts/bench-cache.sh [SIZE_MIB]          (default 512)
+#
+# The upstream is a plain `wharf serve` on loopback. Prints time to first
+# byte and throughput as curl measures them (MB = MiB).
+set -euo pipefail
+
+SIZE_MIB=${1:-512}
+WHARF=${WHARF:-target/release/wharf}
+REGISTRY=${REGISTRY:-docker-registry}
+WORK=$(mktemp -d /tmp/wharf-bench-cache.XXXXXX)
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_up() {
+    for _ in $(seq 1 200); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$1/v2/" && return 0
+        sleep 0.05
+    done
+    echo "server on port $1 did not start" >&2
+    exit 1
+}
+
+UP=$(free_port); CACHE=$(free_port); PROXY=$(free_port)
+
+"$WHARF" serve --listen 127.0.0.1:$UP --root "$WORK/upstream" 2>"$WORK/upstream.log" &
+PIDS+=($!)
+cat >"$WORK/cache.toml" <<TOML
+[[upstream]]
+host = "upstream.bench"
+endpoint = "http://127.0.0.1:$UP"
+TOML
+"$WHARF" serve --listen 127.0.0.1:$CACHE --root "$WORK/cache" --config "$WORK/cache.toml" 2>"$WORK/cache.log" &
+PIDS+=($!)
+cat >"$WORK/proxy.yml" <<YAML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $WORK/proxy
+http:
+  addr: 127.0.0.1:$PROXY
+proxy:
+  remoteurl: http://127.0.0.1:$UP
+YAML
+"$REGISTRY" serve "$WORK/proxy.yml" >"$WORK/proxy.log" 2>&1 &
+PIDS+=($!)
+wait_up $UP; wait_up $CACHE; wait_up $PROXY
+
+head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom >"$WORK/blob"
+DIGEST=sha256:$(sha256sum "$WORK/blob" | cut -d' ' -f1)
+curl -fsS -X POST --data-binary @"$WORK/blob" -H 'Content-Type: application/octet-stream' \
+    "http://127.0.0.1:$UP/v2/library/bench/blobs/uploads/?digest=$DIGEST" -o /dev/null
+rm "$WORK/blob"
+
+# ttfb_s total_s MB/s, checking the bytes.
+pull() {
+    local out
+    out=$(curl -fsS -o "$WORK/got" -w '%{time_starttransfer} %{time_total} %{speed_download}' "$1")
+    local got
+    got=sha256:$(sha256sum "$WORK/got" | cut -d' ' -f1)
+    rm -f "$WORK/got"
+    [ "$got" = "$DIGEST" ] || { echo "wrong bytes from $1" >&2; exit 1; }
+    awk '{printf "%8.1f ms  %8.2f s  %8.0f MB/s\n", $1*1000, $2, $3/1048576}' <<<"$out"
+}
+
+wait_stored() {
+    local hex=${DIGEST#sha256:}
+    for _ in $(seq 1 600); do
+        [ -f "$1/blobs/sha256/${hex:0:2}/$hex" ] && return 0
+        [ -f "$1/docker/registry/v2/blobs/sha256/${hex:0:2}/$hex/data" ] && return 0
+        sleep 0.05
+    done
+    echo "the blob never reached $1" >&2
+    exit 1
+}
+
+echo "blob: $SIZE_MIB MiB; TTFB, total time, throughput"
+printf '%-34s' "direct from upstream (wharf)";  pull "http://127.0.0.1:$UP/v2/library/bench/blobs/$DIGEST"
+printf '%-34s' "cold through wharf cache";      pull "http://127.0.0.1:$CACHE/v2/library/bench/blobs/$DIGEST?ns=upstream.bench"
+wait_stored "$WORK/cache"
+printf '%-34s' "warm through wharf cache";      pull "http://127.0.0.1:$CACHE/v2/library/bench/blobs/$DIGEST?ns=upstream.bench"
+printf '%-34s' "cold through distribution proxy"; pull "http://127.0.0.1:$PROXY/v2/library/bench/blobs/$DIGEST"
+wait_stored "$WORK/proxy"
+printf '%-34s' "warm through distribution proxy"; pull "http://127.0.0.1:$PROXY/v2/library/bench/blobs/$DIGEST"
+printf '%-34s' "plain wharf pull (upstream again)"; pull "http://127.0.0.1:$UP/v2/library/bench/blobs/$DIGEST"
