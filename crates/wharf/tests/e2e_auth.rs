@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use common::image::{self, digest_hex, host_arch, write_dir_transport, Artifact, Format};
 use common::server::Wharf;
-use common::tools::{require_root, require_tool, run, run_unchecked, skopeo, Output};
+use common::tools::{podman, require_root, run, run_unchecked, skopeo, Output};
 use tempfile::TempDir;
 
 const CI_PASSWORD: &str = "ci-Pa55word";
@@ -211,28 +211,6 @@ fn skopeo_login_push_and_pull_with_basic_auth() {
 #[test]
 fn skopeo_login_push_and_pull_with_token_auth() {
     skopeo_round_trip("token");
-}
-
-/// A podman command whose storage, run state and temp files all live under `dir`.
-fn podman(dir: &Path) -> Command {
-    require_tool("podman");
-    let mut cmd = Command::new("podman");
-    cmd.arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .arg("--tmpdir")
-        .arg(dir.join("tmp"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "none",
-        ])
-        .env("TMPDIR", dir);
-    cmd
 }
 
 #[test]

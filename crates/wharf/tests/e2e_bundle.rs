@@ -14,7 +14,7 @@ use common::api::Api;
 use common::containerd::Containerd;
 use common::image::{self, digest_hex, host_arch, Artifact, Format};
 use common::server::Wharf;
-use common::tools::{require_root, require_tool, run, run_unchecked, skopeo};
+use common::tools::{podman, require_root, run, run_unchecked, skopeo};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 
@@ -145,28 +145,6 @@ fn wharf_load_containerd_imports_a_compressed_bundle_and_refuses_a_damaged_one()
             "{name} {digest} in {rows:?}"
         );
     }
-}
-
-/// A podman command whose storage lives under `dir`.
-fn podman(dir: &Path) -> Command {
-    require_tool("podman");
-    let mut cmd = Command::new("podman");
-    cmd.arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .arg("--tmpdir")
-        .arg(dir.join("tmp"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "none",
-        ])
-        .env("TMPDIR", dir);
-    cmd
 }
 
 #[test]

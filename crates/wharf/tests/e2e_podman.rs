@@ -5,37 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use common::api::{descriptors, Api, Findings};
 use common::image::{self, digest_hex, host_arch, write_dir_transport, Format};
 use common::server::Wharf;
-use common::tools::{require_root, require_tool, run, skopeo};
+use common::tools::{podman, require_root, run, skopeo};
 use serde_json::Value;
-
-/// A podman command whose storage, run state and temp files all live under `dir`.
-fn podman(dir: &Path) -> Command {
-    require_tool("podman");
-    let mut cmd = Command::new("podman");
-    cmd.arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .arg("--tmpdir")
-        .arg(dir.join("tmp"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "none",
-        ])
-        // Image layers are staged in TMPDIR; keep them in the test directory too.
-        .env("TMPDIR", dir);
-    cmd
-}
 
 #[test]
 fn podman_pulls_from_and_pushes_to_wharf_keeping_layer_digests() {

@@ -2,7 +2,7 @@
 //! times and failure messages that show what the tool printed.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -99,5 +99,29 @@ pub fn skopeo() -> Command {
     require_tool("skopeo");
     let mut cmd = Command::new("skopeo");
     cmd.arg("--insecure-policy");
+    cmd
+}
+
+/// A podman command whose storage, run state and temp files all live under
+/// `dir` (vfs storage: no kernel overlay support needed).
+pub fn podman(dir: &Path) -> Command {
+    require_tool("podman");
+    let mut cmd = Command::new("podman");
+    cmd.arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .arg("--tmpdir")
+        .arg(dir.join("tmp"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "none",
+        ])
+        // Image layers are staged in TMPDIR; keep them in the test directory too.
+        .env("TMPDIR", dir);
     cmd
 }
