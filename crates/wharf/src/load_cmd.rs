@@ -21,7 +21,7 @@ use wharf_transfer::{
 
 use crate::cli::Hint;
 use crate::transfer_cmd::{
-    print_line, print_outcome, registry_client, Output, Progress, EXIT_USAGE,
+    print_line, print_outcome, registry_client, Output, Progress, Trust, EXIT_USAGE,
 };
 
 #[derive(Debug, Args)]
@@ -56,12 +56,8 @@ pub struct LoadArgs {
         hide_env_values = true
     )]
     pub dest_creds: Option<String>,
-    /// Registry spoken to over plain HTTP (loopback always is); repeatable.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub insecure: Vec<String>,
-    /// Extra CA certificate (PEM) to trust; repeatable.
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Vec<PathBuf>,
+    #[command(flatten)]
+    pub trust: Trust,
     /// Images and blobs pushed at once.
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
@@ -172,8 +168,8 @@ async fn push_all(
     }
     let src = registry_client(&[], &[], None, &BTreeSet::new())?;
     let dst = registry_client(
-        &args.insecure,
-        &args.ca_file,
+        &args.trust.insecure,
+        &args.trust.ca_file,
         args.dest_creds.as_deref(),
         &BTreeSet::from([to.to_string()]),
     )?;

@@ -20,7 +20,8 @@ use wharf_transfer::{parse_list, Events, ImageReport, Input, NoEvents, DEFAULT_J
 
 use crate::cli::Hint;
 use crate::transfer_cmd::{
-    print_line, print_outcome, read_input, registry_client, Output, Progress, Usage, EXIT_USAGE,
+    print_line, print_outcome, read_input, registry_client, Output, Progress, Trust, Usage,
+    EXIT_USAGE,
 };
 
 #[derive(Debug, Args)]
@@ -54,12 +55,8 @@ pub struct SaveArgs {
         hide_env_values = true
     )]
     pub src_creds: Option<String>,
-    /// Registry spoken to over plain HTTP (loopback always is); repeatable.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub insecure: Vec<String>,
-    /// Extra CA certificate (PEM) to trust; repeatable.
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Vec<PathBuf>,
+    #[command(flatten)]
+    pub trust: Trust,
     /// Images resolved, and blobs fetched ahead of the writer, at once.
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
@@ -170,8 +167,8 @@ async fn execute(
     let names: Vec<Reference> = input.requests.into_iter().map(|r| r.source).collect();
     let hosts: BTreeSet<String> = names.iter().map(|n| n.host().to_string()).collect();
     let client = registry_client(
-        &args.insecure,
-        &args.ca_file,
+        &args.trust.insecure,
+        &args.trust.ca_file,
         args.src_creds.as_deref(),
         &hosts,
     )?;

@@ -33,6 +33,18 @@ pub enum Output {
 }
 
 /// Flags shared by `copy` and `sync`.
+/// How registries are reached: the flags every command that talks to
+/// registries shares.
+#[derive(Debug, Args)]
+pub struct Trust {
+    /// Registry spoken to over plain HTTP (loopback always is); repeatable.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure: Vec<String>,
+    /// Extra CA certificate (PEM) to trust; repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Vec<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct TransferFlags {
     /// Credentials for the source registries, as USER:PASS.
@@ -51,12 +63,8 @@ pub struct TransferFlags {
         hide_env_values = true
     )]
     pub dest_creds: Option<String>,
-    /// Registry spoken to over plain HTTP (loopback always is); repeatable.
-    #[arg(long, value_name = "HOST[:PORT]")]
-    pub insecure: Vec<String>,
-    /// Extra CA certificate (PEM) to trust; repeatable.
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Vec<PathBuf>,
+    #[command(flatten)]
+    pub trust: Trust,
     /// Images and blobs moved at once.
     #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
     pub jobs: usize,
@@ -279,7 +287,7 @@ fn client(
     creds: Option<&str>,
     hosts: &BTreeSet<String>,
 ) -> anyhow::Result<Client> {
-    registry_client(&flags.insecure, &flags.ca_file, creds, hosts)
+    registry_client(&flags.trust.insecure, &flags.trust.ca_file, creds, hosts)
 }
 
 /// A registry client with credentials from the usual places, `creds`
@@ -595,8 +603,10 @@ mod tests {
         TransferFlags {
             src_creds: None,
             dest_creds: None,
-            insecure: vec![],
-            ca_file: vec![],
+            trust: Trust {
+                insecure: vec![],
+                ca_file: vec![],
+            },
             jobs: 4,
             platforms: vec![],
             flatten: false,
