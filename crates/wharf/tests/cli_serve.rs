@@ -195,8 +195,16 @@ fn sigterm_lets_an_in_flight_upload_finish() {
     s.write_all(&body[..5]).unwrap();
     s.flush().unwrap();
     // Make sure the server is inside the request before it is told to stop:
-    // a second connection's answer proves the first one was accepted earlier.
-    wait_ready(port);
+    // the handler has opened the upload once its directory exists. (An
+    // answer on a second connection only proves the first was accepted, not
+    // that its request was read: a connection still idle at the signal is
+    // closed, as it should be.)
+    let uploads = root.path().join("uploads");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&uploads).map_or(true, |mut d| d.next().is_none()) {
+        assert!(Instant::now() < deadline, "the upload never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     sigterm(&server.0);
     s.write_all(&body[5..]).unwrap();
     let mut reply = String::new();
