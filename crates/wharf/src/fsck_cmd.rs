@@ -56,7 +56,9 @@ pub fn run(args: FsckArgs) -> anyhow::Result<ExitCode> {
         args.root.display(),
         wharf_storage::layout::VERSION_KEY
     );
-    let store = Store::open_fs(&args.root)
+    // Shared: a `wharf serve` may be writing to this root; its files in
+    // flight under tmp/ are not fsck's to delete.
+    let store = Store::open_fs_shared(&args.root)
         .with_context(|| format!("cannot open storage at {}", args.root.display()))?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime
