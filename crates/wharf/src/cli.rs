@@ -17,7 +17,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the OCI registry (plain HTTP, filesystem storage by default).
+    /// Run the OCI registry (plain HTTP; filesystem storage by default, or an S3 bucket).
     Serve(ServeArgs),
     /// Generate and lint containerd registry configuration (hosts.toml, config.toml).
     Containerd(crate::containerd_cmd::ContainerdArgs),
@@ -60,6 +60,9 @@ pub struct ServeArgs {
     /// Accept image indexes whose child manifests are absent (single-platform mirrors keep the upstream index digest).
     #[arg(long)]
     pub sparse_indexes: bool,
+    /// With object storage: start even when the bucket does not answer yet, report not ready on /readyz, and keep retrying (instead of exiting).
+    #[arg(long)]
+    pub wait_for_storage: bool,
 }
 
 /// A next step to print under an error (`hint: …`).
