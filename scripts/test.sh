@@ -10,6 +10,11 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The S3-compatible server the object-storage tests start (a separate
+# process; never linked). Keep in step with GARAGE_VERSION in
+# crates/wharf-storage-s3/src/garage.rs.
+GARAGE_VERSION=2.5.0
+
 # Debian packages the end-to-end tests need.
 PACKAGES=(containerd skopeo podman docker-registry iproute2 util-linux curl jq)
 
@@ -75,11 +80,27 @@ find_cargo() {
 or, on Debian trixie or newer: apt-get install cargo"
 }
 
+install_garage() {
+    step "Checking for garage (S3 server for the object-storage tests)"
+    if [ -n "${WHARF_TEST_GARAGE:-}" ] && [ -x "$WHARF_TEST_GARAGE" ]; then
+        echo "using $WHARF_TEST_GARAGE"
+        return
+    fi
+    if command -v garage >/dev/null 2>&1; then
+        echo "found $(command -v garage)"
+        return
+    fi
+    step "Installing garage $GARAGE_VERSION (cargo install; this takes a while)"
+    cargo install garage --locked --version "$GARAGE_VERSION" \
+        || fail "installing garage failed; install it by hand or set WHARF_TEST_GARAGE to a garage binary"
+}
+
 run_tests() {
     local cargo_test=(cargo test --workspace --locked)
     if [ "$(id -u)" -eq 0 ]; then
         step "Running ${cargo_test[*]}"
         "${cargo_test[@]}"
+        run_s3_conformance
         return
     fi
     # Build as the invoking user so target/ stays theirs; only running needs root.
@@ -91,10 +112,22 @@ run_tests() {
         "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" \
         ${CARGO_TARGET_DIR:+"CARGO_TARGET_DIR=$CARGO_TARGET_DIR"} \
         "${cargo_test[@]}"
+    run_s3_conformance
+}
+
+# The registry conformance suites once more, on S3 storage (Garage).
+run_s3_conformance() {
+    local suites=() file
+    for file in crates/wharf-registry/tests/conformance_*.rs; do
+        suites+=(--test "$(basename "$file" .rs)")
+    done
+    step "Running the conformance suites against S3 storage"
+    WHARF_TEST_STORAGE=s3 cargo test --locked -p wharf-registry "${suites[@]}"
 }
 
 install_packages
 find_cargo
+install_garage
 status=0
 run_tests || status=$?
 if [ "$status" -eq 0 ]; then

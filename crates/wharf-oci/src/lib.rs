@@ -12,7 +12,7 @@ pub mod name;
 pub mod platform;
 pub mod reference;
 
-pub use digest::{Algorithm, Digest, DigestError, Hasher};
+pub use digest::{Algorithm, Digest, DigestError, Hasher, HasherState, HasherStateError};
 pub use manifest::{Descriptor, ManifestError, ParsedManifest};
 pub use name::{NameError, RepositoryName, Tag};
 pub use platform::{PlatformError, PlatformSpec};

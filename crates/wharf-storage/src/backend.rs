@@ -75,6 +75,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Move a blob whose bytes do not hash to its digest out of the blob
     /// store, keeping it for inspection (`fsck --repair`).
     async fn blob_quarantine(&self, digest: &Digest) -> StorageResult<()>;
+    /// A short-lived URL a client can fetch the blob from directly, when the
+    /// backend offers one and is configured to hand it out; `None` means the
+    /// registry streams the blob itself.
+    async fn blob_url(&self, _digest: &Digest) -> StorageResult<Option<String>> {
+        Ok(None)
+    }
 
     // --- uploads -----------------------------------------------------------
 
@@ -95,6 +101,14 @@ pub trait Backend: Send + Sync + 'static {
     ) -> StorageResult<AppendOutcome>;
     /// Read the whole upload back (to rebuild a hash after a restart).
     async fn upload_read(&self, id: &str) -> StorageResult<ByteStream>;
+    /// The running hash the backend persisted with the upload, and the size
+    /// it covers. Backends whose uploads cannot be read back before they are
+    /// committed (object-storage multipart uploads) keep one, so any process
+    /// can continue an upload another started; the rest return `None` and
+    /// the hash is rebuilt with [`Backend::upload_read`].
+    async fn upload_hasher(&self, _id: &str) -> StorageResult<Option<(u64, Hasher)>> {
+        Ok(None)
+    }
     /// Make the upload's bytes the blob `digest` (already verified by the
     /// caller) and remove the upload. Idempotent if the blob already exists
     /// (its modification time is then refreshed).

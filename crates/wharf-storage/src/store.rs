@@ -419,6 +419,11 @@ impl Store {
         if size == 0 {
             return Ok(algorithm.hasher());
         }
+        if let Some((at, hasher)) = self.backend_ref().upload_hasher(id).await? {
+            if at == size && hasher.algorithm() == algorithm {
+                return Ok(hasher);
+            }
+        }
         let stream = self.backend_ref().upload_read(id).await?;
         let (hasher, read) =
             hash_stream(stream, algorithm.hasher(), &format!("upload {id}")).await?;

@@ -17,7 +17,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the OCI registry (plain HTTP, or HTTPS with --tls-cert/--tls-key; filesystem storage).
+    /// Run the OCI registry (HTTP, or HTTPS with --tls-cert/--tls-key; filesystem storage by default, or an S3 bucket).
     Serve(ServeArgs),
     /// A local certificate authority for serving HTTPS: create it, issue server certificates.
     Ca(crate::ca_cmd::CaArgs),
@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// PEM private key of --tls-cert; reloaded when it changes.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// With object storage: start even when the bucket does not answer yet, report not ready on /readyz, and keep retrying (instead of exiting).
+    #[arg(long)]
+    pub wait_for_storage: bool,
 }
 
 /// A next step to print under an error (`hint: …`).

@@ -114,13 +114,32 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
-    /// Only "filesystem" for now.
+    /// "filesystem" (the default) or "s3".
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub root: Option<PathBuf>,
+    // --- type = "s3" ---
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub path_style: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub profile: Option<String>,
+    pub redirect: Option<bool>,
+    pub redirect_expiry_secs: Option<u64>,
+    pub part_size: Option<u64>,
+}
+
+/// Where the registry keeps its data.
+#[derive(Debug)]
+pub enum StorageSettings {
+    Filesystem { root: PathBuf },
+    S3(Box<wharf_storage_s3::S3Config>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,7 +282,10 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
 #[derive(Debug)]
 pub struct ServeSettings {
     pub listen: String,
-    pub root: PathBuf,
+    pub storage: StorageSettings,
+    /// Serve (not ready) while object storage does not answer, instead of
+    /// exiting.
+    pub wait_for_storage: bool,
     pub log_format: LogFormat,
     pub registry: wharf_registry::RegistryConfig,
     /// Collect garbage this often, with these options; `None`: never.
@@ -292,12 +314,7 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings> {
-    if let Some(kind) = file.storage.kind.as_deref() {
-        anyhow::ensure!(
-            kind == "filesystem",
-            "storage type {kind:?} is not supported by this wharf (supported: \"filesystem\")"
-        );
-    }
+    let storage = storage_settings(args, file.storage.clone())?;
     let defaults = wharf_registry::RegistryConfig::default();
     let gc_options = file
         .gc
@@ -309,16 +326,11 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         args.tls_key.clone().or(file.server.tls_key.clone()),
     )?;
     let auth = auth_layer(file.auth.as_ref(), &file.access)?;
-    let root = args
-        .root
-        .clone()
-        .or(file.storage.root.clone())
-        .unwrap_or_else(|| PathBuf::from("wharf-data"));
     let max_manifest_bytes = args
         .max_manifest_bytes
         .or(file.registry.max_manifest_bytes)
         .unwrap_or(defaults.max_manifest_bytes);
-    let cache = cache_config(&file, &root, max_manifest_bytes, &|name| {
+    let cache = cache_config(&file, &cache_spool_dir(&storage), max_manifest_bytes, &|name| {
         std::env::var(name).ok()
     })?;
     Ok(ServeSettings {
@@ -328,7 +340,8 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
             .clone()
             .or(file.server.listen)
             .unwrap_or_else(|| "127.0.0.1:5000".into()),
-        root,
+        storage,
+        wait_for_storage: args.wait_for_storage,
         log_format: args
             .log_format
             .or(file.server.log_format)
@@ -458,11 +471,23 @@ fn duration(key: &str, value: Option<&str>) -> anyhow::Result<Option<std::time::
         .transpose()
 }
 
+/// Where the cache keeps downloads in flight: under the filesystem
+/// storage's tmp/, which it empties at start-up; with object storage, a
+/// directory of this process under the system's temporary directory.
+fn cache_spool_dir(storage: &StorageSettings) -> PathBuf {
+    match storage {
+        StorageSettings::Filesystem { root } => root.join(wharf_storage::layout::TMP).join("cache"),
+        StorageSettings::S3(_) => {
+            std::env::temp_dir().join(format!("wharf-cache-{}", std::process::id()))
+        }
+    }
+}
+
 /// The pull-through cache's settings, or `None` without upstreams.
 /// `var` reads environment variables (passwords are named, never written).
 fn cache_config(
     file: &FileConfig,
-    root: &Path,
+    spool_dir: &Path,
     max_manifest_bytes: usize,
     var: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Option<wharf_cache::CacheConfig>> {
@@ -495,11 +520,7 @@ fn cache_config(
         }
         upstreams.push(upstream);
     }
-    // Under the storage's tmp/, which it empties at start-up.
-    let mut config = wharf_cache::CacheConfig::new(
-        upstreams,
-        root.join(wharf_storage::layout::TMP).join("cache"),
-    );
+    let mut config = wharf_cache::CacheConfig::new(upstreams, spool_dir.to_path_buf());
     config.max_manifest_bytes = max_manifest_bytes;
     config.ca_files = section.ca_files.clone();
     if let Some(t) = duration("cache.connect_timeout", section.connect_timeout.as_deref())? {
@@ -513,6 +534,74 @@ fn cache_config(
         config.retry.max_attempts = n;
     }
     Ok(Some(config))
+}
+
+fn storage_settings(args: &ServeArgs, section: StorageSection) -> anyhow::Result<StorageSettings> {
+    match section.kind.as_deref().unwrap_or("filesystem") {
+        "filesystem" => {
+            let s3_keys = [
+                ("endpoint", section.endpoint.is_some()),
+                ("bucket", section.bucket.is_some()),
+                ("access_key_id", section.access_key_id.is_some()),
+                ("redirect", section.redirect.is_some()),
+            ];
+            if let Some((key, _)) = s3_keys.iter().find(|(_, set)| *set) {
+                anyhow::bail!(
+                    "storage key {key:?} only applies to type = \"s3\", but the storage type is \"filesystem\""
+                );
+            }
+            Ok(StorageSettings::Filesystem {
+                root: args
+                    .root
+                    .clone()
+                    .or(section.root)
+                    .unwrap_or_else(|| PathBuf::from("wharf-data")),
+            })
+        }
+        "s3" => s3_settings(args, section).map(|c| StorageSettings::S3(Box::new(c))),
+        other => anyhow::bail!(
+            "storage type {other:?} is not supported by this wharf (supported: \"filesystem\", \"s3\")"
+        ),
+    }
+}
+
+fn s3_settings(
+    args: &ServeArgs,
+    section: StorageSection,
+) -> anyhow::Result<wharf_storage_s3::S3Config> {
+    anyhow::ensure!(
+        args.root.is_none() && section.root.is_none(),
+        "`root` applies to filesystem storage; with type = \"s3\" the data lives in the bucket"
+    );
+    let bucket = section
+        .bucket
+        .ok_or_else(|| anyhow::anyhow!("[storage] type = \"s3\" needs `bucket`"))?;
+    let mut config = wharf_storage_s3::S3Config::new(bucket);
+    config.endpoint = section.endpoint;
+    if let Some(region) = section.region {
+        config.region = region;
+    }
+    config.prefix = section.prefix.unwrap_or_default();
+    config.path_style = section.path_style.unwrap_or(true);
+    config.credentials = match (section.access_key_id, section.secret_access_key) {
+        (Some(id), Some(secret)) => Some(wharf_storage_s3::Credentials {
+            access_key_id: id,
+            secret_access_key: secret,
+            session_token: None,
+        }),
+        (None, None) => None,
+        _ => anyhow::bail!("set both access_key_id and secret_access_key in [storage], or neither"),
+    };
+    config.profile = section.profile;
+    config.redirect = section.redirect.unwrap_or(false);
+    if let Some(secs) = section.redirect_expiry_secs {
+        config.redirect_expiry = std::time::Duration::from_secs(secs);
+    }
+    if let Some(part_size) = section.part_size {
+        config.part_size = part_size;
+    }
+    config.validate()?;
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -529,6 +618,7 @@ mod tests {
             sparse_indexes: false,
             tls_cert: None,
             tls_key: None,
+            wait_for_storage: false,
         }
     }
 
@@ -542,7 +632,9 @@ mod tests {
         a.listen = Some("127.0.0.1:7000".into());
         let s = merge(&a, file).unwrap();
         assert_eq!(s.listen, "127.0.0.1:7000");
-        assert_eq!(s.root, PathBuf::from("/srv"));
+        assert!(
+            matches!(s.storage, StorageSettings::Filesystem { root } if root == Path::new("/srv"))
+        );
         assert!(s.registry.sparse_indexes);
     }
 
@@ -550,7 +642,9 @@ mod tests {
     fn defaults() {
         let s = merge(&args(), FileConfig::default()).unwrap();
         assert_eq!(s.listen, "127.0.0.1:5000");
-        assert_eq!(s.root, PathBuf::from("wharf-data"));
+        assert!(
+            matches!(s.storage, StorageSettings::Filesystem { root } if root == Path::new("wharf-data"))
+        );
         assert_eq!(s.registry.max_manifest_bytes, 4 * 1024 * 1024);
     }
 
@@ -716,7 +810,10 @@ allow_push = true
         )
         .unwrap();
         let var = |name: &str| (name == "HUB_TOKEN").then(|| "secret".to_string());
-        let c = cache_config(&file, Path::new("/srv"), 100, &var)
+        let spool = cache_spool_dir(&StorageSettings::Filesystem {
+            root: PathBuf::from("/srv"),
+        });
+        let c = cache_config(&file, &spool, 100, &var)
             .unwrap()
             .unwrap();
         assert_eq!(c.upstreams.len(), 2);
@@ -734,7 +831,7 @@ allow_push = true
         );
         assert_eq!(c.read_timeout.as_secs(), 2);
         assert_eq!(c.spool_dir, PathBuf::from("/srv/tmp/cache"));
-        let missing = cache_config(&file, Path::new("/srv"), 100, &|_| None).unwrap_err();
+        let missing = cache_config(&file, &spool, 100, &|_| None).unwrap_err();
         assert!(missing.to_string().contains("HUB_TOKEN"), "{missing}");
         let unknown =
             toml::from_str::<FileConfig>("[[upstream]]\nhost = \"x.io\"\npassword = \"p\"\n");
@@ -747,5 +844,39 @@ allow_push = true
         assert!(err.to_string().contains("listen_addr"), "{err}");
         let file: FileConfig = toml::from_str("[storage]\ntype = \"tape\"\n").unwrap();
         assert!(merge(&args(), file).is_err());
+    }
+
+    #[test]
+    fn s3_storage_is_configured_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "[storage]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\nbucket = \"reg\"\nprefix = \"prod\"\naccess_key_id = \"GK1\"\nsecret_access_key = \"s\"\nredirect = true\npart_size = 16777216\n",
+        )
+        .unwrap();
+        let s = merge(&args(), file).unwrap();
+        let StorageSettings::S3(c) = s.storage else {
+            panic!("expected S3 storage");
+        };
+        assert_eq!(c.bucket, "reg");
+        assert_eq!(c.region, "garage");
+        assert_eq!(c.prefix, "prod");
+        assert!(c.path_style && c.redirect);
+        assert_eq!(c.part_size, 16 * 1024 * 1024);
+        assert_eq!(c.credentials.unwrap().access_key_id, "GK1");
+    }
+
+    #[test]
+    fn s3_mistakes_are_errors() {
+        let bad = [
+            "[storage]\ntype = \"s3\"\n",
+            "[storage]\ntype = \"s3\"\nbucket = \"b\"\naccess_key_id = \"only-half\"\n",
+            "[storage]\ntype = \"s3\"\nbucket = \"b\"\npart_size = 1024\n",
+            "[storage]\ntype = \"s3\"\nbucket = \"b\"\nroot = \"/srv\"\n",
+            "[storage]\nbucket = \"b\"\n",
+        ];
+        for text in bad {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            assert!(merge(&args(), file).is_err(), "accepted: {text}");
+        }
+        assert!(toml::from_str::<FileConfig>("[storage]\nbuckett = \"b\"\n").is_err());
     }
 }

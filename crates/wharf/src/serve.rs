@@ -2,6 +2,8 @@
 
 use std::io;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -38,18 +40,14 @@ async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
 }
 
 async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
-    let store = wharf_storage::Store::open_fs(&settings.root)
-        .with_context(|| format!("cannot open storage at {}", settings.root.display()))
-        .context(Hint(
-            "check that the directory given to --root is writable by this user".into(),
-        ))?;
+    let (store, where_) = open_storage(&settings).await?;
     // Certificates are checked before the port is taken, so a bad pair
     // fails start-up instead of every handshake.
     let tls = settings.tls.as_ref().map(tls_acceptor).transpose()?;
     let listener = bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, root = %settings.root.display(), "wharf registry listening on {scheme}://{addr}");
+    tracing::info!(%addr, storage = %where_, "wharf registry listening on {scheme}://{addr}");
     match &settings.registry.auth {
         Some(auth) => tracing::info!(?auth, "authentication required"),
         None => {
@@ -143,6 +141,74 @@ fn tls_acceptor(files: &config::TlsFiles) -> anyhow::Result<wharf_registry::TlsA
             .context("cannot set up HTTPS")
             .context(Hint(hint.into()))
     })
+}
+
+/// The store, and where it is (for the log).
+async fn open_storage(
+    settings: &config::ServeSettings,
+) -> anyhow::Result<(wharf_storage::Store, String)> {
+    match &settings.storage {
+        config::StorageSettings::Filesystem { root } => {
+            let store = wharf_storage::Store::open_fs(root)
+                .with_context(|| format!("cannot open storage at {}", root.display()))
+                .context(Hint(
+                    "check that the directory given to --root is writable by this user".into(),
+                ))?;
+            Ok((store, root.display().to_string()))
+        }
+        config::StorageSettings::S3(s3) => {
+            let where_ = format!("s3: {}", s3.describe());
+            let backend = open_s3((**s3).clone(), settings.wait_for_storage).await?;
+            Ok((wharf_storage::Store::new(backend), where_))
+        }
+    }
+}
+
+/// Check the bucket before serving: wrong credentials, a missing bucket or
+/// a server that does not answer stop start-up with the reason, unless
+/// `--wait-for-storage` asks to serve anyway. Then `/readyz` reports not
+/// ready (the layout marker cannot be read) and the check is retried in the
+/// background until it passes.
+async fn open_s3(
+    config: wharf_storage_s3::S3Config,
+    wait: bool,
+) -> anyhow::Result<Arc<wharf_storage_s3::S3Backend>> {
+    let what = config.describe();
+    let backend = wharf_storage_s3::S3Backend::new(config).map_err(|e| s3_failure(&what, e))?;
+    let backend = Arc::new(backend);
+    match backend.check().await {
+        Ok(()) => Ok(backend),
+        Err(e) if wait => {
+            tracing::warn!(error = %e, hint = e.hint(), "object storage is not usable yet; serving as not ready and retrying");
+            tokio::spawn(retry_check(backend.clone()));
+            Ok(backend)
+        }
+        Err(e) => Err(s3_failure(&what, e)),
+    }
+}
+
+fn s3_failure(what: &str, e: wharf_storage_s3::S3Error) -> anyhow::Error {
+    let hint = e.hint().to_string();
+    anyhow::Error::new(e)
+        .context(format!("cannot use object storage ({what})"))
+        .context(Hint(hint))
+}
+
+async fn retry_check(backend: Arc<wharf_storage_s3::S3Backend>) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(wait).await;
+        match backend.check().await {
+            Ok(()) => {
+                tracing::info!("object storage answers; ready");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, hint = e.hint(), "object storage still not usable")
+            }
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

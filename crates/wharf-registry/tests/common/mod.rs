@@ -55,6 +55,23 @@ pub const SPEC_ERROR_CODES: [&str; 14] = [
     "TOOMANYREQUESTS",
 ];
 
+/// `WHARF_TEST_STORAGE=s3` runs the suites against S3 storage on a Garage
+/// server the test binary starts (scripts/test.sh runs the conformance
+/// suites both ways).
+pub fn s3_selected() -> bool {
+    std::env::var("WHARF_TEST_STORAGE").as_deref() == Ok("s3")
+}
+
+/// An empty registry in the shared Garage bucket, under a prefix of its own.
+async fn s3_store() -> Store {
+    let garage = wharf_storage_s3::garage::Garage::shared();
+    let prefix = format!("test-{}", uuid::Uuid::new_v4());
+    let backend = wharf_storage_s3::S3Backend::open(garage.s3_config(&prefix))
+        .await
+        .expect("open the S3 bucket");
+    Store::new(std::sync::Arc::new(backend))
+}
+
 /// A registry served on a loopback port for the duration of one test.
 /// Dropping it signals shutdown.
 pub struct TestRegistry {
@@ -82,7 +99,11 @@ impl TestRegistry {
         client: reqwest::Client,
     ) -> TestRegistry {
         let dir = tempfile::tempdir().expect("create a temporary directory");
-        let store = Store::open_fs(dir.path().join("store")).expect("open the filesystem store");
+        let store = if s3_selected() {
+            s3_store().await
+        } else {
+            Store::open_fs(dir.path().join("store")).expect("open the filesystem store")
+        };
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
