@@ -314,7 +314,7 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings> {
-    let storage = storage_settings(args, file.storage.clone())?;
+    let storage = storage_settings(args.root.clone(), file.storage.clone())?;
     let defaults = wharf_registry::RegistryConfig::default();
     let gc_options = file
         .gc
@@ -330,9 +330,12 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         .max_manifest_bytes
         .or(file.registry.max_manifest_bytes)
         .unwrap_or(defaults.max_manifest_bytes);
-    let cache = cache_config(&file, &cache_spool_dir(&storage), max_manifest_bytes, &|name| {
-        std::env::var(name).ok()
-    })?;
+    let cache = cache_config(
+        &file,
+        &cache_spool_dir(&storage),
+        max_manifest_bytes,
+        &|name| std::env::var(name).ok(),
+    )?;
     Ok(ServeSettings {
         tls,
         listen: args
@@ -536,7 +539,12 @@ fn cache_config(
     Ok(Some(config))
 }
 
-fn storage_settings(args: &ServeArgs, section: StorageSection) -> anyhow::Result<StorageSettings> {
+/// Where the registry's data lives: `[storage]`, with `--root` (`cli_root`)
+/// taking precedence for filesystem storage.
+pub fn storage_settings(
+    cli_root: Option<PathBuf>,
+    section: StorageSection,
+) -> anyhow::Result<StorageSettings> {
     match section.kind.as_deref().unwrap_or("filesystem") {
         "filesystem" => {
             let s3_keys = [
@@ -551,14 +559,12 @@ fn storage_settings(args: &ServeArgs, section: StorageSection) -> anyhow::Result
                 );
             }
             Ok(StorageSettings::Filesystem {
-                root: args
-                    .root
-                    .clone()
+                root: cli_root
                     .or(section.root)
                     .unwrap_or_else(|| PathBuf::from("wharf-data")),
             })
         }
-        "s3" => s3_settings(args, section).map(|c| StorageSettings::S3(Box::new(c))),
+        "s3" => s3_settings(cli_root.is_some(), section).map(|c| StorageSettings::S3(Box::new(c))),
         other => anyhow::bail!(
             "storage type {other:?} is not supported by this wharf (supported: \"filesystem\", \"s3\")"
         ),
@@ -566,11 +572,11 @@ fn storage_settings(args: &ServeArgs, section: StorageSection) -> anyhow::Result
 }
 
 fn s3_settings(
-    args: &ServeArgs,
+    cli_root: bool,
     section: StorageSection,
 ) -> anyhow::Result<wharf_storage_s3::S3Config> {
     anyhow::ensure!(
-        args.root.is_none() && section.root.is_none(),
+        !cli_root && section.root.is_none(),
         "`root` applies to filesystem storage; with type = \"s3\" the data lives in the bucket"
     );
     let bucket = section
@@ -813,9 +819,7 @@ allow_push = true
         let spool = cache_spool_dir(&StorageSettings::Filesystem {
             root: PathBuf::from("/srv"),
         });
-        let c = cache_config(&file, &spool, 100, &var)
-            .unwrap()
-            .unwrap();
+        let c = cache_config(&file, &spool, 100, &var).unwrap().unwrap();
         assert_eq!(c.upstreams.len(), 2);
         assert_eq!(c.upstreams[0].tag_ttl.as_secs(), 300);
         assert!(!c.upstreams[0].allow_push);

@@ -1,5 +1,5 @@
-//! `wharf gc`: garbage collection with retention on a storage root, safe to
-//! run next to a `wharf serve` using the same root.
+//! `wharf gc`: garbage collection with retention on a storage root or
+//! bucket, safe to run next to `wharf serve` processes using the same one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +14,7 @@ use crate::fsck_cmd::Output;
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Storage root [default: `[storage] root` of --config, else ./wharf-data].
+    /// Storage root [default: `[storage]` of --config (a directory or an S3 bucket), else ./wharf-data].
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// Report what would be removed (manifests, blobs, uploads, bytes); remove nothing.
@@ -42,20 +42,9 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
                 .into(),
         ))?;
     options.dry_run = args.dry_run;
-    let root = args
-        .root
-        .or(file.storage.root)
-        .unwrap_or_else(|| PathBuf::from("wharf-data"));
-    anyhow::ensure!(
-        root.join(wharf_storage::layout::VERSION_KEY).exists(),
-        "{} is not a wharf storage root (no {} file)",
-        root.display(),
-        wharf_storage::layout::VERSION_KEY
-    );
-    // Shared: a server may be writing to the same root right now.
-    let store = Store::open_fs_shared(&root)
-        .with_context(|| format!("cannot open storage at {}", root.display()))?;
+    let storage = config::storage_settings(args.root, file.storage)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let store = runtime.block_on(open_store(&storage))?;
     let report = runtime
         .block_on(store.gc(&options))
         .context("garbage collection stopped")
@@ -70,6 +59,31 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The store `wharf serve` uses with the same settings, opened to run next
+/// to it: a filesystem root shared (a server may be writing to it right now),
+/// or the bucket, checked first.
+async fn open_store(storage: &config::StorageSettings) -> anyhow::Result<Store> {
+    match storage {
+        config::StorageSettings::Filesystem { root } => {
+            anyhow::ensure!(
+                root.join(wharf_storage::layout::VERSION_KEY).exists(),
+                "{} is not a wharf storage root (no {} file)",
+                root.display(),
+                wharf_storage::layout::VERSION_KEY
+            );
+            Store::open_fs_shared(root)
+                .with_context(|| format!("cannot open storage at {}", root.display()))
+        }
+        config::StorageSettings::S3(s3) => {
+            let what = s3.describe();
+            let backend = wharf_storage_s3::S3Backend::open((**s3).clone())
+                .await
+                .map_err(|e| crate::serve::s3_failure(&what, e))?;
+            Ok(Store::new(std::sync::Arc::new(backend)))
+        }
+    }
 }
 
 fn print_text(report: &GcReport) {

@@ -187,7 +187,7 @@ async fn open_s3(
     }
 }
 
-fn s3_failure(what: &str, e: wharf_storage_s3::S3Error) -> anyhow::Error {
+pub(crate) fn s3_failure(what: &str, e: wharf_storage_s3::S3Error) -> anyhow::Error {
     let hint = e.hint().to_string();
     anyhow::Error::new(e)
         .context(format!("cannot use object storage ({what})"))

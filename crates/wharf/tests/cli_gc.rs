@@ -11,12 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::api::Api;
+use common::api::{oci_manifest, push_image, Api};
 use common::image::sha256_digest;
 use common::process::wait_for;
 use common::server::Wharf;
-
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 fn wharf(args: &[&str], extra: &[&Path]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
@@ -59,43 +57,6 @@ fn age_tree(root: &Path, ago: Duration) {
             }
         }
     }
-}
-
-fn oci_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
-    let layers: Vec<String> = layers
-        .iter()
-        .map(|l| {
-            format!(
-                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":{}}}"#,
-                sha256_digest(l),
-                l.len()
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
-        sha256_digest(config),
-        config.len(),
-        layers.join(",")
-    )
-    .into_bytes()
-}
-
-/// Push blobs and manifest; returns the manifest digest.
-fn push_image(
-    api: &Api,
-    repo: &str,
-    reference: &str,
-    config: &[u8],
-    layers: &[&[u8]],
-) -> Result<String, common::api::ApiError> {
-    api.push_blob_monolithic(repo, config)?;
-    for l in layers {
-        api.push_blob_monolithic(repo, l)?;
-    }
-    let manifest = oci_manifest(config, layers);
-    api.put_manifest(repo, reference, OCI_MANIFEST, &manifest)?;
-    Ok(sha256_digest(&manifest))
 }
 
 fn files_under(root: &Path) -> Vec<PathBuf> {

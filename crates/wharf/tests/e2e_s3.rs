@@ -2,17 +2,19 @@
 //! replicas on one bucket, one killed with SIGKILL in the middle of pushes
 //! while the other finishes them; presigned-URL redirects; skopeo both ways;
 //! start-up against wrong credentials, a missing bucket and a server that is
-//! down.
+//! down; garbage collection on both replicas and in a `wharf gc` process
+//! while both receive pushes.
 
 mod common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use common::api::{Api, Findings};
+use common::api::{push_image, Api, Findings};
 use common::image::{self, host_arch, sha256_digest, write_oci_layout, Format};
 use common::process::{send_signal, wait_for, ChildGuard};
 use common::server::free_port;
@@ -379,4 +381,130 @@ fn start_up_problems_are_clear_errors_and_readiness_waits_for_storage() {
         ready.is_some(),
         "never became ready after the store came back"
     );
+}
+
+/// Two replicas on one bucket receive pushes while garbage collection runs
+/// on both of them (`[gc] schedule`) and in a separate `wharf gc` process
+/// looping next to them. Blobs get no grace period: the doomed markers and
+/// the settle period alone keep the pushes whole. Every pushed image stays
+/// complete on both replicas and the junk is collected.
+#[test]
+fn garbage_collection_with_two_replicas_pushing_loses_nothing() {
+    const PUSHERS: usize = 4;
+    const IMAGES: usize = 6;
+    let garage = Garage::start();
+    let work = tempfile::tempdir().unwrap();
+    let gc_settings = "[gc]\nschedule = \"1s\"\ngrace = \"0s\"\nsettle = \"1s\"\n\
+                       [[gc.retention]]\nrepos = \"**\"\nmin_age = \"1h\"\n";
+    let config = write_config(work.path(), "gc", &garage, gc_settings);
+    let replicas = [
+        start_ready(work.path(), "replica-a", &config),
+        start_ready(work.path(), "replica-b", &config),
+    ];
+    let urls: Vec<String> = replicas.iter().map(Replica::url).collect();
+    let api = Api::new(&urls[0]);
+    let shared: Vec<Vec<u8>> = (0..3)
+        .map(|i| data(64 * 1024 + i, 100 + i as u32))
+        .collect();
+    for layer in &shared {
+        api.push_blob_monolithic("garbage/shared", layer).unwrap();
+    }
+    let junk: Vec<String> = (0..8)
+        .map(|i| {
+            api.push_blob_monolithic("garbage/junk", format!("junk {i}").as_bytes())
+                .unwrap()
+        })
+        .collect();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let collector = {
+        let (config, done) = (config.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while runs < 2 || !done.load(Ordering::Relaxed) {
+                let out = run_unchecked(
+                    Command::new(env!("CARGO_BIN_EXE_wharf"))
+                        .args(["gc", "--output", "json", "--config"])
+                        .arg(&config),
+                );
+                assert_eq!(out.status.code(), Some(0), "wharf gc: {}", out.describe());
+                let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+                assert_eq!(doc["version"], 1);
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let pushers: Vec<_> = (0..PUSHERS)
+        .map(|p| {
+            let (urls, shared) = (urls.clone(), shared.clone());
+            std::thread::spawn(move || {
+                let mut pushed = Vec::new();
+                for i in 0..IMAGES {
+                    // Alternate replicas: each image goes to one of the two.
+                    let api = Api::new(&urls[(p + i) % urls.len()]);
+                    let repo = format!("team/app{p}");
+                    let config = format!("{{\"pusher\":{p},\"image\":{i}}}");
+                    let own = data(32 * 1024 + i, (p * 100 + i) as u32 + 1000);
+                    let layers: Vec<&[u8]> = vec![shared[(p + i) % shared.len()].as_slice(), &own];
+                    let tag = format!("v{i}");
+                    let mut attempts = 0;
+                    // A blob collected between its upload and the manifest
+                    // gets MANIFEST_BLOB_UNKNOWN; a client pushes it again.
+                    let digest = loop {
+                        attempts += 1;
+                        match push_image(&api, &repo, &tag, config.as_bytes(), &layers) {
+                            Ok(d) => break d,
+                            Err(e) if e.status == Some(400) && attempts < 20 => continue,
+                            Err(e) => panic!("push {repo}:{tag} failed: {e}"),
+                        }
+                    };
+                    pushed.push((repo, tag, digest));
+                }
+                pushed
+            })
+        })
+        .collect();
+    let mut images = Vec::new();
+    for p in pushers {
+        images.extend(p.join().expect("a pusher failed"));
+    }
+    done.store(true, Ordering::Relaxed);
+    let runs = collector.join().expect("the wharf gc loop failed");
+    assert!(runs >= 2);
+
+    // The replicas' own schedules keep collecting: the junk goes.
+    let junk_gone = wait_for(Duration::from_secs(60), || {
+        junk.iter()
+            .all(|d| matches!(api.blob("garbage/junk", d), Err(e) if e.status == Some(404)))
+            .then_some(())
+    });
+    assert!(junk_gone.is_some(), "the junk blobs were never collected");
+    for url in &urls {
+        let api = Api::new(url);
+        for (repo, tag, digest) in &images {
+            let mut findings = Findings::default();
+            let got = api.verify_tree(repo, tag, &mut findings);
+            assert!(
+                findings.problems.is_empty(),
+                "{url} {repo}:{tag}: {:?}",
+                findings.problems
+            );
+            assert_eq!(got.as_ref(), Some(digest), "{repo}:{tag} on {url}");
+        }
+        let metrics = client()
+            .get(format!("{url}/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let gc_runs: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("wharf_gc_runs_total "))
+            .expect("wharf_gc_runs_total in /metrics")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(gc_runs >= 1.0, "{url} never collected: {gc_runs}");
+    }
 }

@@ -8,7 +8,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use serde_json::Value;
 
-use super::image::{sha256_digest, ALL_MANIFEST_TYPES, DOCKER_LIST, OCI_INDEX};
+use super::image::{sha256_digest, ALL_MANIFEST_TYPES, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST};
 
 /// A request that failed: the HTTP status when there was an answer, and what happened.
 #[derive(Debug)]
@@ -366,4 +366,42 @@ fn next_link(resp: &Response) -> Option<String> {
     let start = link.find('<')? + 1;
     let end = link.find('>')?;
     Some(link[start..end].to_owned())
+}
+
+/// A small OCI image manifest over `config` and `layers`.
+pub fn oci_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":{}}}"#,
+                sha256_digest(l),
+                l.len()
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{}]}}"#,
+        sha256_digest(config),
+        config.len(),
+        layers.join(",")
+    )
+    .into_bytes()
+}
+
+/// Push blobs and manifest; returns the manifest digest.
+pub fn push_image(
+    api: &Api,
+    repo: &str,
+    reference: &str,
+    config: &[u8],
+    layers: &[&[u8]],
+) -> Result<String, ApiError> {
+    api.push_blob_monolithic(repo, config)?;
+    for l in layers {
+        api.push_blob_monolithic(repo, l)?;
+    }
+    let manifest = oci_manifest(config, layers);
+    api.put_manifest(repo, reference, OCI_MANIFEST, &manifest)?;
+    Ok(sha256_digest(&manifest))
 }
