@@ -99,19 +99,20 @@ run_tests() {
     local cargo_test=(cargo test --workspace --locked)
     if [ "$(id -u)" -eq 0 ]; then
         step "Running ${cargo_test[*]}"
-        "${cargo_test[@]}"
+        # Explicit returns: `run_tests || status=$?` turns off `set -e` in here.
+        "${cargo_test[@]}" || return
         run_s3_conformance
         return
     fi
     # Build as the invoking user so target/ stays theirs; only running needs root.
     step "Building the tests"
-    "${cargo_test[@]}" --no-run
+    "${cargo_test[@]}" --no-run || return
     step "Running ${cargo_test[*]} as root (containerd and network namespaces need it)"
     as_root env "PATH=$PATH" \
         "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" \
         "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" \
         ${CARGO_TARGET_DIR:+"CARGO_TARGET_DIR=$CARGO_TARGET_DIR"} \
-        "${cargo_test[@]}"
+        "${cargo_test[@]}" || return
     run_s3_conformance
 }
 
