@@ -185,10 +185,13 @@ impl Garage {
             .next()
             .unwrap_or_default()
             .to_string();
-        self.garage(&["layout", "assign", "-z", "dc1", "-c", "1G", &node])
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.garage(&["layout", "apply", "--version", "1"])
-            .unwrap_or_else(|e| panic!("{e}"));
+        // `node id` reads the key from disk: the RPC port may not listen yet.
+        poll("assigning the Garage layout", || {
+            self.garage(&["layout", "assign", "-z", "dc1", "-c", "1G", &node])
+        });
+        poll("applying the Garage layout", || {
+            self.garage(&["layout", "apply", "--version", "1"])
+        });
         let key = poll("creating a Garage key", || {
             self.garage(&["key", "create", "wharf-test"])
         });
