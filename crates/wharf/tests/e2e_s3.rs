@@ -381,6 +381,28 @@ fn start_up_problems_are_clear_errors_and_readiness_waits_for_storage() {
         ready.is_some(),
         "never became ready after the store came back"
     );
+    // The store going away while serving: not ready, a push fails with a
+    // spec error body, and the registry recovers when the store is back.
+    garage.kill();
+    let down = wait_for(Duration::from_secs(60), || {
+        (readyz(&client, &waiting) == Some(503)).then_some(())
+    });
+    assert!(down.is_some(), "/readyz still ready with the store down");
+    let resp = client
+        .post(format!("{}/v2/e2e/down/blobs/uploads/", waiting.url()))
+        .header("Content-Length", "0")
+        .send()
+        .unwrap();
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    let body: serde_json::Value = resp.json().expect("a JSON error body");
+    assert!(body["errors"][0]["code"].is_string(), "{body}");
+    garage.restart();
+    let back = wait_for(Duration::from_secs(60), || {
+        (readyz(&client, &waiting) == Some(200)).then_some(())
+    });
+    assert!(back.is_some(), "not ready again after the store came back");
+    let pushed = Api::new(&waiting.url()).push_blob_monolithic("e2e/down", b"after the outage");
+    assert!(pushed.is_ok(), "push after recovery: {:?}", pushed.err());
 }
 
 /// Two replicas on one bucket receive pushes while garbage collection runs
