@@ -132,6 +132,7 @@ pub struct StorageSection {
     pub profile: Option<String>,
     pub redirect: Option<bool>,
     pub redirect_expiry_secs: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
     pub part_size: Option<u64>,
 }
 
@@ -600,6 +601,13 @@ fn s3_settings(
     };
     config.profile = section.profile;
     config.redirect = section.redirect.unwrap_or(false);
+    if let Some(secs) = section.request_timeout_secs {
+        anyhow::ensure!(
+            secs > 0,
+            "[storage] request_timeout_secs must be at least 1"
+        );
+        config.request_timeout = std::time::Duration::from_secs(secs);
+    }
     if let Some(secs) = section.redirect_expiry_secs {
         config.redirect_expiry = std::time::Duration::from_secs(secs);
     }

@@ -530,3 +530,57 @@ fn garbage_collection_with_two_replicas_pushing_loses_nothing() {
         assert!(gc_runs >= 1.0, "{url} never collected: {gc_runs}");
     }
 }
+
+/// A store that accepts connections and never answers (a hung gateway):
+/// start-up fails with the reason once the request timeout has passed,
+/// instead of hanging, and `--wait-for-storage` serves as not ready.
+#[test]
+fn a_store_that_never_answers_fails_start_up_instead_of_hanging() {
+    let work = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // Accept and hold every connection without a byte of answer.
+    let held = std::thread::spawn(move || {
+        let mut connections = Vec::new();
+        for stream in silent.incoming() {
+            match stream {
+                Ok(s) => connections.push(s),
+                Err(_) => break,
+            }
+            if connections.len() >= 64 {
+                break;
+            }
+        }
+    });
+    let config = work.path().join("silent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ntype = \"s3\"\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"{REGION}\"\n\
+             bucket = \"{BUCKET}\"\naccess_key_id = \"GK0\"\nsecret_access_key = \"{}\"\n\
+             request_timeout_secs = 1\n",
+            "0".repeat(64)
+        ),
+    )
+    .unwrap();
+    let out = run_unchecked(
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("does not answer"), "{}", out.stderr);
+    assert!(out.stderr.contains("hint:"), "{}", out.stderr);
+
+    let waiting = spawn(
+        work.path(),
+        "silent-waiting",
+        &config,
+        &["--wait-for-storage"],
+    );
+    let client = client();
+    let status = wait_for(Duration::from_secs(60), || readyz(&client, &waiting));
+    assert_eq!(status, Some(503), "/readyz with a store that never answers");
+    drop(waiting);
+    drop(held);
+}
