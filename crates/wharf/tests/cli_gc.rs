@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::api::{oci_manifest, push_image, Api};
+use common::api::{oci_manifest, push_image, push_image_while_collecting, Api};
 use common::image::sha256_digest;
 use common::process::wait_for;
 use common::server::Wharf;
@@ -324,17 +324,8 @@ fn gc_process_next_to_a_serving_process_loses_nothing() {
                         vec![shared[(p + i) % shared.len()].as_slice(), own.as_bytes()]
                     };
                     let tag = format!("v{i}");
-                    let mut attempts = 0;
-                    // A blob collected between its upload and the manifest
-                    // gets MANIFEST_BLOB_UNKNOWN; a client pushes it again.
-                    let digest = loop {
-                        attempts += 1;
-                        match push_image(&api, &repo, &tag, config.as_bytes(), &layers) {
-                            Ok(d) => break d,
-                            Err(e) if e.status == Some(400) && attempts < 20 => continue,
-                            Err(e) => panic!("push {repo}:{tag} failed: {e}"),
-                        }
-                    };
+                    let digest =
+                        push_image_while_collecting(&api, &repo, &tag, config.as_bytes(), &layers);
                     pushed.push((
                         repo.clone(),
                         tag,

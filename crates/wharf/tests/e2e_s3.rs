@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use common::api::{push_image, Api, Findings};
+use common::api::{push_image_while_collecting, Api, Findings};
 use common::image::{self, host_arch, sha256_digest, write_oci_layout, Format};
 use common::process::{send_signal, wait_for, ChildGuard};
 use common::server::free_port;
@@ -470,17 +470,8 @@ fn garbage_collection_with_two_replicas_pushing_loses_nothing() {
                     let own = data(32 * 1024 + i, (p * 100 + i) as u32 + 1000);
                     let layers: Vec<&[u8]> = vec![shared[(p + i) % shared.len()].as_slice(), &own];
                     let tag = format!("v{i}");
-                    let mut attempts = 0;
-                    // A blob collected between its upload and the manifest
-                    // gets MANIFEST_BLOB_UNKNOWN; a client pushes it again.
-                    let digest = loop {
-                        attempts += 1;
-                        match push_image(&api, &repo, &tag, config.as_bytes(), &layers) {
-                            Ok(d) => break d,
-                            Err(e) if e.status == Some(400) && attempts < 20 => continue,
-                            Err(e) => panic!("push {repo}:{tag} failed: {e}"),
-                        }
-                    };
+                    let digest =
+                        push_image_while_collecting(&api, &repo, &tag, config.as_bytes(), &layers);
                     pushed.push((repo, tag, digest));
                 }
                 pushed

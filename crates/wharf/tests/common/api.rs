@@ -405,3 +405,23 @@ pub fn push_image(
     api.put_manifest(repo, reference, OCI_MANIFEST, &manifest)?;
     Ok(sha256_digest(&manifest))
 }
+
+/// [`push_image`] while garbage collection may run with no grace period: a
+/// blob collected between its upload and the manifest makes the manifest
+/// PUT fail with MANIFEST_BLOB_UNKNOWN (400), and a client pushes again.
+pub fn push_image_while_collecting(
+    api: &Api,
+    repo: &str,
+    reference: &str,
+    config: &[u8],
+    layers: &[&[u8]],
+) -> String {
+    for _ in 0..20 {
+        match push_image(api, repo, reference, config, layers) {
+            Ok(digest) => return digest,
+            Err(e) if e.status == Some(400) => continue,
+            Err(e) => panic!("push {repo}:{reference} failed: {e}"),
+        }
+    }
+    panic!("push {repo}:{reference} kept losing its blobs to garbage collection")
+}
