@@ -56,6 +56,9 @@ pub struct CacheSection {
     /// Extra CA certificates (PEM) trusted for upstreams.
     #[serde(default)]
     pub ca_files: Vec<PathBuf>,
+    /// Cached images not pulled for this long are removed by garbage
+    /// collection ("30d"); unset: cached images stay.
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,10 +302,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         );
     }
     let defaults = wharf_registry::RegistryConfig::default();
-    let gc_options = file
-        .gc
-        .options()
-        .context("invalid garbage collection settings")?;
+    let gc_options = gc_options(&file).context("invalid garbage collection settings")?;
     let gc = file.gc.schedule()?.map(|every| (every, gc_options));
     let tls = tls_files(
         args.tls_cert.clone().or(file.server.tls_cert.clone()),
@@ -318,9 +318,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         .max_manifest_bytes
         .or(file.registry.max_manifest_bytes)
         .unwrap_or(defaults.max_manifest_bytes);
-    let cache = cache_config(&file, &root, max_manifest_bytes, &|name| {
-        std::env::var(name).ok()
-    })?;
+    let cache = cache_config(&file, max_manifest_bytes, &|name| std::env::var(name).ok())?;
     Ok(ServeSettings {
         tls,
         listen: args
@@ -458,11 +456,31 @@ fn duration(key: &str, value: Option<&str>) -> anyhow::Result<Option<std::time::
         .transpose()
 }
 
+/// Garbage collection as `[gc]` and `[cache] max_age` ask: the latter adds,
+/// after the `[[gc.retention]]` rules (the first match wins, so an explicit
+/// rule for an upstream's repositories overrides it), one rule per upstream
+/// that removes cached images not pulled for `max_age`. The cache records
+/// each pull in the manifest's revision time, which `max_age` goes by.
+pub fn gc_options(file: &FileConfig) -> anyhow::Result<wharf_storage::GcOptions> {
+    let mut options = file.gc.options()?;
+    let Some(max_age) = duration("cache.max_age", file.cache.max_age.as_deref())? else {
+        return Ok(options);
+    };
+    for u in &file.upstream {
+        let prefix = wharf_oci::name::host_component(&u.host)
+            .map_err(|e| anyhow::anyhow!("upstream {}: {e}", u.host))?;
+        let mut rule = wharf_storage::RetentionRule::new(&format!("{prefix}/**"))
+            .map_err(|e| anyhow::anyhow!("upstream {}: {e}", u.host))?;
+        rule.max_age = Some(max_age);
+        options.retention.push(rule);
+    }
+    Ok(options)
+}
+
 /// The pull-through cache's settings, or `None` without upstreams.
 /// `var` reads environment variables (passwords are named, never written).
 fn cache_config(
     file: &FileConfig,
-    root: &Path,
     max_manifest_bytes: usize,
     var: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Option<wharf_cache::CacheConfig>> {
@@ -495,11 +513,7 @@ fn cache_config(
         }
         upstreams.push(upstream);
     }
-    // Under the storage's tmp/, which it empties at start-up.
-    let mut config = wharf_cache::CacheConfig::new(
-        upstreams,
-        root.join(wharf_storage::layout::TMP).join("cache"),
-    );
+    let mut config = wharf_cache::CacheConfig::new(upstreams);
     config.max_manifest_bytes = max_manifest_bytes;
     config.ca_files = section.ca_files.clone();
     if let Some(t) = duration("cache.connect_timeout", section.connect_timeout.as_deref())? {
@@ -698,6 +712,41 @@ max_age = "30d"
     }
 
     #[test]
+    fn cache_max_age_adds_a_rule_per_upstream_after_explicit_ones() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[cache]
+max_age = "30d"
+[[upstream]]
+host = "registry.k8s.io"
+[[upstream]]
+host = "localhost:5001"
+[[gc.retention]]
+repos = "registry.k8s.io/pause"
+keep_last = 1
+"#,
+        )
+        .unwrap();
+        let options = gc_options(&file).unwrap();
+        let rules: Vec<_> = options.retention.iter().map(|r| r.repos.as_str()).collect();
+        assert_eq!(
+            rules,
+            [
+                "registry.k8s.io/pause",
+                "registry.k8s.io/**",
+                "localhost_5001/**"
+            ]
+        );
+        assert_eq!(
+            options.retention[1].max_age,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(options.retention[0].max_age, None);
+        let bad: FileConfig = toml::from_str("[cache]\nmax_age = \"soon\"\n").unwrap();
+        assert!(format!("{:#}", gc_options(&bad).unwrap_err()).contains("cache.max_age"));
+    }
+
+    #[test]
     fn upstreams() {
         let file: FileConfig = toml::from_str(
             r#"
@@ -716,9 +765,7 @@ allow_push = true
         )
         .unwrap();
         let var = |name: &str| (name == "HUB_TOKEN").then(|| "secret".to_string());
-        let c = cache_config(&file, Path::new("/srv"), 100, &var)
-            .unwrap()
-            .unwrap();
+        let c = cache_config(&file, 100, &var).unwrap().unwrap();
         assert_eq!(c.upstreams.len(), 2);
         assert_eq!(c.upstreams[0].tag_ttl.as_secs(), 300);
         assert!(!c.upstreams[0].allow_push);
@@ -733,8 +780,7 @@ allow_push = true
             Some("me")
         );
         assert_eq!(c.read_timeout.as_secs(), 2);
-        assert_eq!(c.spool_dir, PathBuf::from("/srv/tmp/cache"));
-        let missing = cache_config(&file, Path::new("/srv"), 100, &|_| None).unwrap_err();
+        let missing = cache_config(&file, 100, &|_| None).unwrap_err();
         assert!(missing.to_string().contains("HUB_TOKEN"), "{missing}");
         let unknown =
             toml::from_str::<FileConfig>("[[upstream]]\nhost = \"x.io\"\npassword = \"p\"\n");
