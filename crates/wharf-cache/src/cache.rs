@@ -364,11 +364,9 @@ impl Cache {
             .await
             .map_err(|e| self.failed(&e, Code::BlobUnknown))?;
         self.inner.metrics.cache_miss();
-        let publisher = downloads::Publisher {
-            download: download.clone(),
-            size: stream.size(),
-        };
+        let publisher = downloads::Publisher::new(download.clone(), stream.size());
         let (body, upstream_failure) = self.counted(stream);
+        let body = publisher.tee(body);
         let result = self
             .inner
             .store

@@ -17,13 +17,13 @@
 //! after that; the download leaves the table after the commit, so a request
 //! arriving at any point either joins it or finds the blob stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use tokio::sync::watch;
 use wharf_oci::Digest;
 use wharf_registry::error::RegistryError;
@@ -31,6 +31,57 @@ use wharf_storage::{ByteStream, UploadReader, UploadWatcher, WriteObserver};
 
 /// Bytes read from the upload per chunk sent to a requester.
 const READ_CHUNK: u64 = 512 * 1024;
+/// Bytes of a download kept in memory behind the last one written, so that
+/// requesters keeping up with the upstream are handed the very chunks that
+/// arrived, without waiting for the write or reading them back (one copy
+/// less per byte). Requesters further behind read the upload.
+const WINDOW_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Bytes received between two wake-ups of the requesters.
+const NOTIFY_BYTES: u64 = 128 * 1024;
+
+/// The chunks received from the upstream and not yet written, and the last
+/// [`WINDOW_BYTES`] written, as the very chunks the upstream sent.
+#[derive(Default)]
+pub(crate) struct Window {
+    /// `(offset, chunk)`, in order and contiguous.
+    chunks: Mutex<VecDeque<(u64, Bytes)>>,
+}
+
+impl Window {
+    /// Add a chunk received at `offset`.
+    fn push(&self, offset: u64, chunk: Bytes) {
+        let mut window = self.chunks.lock().expect("window lock");
+        window.push_back((offset, chunk));
+    }
+
+    /// The upload holds `written` bytes: drop what lies further back than
+    /// the window.
+    fn written(&self, written: u64) {
+        let mut window = self.chunks.lock().expect("window lock");
+        while window
+            .front()
+            .is_some_and(|(start, c)| start + c.len() as u64 + WINDOW_BYTES <= written)
+        {
+            window.pop_front();
+        }
+    }
+
+    /// Bytes from `offset`, up to `upto`, without copying; `None` when
+    /// `offset` is no longer (or not yet) in the window.
+    fn slice(&self, offset: u64, upto: u64) -> Option<Bytes> {
+        let window = self.chunks.lock().expect("window lock");
+        let first = window.front()?.0;
+        if offset < first {
+            return None;
+        }
+        let i = window.partition_point(|(start, _)| *start <= offset) - 1;
+        let (start, chunk) = &window[i];
+        let from = (offset - start) as usize;
+        let to = chunk.len().min((upto - start) as usize);
+        (from < to).then(|| chunk.slice(from..to))
+    }
+}
 
 /// How far a download got.
 #[derive(Clone)]
@@ -39,16 +90,20 @@ pub(crate) enum Progress {
     Starting,
     /// The blob was in the store already: requesters read it from there.
     Stored,
-    /// `written` bytes of the blob are in the upload `reader` reads.
+    /// `received` bytes of the blob arrived; the first `written` of them are
+    /// in the upload `reader` reads, the rest in `window`.
     Streaming {
         size: Option<u64>,
+        received: u64,
         written: u64,
         reader: Arc<dyn UploadReader>,
+        window: Arc<Window>,
     },
     /// All of it is written and matched the digest.
     Verified {
         size: u64,
         reader: Arc<dyn UploadReader>,
+        window: Arc<Window>,
     },
     Failed(RegistryError),
 }
@@ -67,25 +122,67 @@ impl Download {
     }
 }
 
-/// Publishes a storage upload's progress to the download's requesters.
+/// Publishes a download's progress to its requesters: what arrived (into the
+/// window) and what the storage upload holds.
 pub(crate) struct Publisher {
-    pub(crate) download: Arc<Download>,
+    download: Arc<Download>,
     /// The size the upstream announced.
-    pub(crate) size: Option<u64>,
+    size: Option<u64>,
+    window: Arc<Window>,
+}
+
+impl Publisher {
+    pub(crate) fn new(download: Arc<Download>, size: Option<u64>) -> Publisher {
+        Publisher {
+            download,
+            size,
+            window: Arc::default(),
+        }
+    }
+
+    /// `body`, with every chunk published to the requesters as it passes on
+    /// to storage.
+    pub(crate) fn tee(&self, body: ByteStream) -> ByteStream {
+        let download = self.download.clone();
+        let window = self.window.clone();
+        let (mut offset, mut told) = (0u64, 0u64);
+        Box::pin(body.inspect(move |item| {
+            if let Ok(chunk) = item {
+                window.push(offset, chunk.clone());
+                offset += chunk.len() as u64;
+                // Requesters are woken every NOTIFY_BYTES, not for every
+                // small network read; each write wakes them too.
+                let notify = offset - told >= NOTIFY_BYTES;
+                if notify {
+                    told = offset;
+                }
+                download.progress.send_if_modified(|p| {
+                    if let Progress::Streaming { received, .. } = p {
+                        *received = offset;
+                    }
+                    notify
+                });
+            }
+        }))
+    }
 }
 
 impl UploadWatcher for Publisher {
     fn opened(&self, reader: Arc<dyn UploadReader>) {
         self.download.set(Progress::Streaming {
             size: self.size,
+            received: 0,
             written: 0,
             reader,
+            window: self.window.clone(),
         });
     }
 
     fn written(&self) -> WriteObserver {
         let download = self.download.clone();
-        Arc::new(move |size| {
+        let window = self.window.clone();
+        Arc::new(move |size, _chunks| {
+            window.written(size);
             download.progress.send_modify(|p| {
                 if let Progress::Streaming { written, .. } = p {
                     *written = size;
@@ -96,10 +193,11 @@ impl UploadWatcher for Publisher {
 
     fn verified(&self, size: u64) {
         self.download.progress.send_modify(|p| {
-            if let Progress::Streaming { reader, .. } = p {
+            if let Progress::Streaming { reader, window, .. } = p {
                 *p = Progress::Verified {
                     size,
                     reader: reader.clone(),
+                    window: window.clone(),
                 };
             }
         });
@@ -154,7 +252,10 @@ struct Reader {
 enum Next {
     Read {
         reader: Arc<dyn UploadReader>,
+        window: Arc<Window>,
         upto: u64,
+        /// How far the upload holds the bytes (the rest is in the window).
+        on_disk: u64,
     },
     End,
     Wait,
@@ -163,32 +264,43 @@ enum Next {
 
 impl Reader {
     fn next(&self) -> Next {
-        let (readable, reader) = match &*self.progress.borrow() {
+        let (readable, on_disk, reader, window) = match &*self.progress.borrow() {
             Progress::Streaming { .. } if self.verified_only => return Next::Wait,
             Progress::Streaming {
                 size,
+                received,
                 written,
                 reader,
+                window,
             } => {
                 // Hold back the last byte until the digest is checked.
                 let readable = match size {
-                    Some(s) => (*written).min(s.saturating_sub(1)),
-                    None => *written,
+                    Some(s) => (*received).min(s.saturating_sub(1)),
+                    None => *received,
                 };
-                (readable, reader.clone())
+                (readable, *written, reader.clone(), window.clone())
             }
-            Progress::Verified { size, reader } => {
+            Progress::Verified {
+                size,
+                reader,
+                window,
+            } => {
                 if self.offset >= (*size).min(self.end) {
                     return Next::End;
                 }
-                (*size, reader.clone())
+                (*size, *size, reader.clone(), window.clone())
             }
             Progress::Failed(e) => return Next::Fail(io::Error::other(e.message().to_string())),
             Progress::Starting | Progress::Stored => return Next::Wait,
         };
         let upto = readable.min(self.end);
         if self.offset < upto {
-            Next::Read { reader, upto }
+            Next::Read {
+                reader,
+                window,
+                upto,
+                on_disk: on_disk.min(upto),
+            }
         } else if self.offset >= self.end {
             Next::End
         } else {
@@ -202,9 +314,30 @@ impl Reader {
         }
         loop {
             match self.next() {
-                Next::Read { reader, upto } => {
-                    let len = READ_CHUNK.min(upto - self.offset) as usize;
-                    let chunk = reader.read_at(self.offset, len).await;
+                Next::Read {
+                    reader,
+                    window,
+                    upto,
+                    on_disk,
+                } => {
+                    let chunk = match window.slice(self.offset, upto) {
+                        Some(bytes) => Ok(bytes),
+                        None if self.offset < on_disk => {
+                            let len = READ_CHUNK.min(on_disk - self.offset) as usize;
+                            reader.read_at(self.offset, len).await
+                        }
+                        // Neither in memory nor written yet: only a moment
+                        // between the window's trim and the next write.
+                        None => {
+                            if self.progress.changed().await.is_err() {
+                                self.done = true;
+                                return Some(Err(io::Error::other(
+                                    "the upstream download stopped before the blob was complete",
+                                )));
+                            }
+                            continue;
+                        }
+                    };
                     match &chunk {
                         Ok(c) if c.is_empty() => {
                             self.done = true;

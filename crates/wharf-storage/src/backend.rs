@@ -30,8 +30,10 @@ pub enum Durability {
 }
 
 /// Told, from the thread that writes, how many bytes an upload holds after
-/// each write: readers of an upload in progress may read up to there.
-pub type WriteObserver = Arc<dyn Fn(u64) + Send + Sync>;
+/// each write (readers of an upload in progress may read up to there) and,
+/// when the backend has them at hand, the chunks just written, which end at
+/// that size: a reader that keeps up can take them without reading back.
+pub type WriteObserver = Arc<dyn Fn(u64, &[Bytes]) + Send + Sync>;
 
 /// Reads an upload while it grows and after it became a blob: the handle
 /// keeps the bytes it was opened on, whatever is renamed or deleted later.
@@ -122,7 +124,7 @@ pub trait Backend: Send + Sync + 'static {
         on_written: WriteObserver,
     ) -> StorageResult<AppendOutcome> {
         let outcome = self.upload_append(id, offset, body, hasher).await?;
-        on_written(outcome.size);
+        on_written(outcome.size, &[]);
         Ok(outcome)
     }
     /// A reader of the upload's bytes that stays valid while it grows, after
