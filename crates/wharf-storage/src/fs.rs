@@ -680,9 +680,7 @@ impl FsBackend {
             None => outcome,
         }
     }
-}
 
-impl FsBackend {
     /// Append `body` for readers following the upload (a pull-through
     /// cache's download), telling `on_written` how far the file got after
     /// every write. Two stages overlap: the receiving task hashes each chunk
