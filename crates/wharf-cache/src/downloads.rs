@@ -3,12 +3,14 @@
 //! The first request for a missing blob starts a download task; requests
 //! that arrive while it runs join it. The task streams the upstream's bytes
 //! straight into a storage upload ([`wharf_storage::Store::put_blob_watched`]),
-//! which writes and hashes each byte once, and publishes how far the upload
-//! got on a `watch` channel; each requester reads the upload from its own
-//! offset through the storage's [`UploadReader`] (`pread`, so readers never
-//! disturb each other) and waits for more when it has caught up. A slow
-//! requester therefore costs disk, not memory, and never slows the download
-//! or the other requesters.
+//! which hashes each byte once as it arrives and writes it once, and
+//! publishes on a `watch` channel how much arrived and how much is written.
+//! Each requester follows from its own offset: from a bounded in-memory
+//! [`Window`] of the chunks that arrived (those not yet written, and the last
+//! few MiB written) while it keeps up, else from the upload through the
+//! storage's [`UploadReader`] (`pread`, so readers never disturb each other).
+//! A slow requester therefore costs disk, not memory, and never slows the
+//! download or the other requesters.
 //!
 //! The last byte is held back from requesters until the storage verified the
 //! digest, so a blob that turns out wrong reaches them one byte short (or,
