@@ -4,22 +4,29 @@
 # (docker-registry with proxy.remoteurl), in the same run on this machine.
 #
 #   cargo build --release -p wharf
-#   scripts/bench-cache.sh [SIZE_MIB]          (default 512)
+#   scripts/bench-cache.sh [SIZE_MIB] [ROUNDS]     (defaults 512, 3)
 #
-# The upstream is a plain `wharf serve` on loopback. Prints time to first
-# byte and throughput as curl measures them (MB = MiB).
+# The upstream is a plain `wharf serve` on loopback. Each round pushes a new
+# random blob upstream (generated on tmpfs, so the disk serves only the
+# registries) and pulls it directly, cold and warm through wharf's cache, from
+# the upstream again (a plain wharf pull), and cold and warm through the
+# proxy; warm and plain alternate their order from round to round. Prints
+# time to first byte and throughput as curl measures them (MB = MiB), and per
+# round the ratios cold/direct and warm/plain.
 set -euo pipefail
 
 SIZE_MIB=${1:-512}
+ROUNDS=${2:-3}
 WHARF=${WHARF:-target/release/wharf}
 REGISTRY=${REGISTRY:-docker-registry}
 WORK=$(mktemp -d /tmp/wharf-bench-cache.XXXXXX)
+INPUT=$(mktemp -d /dev/shm/wharf-bench-cache.XXXXXX)
 PIDS=()
 
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$INPUT"
 }
 trap cleanup EXIT
 
@@ -63,20 +70,15 @@ YAML
 PIDS+=($!)
 wait_up $UP; wait_up $CACHE; wait_up $PROXY
 
-head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom >"$WORK/blob"
-DIGEST=sha256:$(sha256sum "$WORK/blob" | cut -d' ' -f1)
-curl -fsS -X POST --data-binary @"$WORK/blob" -H 'Content-Type: application/octet-stream' \
-    "http://127.0.0.1:$UP/v2/library/bench/blobs/uploads/?digest=$DIGEST" -o /dev/null
-rm "$WORK/blob"
-
-# ttfb_s total_s MB/s, checking the bytes.
+# ttfb_s total_s MB/s, checking the bytes; the MB/s figure is kept in $LAST.
 pull() {
     local out
-    out=$(curl -fsS -o "$WORK/got" -w '%{time_starttransfer} %{time_total} %{speed_download}' "$1")
+    out=$(curl -fsS -o "$INPUT/got" -w '%{time_starttransfer} %{time_total} %{speed_download}' "$1")
     local got
-    got=sha256:$(sha256sum "$WORK/got" | cut -d' ' -f1)
-    rm -f "$WORK/got"
+    got=sha256:$(sha256sum "$INPUT/got" | cut -d' ' -f1)
+    rm -f "$INPUT/got"
     [ "$got" = "$DIGEST" ] || { echo "wrong bytes from $1" >&2; exit 1; }
+    LAST=$(awk '{printf "%.0f", $3/1048576}' <<<"$out")
     awk '{printf "%8.1f ms  %8.2f s  %8.0f MB/s\n", $1*1000, $2, $3/1048576}' <<<"$out"
 }
 
@@ -91,12 +93,32 @@ wait_stored() {
     exit 1
 }
 
-echo "blob: $SIZE_MIB MiB; TTFB, total time, throughput"
-printf '%-34s' "direct from upstream (wharf)";  pull "http://127.0.0.1:$UP/v2/library/bench/blobs/$DIGEST"
-printf '%-34s' "cold through wharf cache";      pull "http://127.0.0.1:$CACHE/v2/library/bench/blobs/$DIGEST?ns=upstream.bench"
-wait_stored "$WORK/cache"
-printf '%-34s' "warm through wharf cache";      pull "http://127.0.0.1:$CACHE/v2/library/bench/blobs/$DIGEST?ns=upstream.bench"
-printf '%-34s' "cold through distribution proxy"; pull "http://127.0.0.1:$PROXY/v2/library/bench/blobs/$DIGEST"
-wait_stored "$WORK/proxy"
-printf '%-34s' "warm through distribution proxy"; pull "http://127.0.0.1:$PROXY/v2/library/bench/blobs/$DIGEST"
-printf '%-34s' "plain wharf pull (upstream again)"; pull "http://127.0.0.1:$UP/v2/library/bench/blobs/$DIGEST"
+row() { printf '%-36s' "$1"; pull "$2"; }
+
+echo "blob: $SIZE_MIB MiB, $ROUNDS rounds; TTFB, total time, throughput"
+for round in $(seq 1 "$ROUNDS"); do
+    head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom >"$INPUT/blob"
+    DIGEST=sha256:$(sha256sum "$INPUT/blob" | cut -d' ' -f1)
+    curl -fsS -X POST --data-binary @"$INPUT/blob" -H 'Content-Type: application/octet-stream' \
+        "http://127.0.0.1:$UP/v2/library/bench/blobs/uploads/?digest=$DIGEST" -o /dev/null
+    rm "$INPUT/blob"
+    direct_url="http://127.0.0.1:$UP/v2/library/bench/blobs/$DIGEST"
+    cache_url="http://127.0.0.1:$CACHE/v2/library/bench/blobs/$DIGEST?ns=upstream.bench"
+    proxy_url="http://127.0.0.1:$PROXY/v2/library/bench/blobs/$DIGEST"
+    echo "round $round"
+    row "  direct from upstream (wharf)" "$direct_url"; direct=$LAST
+    row "  cold through wharf cache" "$cache_url"; cold=$LAST
+    wait_stored "$WORK/cache"
+    if [ $((round % 2)) = 1 ]; then
+        row "  warm through wharf cache" "$cache_url"; warm=$LAST
+        row "  plain wharf pull (upstream again)" "$direct_url"; plain=$LAST
+    else
+        row "  plain wharf pull (upstream again)" "$direct_url"; plain=$LAST
+        row "  warm through wharf cache" "$cache_url"; warm=$LAST
+    fi
+    row "  cold through distribution proxy" "$proxy_url"
+    wait_stored "$WORK/proxy"
+    row "  warm through distribution proxy" "$proxy_url"
+    awk -v c="$cold" -v d="$direct" -v w="$warm" -v p="$plain" \
+        'BEGIN {printf "  cold/direct %.0f %%   warm/plain %.0f %%\n", 100*c/d, 100*w/p}'
+done

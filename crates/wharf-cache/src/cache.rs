@@ -1,7 +1,7 @@
 //! [`Cache`]: which upstream serves which repository, manifests with a tag
 //! TTL and stale fallback, blobs through the shared downloads.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -13,7 +13,9 @@ use wharf_oci::{Digest, Reference, RepositoryName, Tag, Target};
 use wharf_registry::error::{Code, RegistryError};
 use wharf_registry::metrics::Metrics;
 use wharf_registry::{Coverage, Upstream, UpstreamBlob};
-use wharf_storage::{layout, Durability, ManifestPutOptions, StorageError, Store, StoredManifest};
+use wharf_storage::{
+    layout, ByteStream, Durability, ManifestPutOptions, StorageError, Store, StoredManifest,
+};
 
 use crate::config::CacheConfig;
 use crate::downloads::{self, Download, Downloads, Progress};
@@ -130,17 +132,13 @@ impl Cache {
     ) -> Result<Cache, CacheError> {
         let (client_config, upstreams) = client_config(config)?;
         let client = Client::new(client_config)?;
-        std::fs::create_dir_all(&config.spool_dir).map_err(|source| CacheError::Spool {
-            path: config.spool_dir.display().to_string(),
-            source,
-        })?;
         Ok(Cache {
             inner: Arc::new(Inner {
                 store,
                 client,
                 metrics,
                 upstreams,
-                downloads: Downloads::new(config.spool_dir.clone()),
+                downloads: Downloads::default(),
             }),
         })
     }
@@ -265,6 +263,21 @@ impl Cache {
         })
     }
 
+    /// A manifest served from the cache: record the pull, so retention's
+    /// `max_age` counts from the last pull and images in use stay.
+    async fn hit(&self, repo: &RepositoryName, m: StoredManifest) -> StoredManifest {
+        self.inner.metrics.cache_hit();
+        self.used(repo, m).await
+    }
+
+    async fn used(&self, repo: &RepositoryName, m: StoredManifest) -> StoredManifest {
+        if let Err(e) = self.inner.store.manifest_used(repo, &m.digest).await {
+            // Losing this only lets the image age out sooner.
+            tracing::warn!(%repo, digest = %m.digest, error = %e, "cannot record a pull");
+        }
+        m
+    }
+
     async fn manifest_by_tag(
         &self,
         repo: &RepositoryName,
@@ -280,8 +293,7 @@ impl Cache {
                 && now_secs().saturating_sub(r.confirmed) < source.route.tag_ttl.as_secs()
         });
         if fresh {
-            self.inner.metrics.cache_hit();
-            return Ok(local);
+            return Ok(self.hit(repo, local).await);
         }
         match self
             .inner
@@ -291,8 +303,7 @@ impl Cache {
         {
             Ok(info) if info.digest == local.digest => {
                 self.confirm_tag(repo, tag, &local.digest).await;
-                self.inner.metrics.cache_hit();
-                Ok(local)
+                Ok(self.hit(repo, local).await)
             }
             Ok(_) => self.fetch_manifest(repo, source, &target).await,
             Err(e) if is_unreachable(&e) => {
@@ -302,7 +313,7 @@ impl Cache {
                     %repo, %tag, digest = %local.digest, error = %e,
                     "upstream unreachable: serving the cached tag without confirming it"
                 );
-                Ok(local)
+                Ok(self.used(repo, local).await)
             }
             Err(e) => Err(self.failed(&e, Code::ManifestUnknown)),
         }
@@ -323,91 +334,96 @@ impl Cache {
         Ok(size)
     }
 
-    /// Run one download to its end: upstream → spool → verified → store.
+    /// Run one download to its end: upstream → storage upload (read by the
+    /// requesters as it grows) → verified → committed.
     async fn run_download(self, repo: RepositoryName, digest: Digest, download: Arc<Download>) {
-        match self.download(&repo, &digest, &download).await {
-            Ok(Some((size, spool))) => {
-                let body = downloads::spool_stream(spool, size);
-                if let Err(e) = self.inner.store.put_blob(&repo, &digest, body).await {
-                    tracing::error!(%repo, %digest, error = %e, "cannot commit a verified download");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => download.set(Progress::Failed(e)),
+        if let Err(e) = self.download(&repo, &digest, &download).await {
+            download.set(Progress::Failed(e));
         }
         self.inner.downloads.leave(&digest, &download);
     }
 
-    /// The download proper; `None` when the store had the blob after all.
+    /// The download proper.
     async fn download(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
-        download: &Download,
-    ) -> Result<Option<(u64, Arc<std::fs::File>)>, RegistryError> {
+        download: &Arc<Download>,
+    ) -> Result<(), RegistryError> {
         // The blob may have been committed between the requester's miss
         // and this download's start.
         if self.stored_blob(repo, digest).await?.is_some() {
             download.set(Progress::Stored);
-            return Ok(None);
+            return Ok(());
         }
         let source = self.source_or_unknown(repo)?;
         let stream = self
             .inner
             .client
-            .get_blob(&source.route.client_host, &source.repository, digest)
+            .get_blob_unverified(&source.route.client_host, &source.repository, digest)
             .await
             .map_err(|e| self.failed(&e, Code::BlobUnknown))?;
         self.inner.metrics.cache_miss();
-        let size = stream.size();
-        let spool = Arc::new(self.inner.downloads.spool().map_err(|e| {
-            tracing::error!(error = %e, "cannot create a spool file");
-            RegistryError::new(
-                Code::Internal,
-                "cannot spool the upstream download; see the registry log",
-            )
-        })?);
-        download.set(Progress::Streaming {
-            size,
-            written: 0,
-            spool: spool.clone(),
-        });
-        let mut batches = stream.ready_chunks(downloads::WRITE_BATCH);
-        let mut written = 0u64;
-        while let Some(batch) = batches.next().await {
-            let mut chunks = Vec::with_capacity(batch.len());
-            let mut failure = None;
-            for item in batch {
-                match item {
-                    Ok(chunk) => chunks.push(chunk),
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
+        let publisher = downloads::Publisher::new(download.clone(), stream.size());
+        let (body, upstream_failure) = self.counted(stream);
+        let body = publisher.tee(body);
+        let result = self
+            .inner
+            .store
+            .put_blob_watched(repo, digest, body, &publisher)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(StorageError::BodyInterrupted(_)) => {
+                let e = upstream_failure.lock().expect("failure lock").take();
+                Err(match e {
+                    Some(e) => self.failed(&e, Code::BlobUnknown),
+                    None => self.corrupt(digest, "the upstream body broke off"),
+                })
             }
-            let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-            downloads::write_spool(spool.clone(), written, chunks)
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "cannot write a spool file");
-                    RegistryError::new(
-                        Code::Internal,
-                        "cannot spool the upstream download; see the registry log",
-                    )
-                })?;
-            written += len;
-            self.inner.metrics.upstream_bytes(len);
-            download.advance(len);
-            if let Some(e) = failure {
-                return Err(self.failed(&e, Code::BlobUnknown));
+            Err(StorageError::DigestMismatch { actual, .. }) => Err(self.corrupt(
+                digest,
+                &format!("the upstream sent content hashing to {actual}"),
+            )),
+            Err(e) => {
+                tracing::error!(%repo, %digest, error = %e, "cannot store an upstream download");
+                Err(e.into())
             }
         }
-        download.set(Progress::Verified {
-            size: written,
-            spool: spool.clone(),
+    }
+
+    /// The upstream's body as storage takes it, counted into the metrics;
+    /// an upstream failure is kept aside to be told to the requesters.
+    fn counted(
+        &self,
+        stream: wharf_client::BlobStream,
+    ) -> (ByteStream, Arc<Mutex<Option<wharf_client::Error>>>) {
+        let failure = Arc::new(Mutex::new(None));
+        let metrics = self.inner.metrics.clone();
+        let keep = failure.clone();
+        let body = stream.map(move |item| match item {
+            Ok(chunk) => {
+                metrics.upstream_bytes(chunk.len() as u64);
+                Ok(chunk)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                *keep.lock().expect("failure lock") = Some(e);
+                Err(std::io::Error::other(message))
+            }
         });
-        Ok(Some((written, spool)))
+        (Box::pin(body), failure)
+    }
+
+    /// The upstream sent something that is not the blob: nothing is kept.
+    fn corrupt(&self, digest: &Digest, reason: &str) -> RegistryError {
+        self.inner.metrics.upstream_error();
+        tracing::warn!(%digest, reason, "upstream blob rejected");
+        RegistryError::new(
+            Code::BlobUnknown,
+            format!("upstream: {reason}; nothing was stored"),
+        )
+        .with_status(http::StatusCode::BAD_GATEWAY)
     }
 }
 
@@ -429,10 +445,7 @@ impl Upstream for Cache {
             Target::Tag(tag) => self.manifest_by_tag(repo, &source, tag).await,
             // Content by digest never changes: stored means final.
             Target::Digest(_) => match self.local_manifest(repo, target).await? {
-                Some(m) => {
-                    self.inner.metrics.cache_hit();
-                    Ok(m)
-                }
+                Some(m) => Ok(self.hit(repo, m).await),
                 None => self.fetch_manifest(repo, &source, target).await,
             },
         }
@@ -473,11 +486,11 @@ impl Upstream for Cache {
             Progress::Stored => Ok(UpstreamBlob::Stored),
             Progress::Streaming { size, .. } => Ok(UpstreamBlob::Streaming {
                 size,
-                body: downloads::follow(progress),
+                open: Box::new(move |range| downloads::follow(progress, range)),
             }),
             Progress::Verified { size, .. } => Ok(UpstreamBlob::Streaming {
                 size: Some(size),
-                body: downloads::follow(progress),
+                open: Box::new(move |range| downloads::follow(progress, range)),
             }),
             Progress::Starting => Err(RegistryError::new(
                 Code::Internal,

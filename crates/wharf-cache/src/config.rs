@@ -76,9 +76,6 @@ pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
     pub upstreams: Vec<UpstreamConfig>,
-    /// Where downloads in flight are spooled (emptied by the storage at
-    /// start-up when it lies under the storage's `tmp/`).
-    pub spool_dir: PathBuf,
     pub connect_timeout: Duration,
     /// Longest silence from an upstream before the request is given up.
     pub read_timeout: Duration,
@@ -90,10 +87,9 @@ pub struct CacheConfig {
 }
 
 impl CacheConfig {
-    pub fn new(upstreams: Vec<UpstreamConfig>, spool_dir: impl Into<PathBuf>) -> CacheConfig {
+    pub fn new(upstreams: Vec<UpstreamConfig>) -> CacheConfig {
         CacheConfig {
             upstreams,
-            spool_dir: spool_dir.into(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             retry: RetryPolicy {

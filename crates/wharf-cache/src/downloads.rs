@@ -1,39 +1,89 @@
 //! Blob downloads in flight, one per digest, shared by every requester.
 //!
 //! The first request for a missing blob starts a download task; requests
-//! that arrive while it runs join it. The task writes the upstream's bytes
-//! to a spool file as fast as the upstream sends them and publishes how far
-//! it got on a `watch` channel; each requester reads the spool file from
-//! its own offset (`pread`, so readers never disturb each other) and waits
-//! for more when it has caught up. A slow requester therefore costs disk,
-//! not memory, and never slows the download or the other requesters.
+//! that arrive while it runs join it. The task streams the upstream's bytes
+//! straight into a storage upload ([`wharf_storage::Store::put_blob_watched`]),
+//! which hashes each byte once as it arrives and writes it once, and
+//! publishes on a `watch` channel how much arrived and how much is written.
+//! Each requester follows from its own offset: from a bounded in-memory
+//! [`Window`] of the chunks that arrived (those not yet written, and the last
+//! few MiB written) while it keeps up, else from the upload through the
+//! storage's [`UploadReader`] (`pread`, so readers never disturb each other).
+//! A slow requester therefore costs disk, not memory, and never slows the
+//! download or the other requesters.
 //!
-//! The last byte is held back from requesters until the download verified
-//! the digest, so a blob that turns out wrong reaches them one byte short
-//! (or, with no announced size, as a broken chunked body): a client can
-//! never take wrong bytes for the blob. Only then is the spool committed to
-//! the store (which hashes it once more); the download leaves the table
-//! after the commit, so a request arriving at any point either joins it or
-//! finds the blob stored.
+//! The last byte is held back from requesters until the storage verified the
+//! digest, so a blob that turns out wrong reaches them one byte short (or,
+//! with no announced size, as a broken chunked body): a client can never
+//! take wrong bytes for the blob. The commit (a rename of the upload) comes
+//! after that; the download leaves the table after the commit, so a request
+//! arriving at any point either joins it or finds the blob stored.
 
-use std::collections::HashMap;
-use std::fs::File;
+use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use tokio::sync::watch;
 use wharf_oci::Digest;
 use wharf_registry::error::RegistryError;
-use wharf_storage::ByteStream;
+use wharf_storage::{ByteStream, UploadReader, UploadWatcher, WriteObserver};
 
-/// Bytes read from the spool per chunk sent to a requester.
+/// Bytes read from the upload per chunk sent to a requester.
 const READ_CHUNK: u64 = 512 * 1024;
-/// Upstream chunks gathered into one write when they arrive together.
-pub(crate) const WRITE_BATCH: usize = 64;
+/// Bytes of a download kept in memory behind the last one written, so that
+/// requesters keeping up with the upstream are handed the very chunks that
+/// arrived, without waiting for the write or reading them back (one copy
+/// less per byte). Requesters further behind read the upload.
+const WINDOW_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Bytes received between two wake-ups of the requesters.
+const NOTIFY_BYTES: u64 = 128 * 1024;
+
+/// The chunks received from the upstream and not yet written, and the last
+/// [`WINDOW_BYTES`] written, as the very chunks the upstream sent.
+#[derive(Default)]
+pub(crate) struct Window {
+    /// `(offset, chunk)`, in order and contiguous.
+    chunks: Mutex<VecDeque<(u64, Bytes)>>,
+}
+
+impl Window {
+    /// Add a chunk received at `offset`.
+    fn push(&self, offset: u64, chunk: Bytes) {
+        let mut window = self.chunks.lock().expect("window lock");
+        window.push_back((offset, chunk));
+    }
+
+    /// The upload holds `written` bytes: drop what lies further back than
+    /// the window.
+    fn written(&self, written: u64) {
+        let mut window = self.chunks.lock().expect("window lock");
+        while window
+            .front()
+            .is_some_and(|(start, c)| start + c.len() as u64 + WINDOW_BYTES <= written)
+        {
+            window.pop_front();
+        }
+    }
+
+    /// Bytes from `offset`, up to `upto`, without copying; `None` when
+    /// `offset` is no longer (or not yet) in the window.
+    fn slice(&self, offset: u64, upto: u64) -> Option<Bytes> {
+        let window = self.chunks.lock().expect("window lock");
+        let first = window.front()?.0;
+        if offset < first {
+            return None;
+        }
+        let i = window.partition_point(|(start, _)| *start <= offset) - 1;
+        let (start, chunk) = &window[i];
+        let from = (offset - start) as usize;
+        let to = chunk.len().min((upto - start) as usize);
+        (from < to).then(|| chunk.slice(from..to))
+    }
+}
 
 /// How far a download got.
 #[derive(Clone)]
@@ -42,16 +92,20 @@ pub(crate) enum Progress {
     Starting,
     /// The blob was in the store already: requesters read it from there.
     Stored,
-    /// `written` bytes of the blob are in `spool`.
+    /// `received` bytes of the blob arrived; the first `written` of them are
+    /// in the upload `reader` reads, the rest in `window`.
     Streaming {
         size: Option<u64>,
+        received: u64,
         written: u64,
-        spool: Arc<File>,
+        reader: Arc<dyn UploadReader>,
+        window: Arc<Window>,
     },
-    /// All of it is in `spool` and matched the digest.
+    /// All of it is written and matched the digest.
     Verified {
         size: u64,
-        spool: Arc<File>,
+        reader: Arc<dyn UploadReader>,
+        window: Arc<Window>,
     },
     Failed(RegistryError),
 }
@@ -65,33 +119,100 @@ impl Download {
         self.progress.send_replace(progress);
     }
 
-    pub(crate) fn advance(&self, by: u64) {
-        self.progress.send_modify(|p| {
-            if let Progress::Streaming { written, .. } = p {
-                *written += by;
-            }
-        });
-    }
-
     pub(crate) fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
     }
 }
 
-/// The table of downloads in flight and where they spool.
-pub(crate) struct Downloads {
-    table: Mutex<HashMap<Digest, Arc<Download>>>,
-    spool_dir: PathBuf,
+/// Publishes a download's progress to its requesters: what arrived (into the
+/// window) and what the storage upload holds.
+pub(crate) struct Publisher {
+    download: Arc<Download>,
+    /// The size the upstream announced.
+    size: Option<u64>,
+    window: Arc<Window>,
 }
 
-impl Downloads {
-    pub(crate) fn new(spool_dir: PathBuf) -> Downloads {
-        Downloads {
-            table: Mutex::new(HashMap::new()),
-            spool_dir,
+impl Publisher {
+    pub(crate) fn new(download: Arc<Download>, size: Option<u64>) -> Publisher {
+        Publisher {
+            download,
+            size,
+            window: Arc::default(),
         }
     }
 
+    /// `body`, with every chunk published to the requesters as it passes on
+    /// to storage.
+    pub(crate) fn tee(&self, body: ByteStream) -> ByteStream {
+        let download = self.download.clone();
+        let window = self.window.clone();
+        let (mut offset, mut told) = (0u64, 0u64);
+        Box::pin(body.inspect(move |item| {
+            if let Ok(chunk) = item {
+                window.push(offset, chunk.clone());
+                offset += chunk.len() as u64;
+                // Requesters are woken every NOTIFY_BYTES, not for every
+                // small network read; each write wakes them too.
+                let notify = offset - told >= NOTIFY_BYTES;
+                if notify {
+                    told = offset;
+                }
+                download.progress.send_if_modified(|p| {
+                    if let Progress::Streaming { received, .. } = p {
+                        *received = offset;
+                    }
+                    notify
+                });
+            }
+        }))
+    }
+}
+
+impl UploadWatcher for Publisher {
+    fn opened(&self, reader: Arc<dyn UploadReader>) {
+        self.download.set(Progress::Streaming {
+            size: self.size,
+            received: 0,
+            written: 0,
+            reader,
+            window: self.window.clone(),
+        });
+    }
+
+    fn written(&self) -> WriteObserver {
+        let download = self.download.clone();
+        let window = self.window.clone();
+        Arc::new(move |size, _chunks| {
+            window.written(size);
+            download.progress.send_modify(|p| {
+                if let Progress::Streaming { written, .. } = p {
+                    *written = size;
+                }
+            });
+        })
+    }
+
+    fn verified(&self, size: u64) {
+        self.download.progress.send_modify(|p| {
+            if let Progress::Streaming { reader, window, .. } = p {
+                *p = Progress::Verified {
+                    size,
+                    reader: reader.clone(),
+                    window: window.clone(),
+                };
+            }
+        });
+    }
+}
+
+/// The table of downloads in flight.
+#[derive(Default)]
+pub(crate) struct Downloads {
+    table: Mutex<HashMap<Digest, Arc<Download>>>,
+}
+
+impl Downloads {
     /// The download of `digest`, and whether the caller just started it
     /// (and so must run it).
     pub(crate) fn join(&self, digest: &Digest) -> (Arc<Download>, bool) {
@@ -113,120 +234,79 @@ impl Downloads {
             table.remove(digest);
         }
     }
-
-    /// A new, empty spool file, already unlinked: it lives exactly as long
-    /// as the download and its readers hold it, and a crash leaves nothing.
-    pub(crate) fn spool(&self) -> io::Result<File> {
-        std::fs::create_dir_all(&self.spool_dir)?;
-        let path = self
-            .spool_dir
-            .join(uuid::Uuid::new_v4().simple().to_string());
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        remove_quietly(&path);
-        Ok(file)
-    }
-}
-
-fn remove_quietly(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        tracing::warn!(path = %path.display(), error = %e, "cannot remove a spool file");
-    }
-}
-
-/// Append `chunks` to the spool at `offset`, off the async threads.
-pub(crate) async fn write_spool(
-    spool: Arc<File>,
-    offset: u64,
-    chunks: Vec<Bytes>,
-) -> io::Result<()> {
-    tokio::task::spawn_blocking(move || {
-        let mut at = offset;
-        for chunk in chunks {
-            spool.write_all_at(&chunk, at)?;
-            at += chunk.len() as u64;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(io::Error::other)?
-}
-
-async fn read_spool(spool: Arc<File>, offset: u64, len: u64) -> io::Result<Bytes> {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0; len as usize];
-        spool.read_exact_at(&mut buf, offset)?;
-        Ok(Bytes::from(buf))
-    })
-    .await
-    .map_err(io::Error::other)?
-}
-
-/// The whole of a verified spool, for committing it to the store.
-pub(crate) fn spool_stream(spool: Arc<File>, size: u64) -> ByteStream {
-    Box::pin(stream::unfold(0u64, move |offset| {
-        let spool = spool.clone();
-        async move {
-            if offset >= size {
-                return None;
-            }
-            let len = READ_CHUNK.min(size - offset);
-            match read_spool(spool, offset, len).await {
-                Ok(b) => Some((Ok(b), offset + len)),
-                Err(e) => Some((Err(e), size)),
-            }
-        }
-    }))
 }
 
 /// Where one requester is in a download.
 struct Reader {
     progress: watch::Receiver<Progress>,
     offset: u64,
+    /// One past the last byte wanted (`u64::MAX`: to the end of the blob).
+    end: u64,
+    /// Send nothing before the whole blob is verified (a range request: a
+    /// part cannot be checked by the client, so it must come from a blob
+    /// known to be right).
+    verified_only: bool,
     done: bool,
 }
 
-/// What the requester may be sent now: up to which byte, from which file,
-/// and whether that is the end.
+/// What the requester may be sent now: up to which byte, from which
+/// reader, and whether that is the end.
 enum Next {
-    Read { spool: Arc<File>, upto: u64 },
+    Read {
+        reader: Arc<dyn UploadReader>,
+        window: Arc<Window>,
+        upto: u64,
+        /// How far the upload holds the bytes (the rest is in the window).
+        on_disk: u64,
+    },
     End,
     Wait,
     Fail(io::Error),
 }
 
 impl Reader {
-    fn next(&mut self) -> Next {
-        match &*self.progress.borrow_and_update() {
+    fn next(&self) -> Next {
+        let (readable, on_disk, reader, window) = match &*self.progress.borrow() {
+            Progress::Streaming { .. } if self.verified_only => return Next::Wait,
             Progress::Streaming {
                 size,
+                received,
                 written,
-                spool,
+                reader,
+                window,
             } => {
-                // Hold the last byte back until the digest is checked.
-                let upto = match size {
-                    Some(s) => (*written).min(s.saturating_sub(1)),
-                    None => *written,
+                // Hold back the last byte until the digest is checked.
+                let readable = match size {
+                    Some(s) => (*received).min(s.saturating_sub(1)),
+                    None => *received,
                 };
-                if self.offset < upto {
-                    Next::Read {
-                        spool: spool.clone(),
-                        upto,
-                    }
-                } else {
-                    Next::Wait
-                }
+                (readable, *written, reader.clone(), window.clone())
             }
-            Progress::Verified { size, spool } if self.offset < *size => Next::Read {
-                spool: spool.clone(),
-                upto: *size,
-            },
-            Progress::Verified { .. } => Next::End,
-            Progress::Failed(e) => Next::Fail(io::Error::other(e.message().to_string())),
-            Progress::Starting | Progress::Stored => Next::Wait,
+            Progress::Verified {
+                size,
+                reader,
+                window,
+            } => {
+                if self.offset >= (*size).min(self.end) {
+                    return Next::End;
+                }
+                (*size, *size, reader.clone(), window.clone())
+            }
+            Progress::Failed(e) => return Next::Fail(io::Error::other(e.message().to_string())),
+            Progress::Starting | Progress::Stored => return Next::Wait,
+        };
+        let upto = readable.min(self.end);
+        if self.offset < upto {
+            Next::Read {
+                reader,
+                window,
+                upto,
+                on_disk: on_disk.min(upto),
+            }
+        } else if self.offset >= self.end {
+            Next::End
+        } else {
+            Next::Wait
         }
     }
 
@@ -236,13 +316,40 @@ impl Reader {
         }
         loop {
             match self.next() {
-                Next::Read { spool, upto } => {
-                    let len = READ_CHUNK.min(upto - self.offset);
-                    let chunk = read_spool(spool, self.offset, len).await;
-                    if let Ok(c) = &chunk {
-                        self.offset += c.len() as u64;
-                    } else {
-                        self.done = true;
+                Next::Read {
+                    reader,
+                    window,
+                    upto,
+                    on_disk,
+                } => {
+                    let chunk = match window.slice(self.offset, upto) {
+                        Some(bytes) => Ok(bytes),
+                        None if self.offset < on_disk => {
+                            let len = READ_CHUNK.min(on_disk - self.offset) as usize;
+                            reader.read_at(self.offset, len).await
+                        }
+                        // Neither in memory nor written yet: only a moment
+                        // between the window's trim and the next write.
+                        None => {
+                            if self.progress.changed().await.is_err() {
+                                self.done = true;
+                                return Some(Err(io::Error::other(
+                                    "the upstream download stopped before the blob was complete",
+                                )));
+                            }
+                            continue;
+                        }
+                    };
+                    match &chunk {
+                        Ok(c) if c.is_empty() => {
+                            self.done = true;
+                            return Some(Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "the download is shorter than it reported",
+                            )));
+                        }
+                        Ok(c) => self.offset += c.len() as u64,
+                        Err(_) => self.done = true,
                     }
                     return Some(chunk);
                 }
@@ -267,11 +374,14 @@ impl Reader {
     }
 }
 
-/// The blob as one requester receives it, from the start.
-pub(crate) fn follow(progress: watch::Receiver<Progress>) -> ByteStream {
+/// The blob as one requester receives it: all of it from the start as it
+/// arrives, or (`range`) only `range`, once the whole blob is verified.
+pub(crate) fn follow(progress: watch::Receiver<Progress>, range: Option<Range<u64>>) -> ByteStream {
     let reader = Reader {
         progress,
-        offset: 0,
+        offset: range.as_ref().map_or(0, |r| r.start),
+        end: range.as_ref().map_or(u64::MAX, |r| r.end),
+        verified_only: range.is_some(),
         done: false,
     };
     Box::pin(stream::unfold(reader, |mut r| async move {

@@ -9,12 +9,6 @@ use wharf_registry::error::{Code, RegistryError};
 pub enum CacheError {
     #[error("upstream {host:?}: {reason}")]
     Upstream { host: String, reason: String },
-    #[error("cannot create the spool directory {path}: {source}")]
-    Spool {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Client(#[from] ClientError),
 }

@@ -3,18 +3,20 @@
 //! [`Cache`] implements [`wharf_registry::Upstream`]. On a miss it fetches
 //! from the upstream with [`wharf_client::Client`] (authentication, retries,
 //! redirects followed here and never handed to the requester), streams the
-//! bytes to the requester while they are spooled to disk, and commits them
-//! to the shared [`wharf_storage::Store`] only after the digest matched.
+//! bytes into a storage upload, which requesters read while it grows, and
+//! commits them to the shared [`wharf_storage::Store`] only after the digest
+//! matched.
 //!
 //! Architecture invariants:
-//! - Nothing unverified is committed: blobs go through `Store::put_blob`
-//!   (which hashes them again) only after the download verified; manifests
-//!   are verified by the client and by `Store::manifest_put`.
+//! - Nothing unverified is committed: blobs go through
+//!   `Store::put_blob_watched`, which hashes every byte as it writes it and
+//!   commits only when the digest matched; manifests are verified by the
+//!   client and by `Store::manifest_put`.
 //! - A redirect never reaches a requester: the client follows it.
 //! - One upstream fetch per missing blob: concurrent requests for the same
 //!   digest follow the one download in flight ([`downloads`]).
 //! - Memory does not grow with blob size: the download runs ahead into a
-//!   spool file and every requester reads from it at its own pace.
+//!   storage upload and every requester reads from it at its own pace.
 
 mod cache;
 pub mod config;

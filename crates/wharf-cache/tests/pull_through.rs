@@ -311,6 +311,13 @@ async fn blob_failure_then_retry(mode: Mode, expect_status: Option<StatusCode>) 
         }
     }
     assert!(!cache.has_blob(&digest).await, "{mode:?}: nothing stored");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            cache.uploads().await == 0
+        })
+        .await,
+        "{mode:?}: the failed download left its upload behind"
+    );
     assert!(cache.metric("wharf_cache_upstream_errors_total") >= 1);
     redirector.set_mode(Mode::Normal);
     // The failed download leaves the table just after its requester heard.
@@ -379,4 +386,198 @@ async fn enormous_manifest_fails_cleanly_and_is_not_stored() {
     let (status, body) = cache.get_body(&manifest_path("v1")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&body.unwrap()[..], &image.manifest[..]);
+}
+
+#[tokio::test]
+async fn silent_upstream_on_a_manifest_times_out_and_the_next_pull_retries() {
+    let options = CacheOptions {
+        read_timeout: Duration::from_millis(500),
+        ..CacheOptions::default()
+    };
+    let (upstream, redirector, cache) = setup(options).await;
+    let image = Image::new(11, 100, false);
+    upstream.push(REPO, "v1", &image).await;
+    redirector.set_mode(Mode::Silent);
+    let r = cache.get(&manifest_path("v1")).await;
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(error_codes(&r.bytes().await.unwrap()), ["MANIFEST_UNKNOWN"]);
+    assert!(!cache.has_manifest(REPO, &image.digest).await);
+    redirector.set_mode(Mode::Normal);
+    let (status, body) = cache.get_body(&manifest_path("v1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body.unwrap()[..], &image.manifest[..]);
+}
+
+#[tokio::test]
+async fn a_range_of_an_uncached_blob_is_answered_206_from_the_download() {
+    let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
+    let image = Image::new(12, 1024 * 1024, false);
+    upstream.push(REPO, "v1", &image).await;
+    let digest = image.layer_digest();
+    let r = cache
+        .http
+        .get(cache.url(&blob_path(&digest)))
+        .header("range", "bytes=1000-199999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 1000-199999/{}", image.layer.len())
+    );
+    assert_eq!(r.headers()["content-length"], "199000");
+    assert_eq!(&r.bytes().await.unwrap()[..], &image.layer[1000..200_000]);
+    assert_eq!(redirector.count("GET", &upstream_blob_path(&digest)), 1);
+    // The whole blob was fetched and kept: the next range comes from storage.
+    assert!(eventually(Duration::from_secs(10), || cache.has_blob(&digest)).await);
+    let r = cache
+        .http
+        .get(cache.url(&blob_path(&digest)))
+        .header("range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        &r.bytes().await.unwrap()[..],
+        &image.layer[image.layer.len() - 10..]
+    );
+    assert_eq!(redirector.count("GET", &upstream_blob_path(&digest)), 1);
+}
+
+#[tokio::test]
+async fn an_unsatisfiable_range_of_an_uncached_blob_is_416() {
+    let (upstream, _redirector, cache) = setup(CacheOptions::default()).await;
+    let image = Image::new(13, 5000, false);
+    upstream.push(REPO, "v1", &image).await;
+    let r = cache
+        .http
+        .get(cache.url(&blob_path(&image.layer_digest())))
+        .header("range", "bytes=5000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.headers()["content-range"], "bytes */5000");
+}
+
+#[tokio::test]
+async fn a_range_of_a_wrong_upstream_blob_never_arrives_complete() {
+    let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
+    let image = Image::new(14, 300_000, false);
+    upstream.push(REPO, "v1", &image).await;
+    let digest = image.layer_digest();
+    // The wrong byte is the last one: a range that stops short of it would
+    // carry right-looking bytes of a blob that is not the digest's.
+    redirector.set_mode(Mode::WrongDigest);
+    let r = cache
+        .http
+        .get(cache.url(&blob_path(&digest)))
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    if r.status() == StatusCode::PARTIAL_CONTENT {
+        assert!(
+            r.bytes().await.is_err(),
+            "a range of a wrong blob completed"
+        );
+    } else {
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(error_codes(&r.bytes().await.unwrap()), ["BLOB_UNKNOWN"]);
+    }
+    assert!(!cache.has_blob(&digest).await);
+}
+
+#[tokio::test]
+async fn garbage_collection_leaves_a_download_in_flight_alone() {
+    let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
+    let image = Image::new(15, 2 * 1024 * 1024, false);
+    upstream.push(REPO, "v1", &image).await;
+    redirector.set_mode(Mode::HalfThenWait);
+    let digest = image.layer_digest();
+    let r = cache.get(&blob_path(&digest)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut body = r.bytes_stream();
+    let first = body.next().await.expect("a chunk").expect("no error");
+    assert_eq!(
+        cache.uploads().await,
+        1,
+        "the download writes into an upload"
+    );
+    // The harshest collection: every unreferenced blob and every upload is
+    // old enough to go.
+    let options = wharf_storage::GcOptions {
+        grace: Duration::ZERO,
+        settle: Duration::ZERO,
+        upload_max_age: Duration::ZERO,
+        ..wharf_storage::GcOptions::default()
+    };
+    let report = cache.store.gc(&options).await.expect("gc runs");
+    assert_eq!(report.uploads.count, 0, "the upload in flight was removed");
+    redirector.release();
+    let mut received = first.to_vec();
+    while let Some(chunk) = body.next().await {
+        received.extend_from_slice(&chunk.expect("the rest arrives"));
+    }
+    assert_eq!(sha256(&received), digest);
+    assert!(eventually(Duration::from_secs(10), || cache.has_blob(&digest)).await);
+}
+
+#[tokio::test]
+async fn cached_images_not_pulled_for_max_age_are_collected_and_fetched_again() {
+    let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
+    let (hot, cold) = (Image::new(16, 50_000, false), Image::new(17, 60_000, true));
+    upstream.push(REPO, "hot", &hot).await;
+    upstream.push(REPO, "cold", &cold).await;
+    for (tag, image) in [("hot", &hot), ("cold", &cold)] {
+        assert_eq!(cache.get_body(&manifest_path(tag)).await.0, StatusCode::OK);
+        for blob in [image.config_digest(), image.layer_digest()] {
+            let (status, body) = cache.get_body(&blob_path(&blob)).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(sha256(&body.unwrap()), blob);
+            assert!(eventually(Duration::from_secs(10), || cache.has_blob(&blob)).await);
+        }
+    }
+    // Both were first cached two hours ago; only `hot` is pulled again now.
+    let two_hours = Duration::from_secs(2 * 3600);
+    cache.last_pulled(REPO, &hot.digest, two_hours);
+    cache.last_pulled(REPO, &cold.digest, two_hours);
+    assert_eq!(
+        cache.get_body(&manifest_path("hot")).await.0,
+        StatusCode::OK
+    );
+
+    let mut rule = wharf_storage::RetentionRule::new(&format!("{UPSTREAM_HOST}/**")).unwrap();
+    rule.max_age = Some(Duration::from_secs(3600));
+    let options = wharf_storage::GcOptions {
+        grace: Duration::ZERO,
+        settle: Duration::ZERO,
+        retention: vec![rule],
+        ..wharf_storage::GcOptions::default()
+    };
+    let report = cache.store.gc(&options).await.expect("gc runs");
+    assert_eq!(report.manifests.count, 1, "{:?}", report.removed);
+    assert!(!cache.has_manifest(REPO, &cold.digest).await);
+    assert!(!cache.has_blob(&cold.layer_digest()).await);
+    assert!(!cache.has_blob(&cold.config_digest()).await);
+    assert!(cache.has_manifest(REPO, &hot.digest).await);
+    assert!(cache.has_blob(&hot.layer_digest()).await);
+    assert!(cache.has_blob(&hot.config_digest()).await);
+
+    // Pulled again, the collected image comes from upstream once more.
+    let manifest_gets = redirector.count("GET", &format!("/v2/{REPO}/manifests/cold"));
+    let (status, body) = cache.get_body(&manifest_path("cold")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body.unwrap()[..], &cold.manifest[..]);
+    assert_eq!(
+        redirector.count("GET", &format!("/v2/{REPO}/manifests/cold")),
+        manifest_gets + 1
+    );
+    let layer = cold.layer_digest();
+    let (status, body) = cache.get_body(&blob_path(&layer)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sha256(&body.unwrap()), layer);
+    assert_eq!(redirector.count("GET", &upstream_blob_path(&layer)), 2);
 }

@@ -63,7 +63,8 @@ struct Download {
     digest: Digest,
     ctx: Context,
     body: Body,
-    hasher: Hasher,
+    /// `None` when the consumer hashes the bytes itself.
+    hasher: Option<Hasher>,
     offset: u64,
     size: Option<u64>,
     /// Bytes still to drop because a server ignored our `Range`.
@@ -149,7 +150,9 @@ impl Download {
                 format!("the registry sent more than the announced {size} bytes"),
             ));
         }
-        self.hasher.update(&chunk);
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&chunk);
+        }
         self.offset = end;
         self.client
             .reporter()
@@ -163,7 +166,9 @@ impl Download {
     }
 
     fn verify(&mut self) -> Result<()> {
-        let hasher = std::mem::replace(&mut self.hasher, self.digest.algorithm().hasher());
+        let Some(hasher) = self.hasher.take() else {
+            return Ok(());
+        };
         let actual = hasher.finish();
         if actual != self.digest {
             return Err(Error::digest_mismatch(
@@ -275,6 +280,30 @@ impl Client {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<BlobStream> {
+        self.blob_stream(host, repo, digest, true).await
+    }
+
+    /// [`Client::get_blob`] without the hashing, for a consumer that hashes
+    /// every byte itself on its way to storage (a pull-through cache writing
+    /// into a storage upload), so the blob is hashed once, not twice. It
+    /// resumes, and fails when the registry sends more or fewer bytes than
+    /// it announced; the digest is the consumer's to check.
+    pub async fn get_blob_unverified(
+        &self,
+        host: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<BlobStream> {
+        self.blob_stream(host, repo, digest, false).await
+    }
+
+    async fn blob_stream(
+        &self,
+        host: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+        verify: bool,
+    ) -> Result<BlobStream> {
         let ctx = blob_ctx("get blob", host, repo, digest);
         let response = self.blob_request(host, repo, digest, None, &ctx).await?;
         let response = expect_status(response, &[StatusCode::OK], &ctx).await?;
@@ -287,7 +316,7 @@ impl Client {
             digest: digest.clone(),
             ctx,
             body: response.bytes_stream().boxed(),
-            hasher: digest.algorithm().hasher(),
+            hasher: verify.then(|| digest.algorithm().hasher()),
             offset: 0,
             size,
             skip: 0,

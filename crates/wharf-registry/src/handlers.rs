@@ -420,15 +420,26 @@ async fn get_blob(
         }
         None => match registry.upstream_for(repo) {
             Some((upstream, _)) => {
-                return get_upstream_blob(registry, upstream, repo, d, head).await
+                return get_upstream_blob(registry, upstream, repo, d, headers, head).await
             }
             None => return Err(StorageError::BlobUnknown(d.clone()).into()),
         },
     };
+    serve_stored_blob(registry, d, size, headers, head).await
+}
+
+/// A blob in the store, whole or the `Range` asked for.
+async fn serve_stored_blob(
+    registry: &Registry,
+    d: &Digest,
+    size: u64,
+    headers: &HeaderMap,
+    head: bool,
+) -> HandlerResult {
     // Object storage configured to hand out presigned URLs: the client
     // fetches the bytes (and any range of them) from the store directly.
     if !head {
-        if let Some(url) = store.backend().blob_url(d).await? {
+        if let Some(url) = registry.store().backend().blob_url(d).await? {
             return finish(
                 response(StatusCode::TEMPORARY_REDIRECT)
                     .header(header::LOCATION, hv(&url))
@@ -440,12 +451,7 @@ async fn get_blob(
     }
     let range = match parse_range(headers.get(header::RANGE), size) {
         Ok(r) => r,
-        Err(()) => {
-            let b = response(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
-                .header(header::CONTENT_LENGTH, 0);
-            return finish(b, body::empty());
-        }
+        Err(()) => return finish(range_not_satisfiable(size), body::empty()),
     };
     let mut b = response(if range.is_some() {
         StatusCode::PARTIAL_CONTENT
@@ -467,7 +473,7 @@ async fn get_blob(
     if head || start == end_exclusive {
         return finish(b, body::empty());
     }
-    let stream = store.blob_read(d, start..end_exclusive).await?;
+    let stream = registry.store().blob_read(d, start..end_exclusive).await?;
     registry.metrics().blob_sent(end_exclusive - start);
     finish(b, body::stream(stream))
 }
@@ -480,13 +486,17 @@ fn blob_headers(d: &Digest) -> http::response::Builder {
 }
 
 /// A blob the store does not have, in a repository an upstream covers.
-/// A `Range` is answered with the whole blob (RFC 9110 allows it): the
-/// download from upstream is shared and starts at byte 0.
+/// The whole blob streams as the shared download brings it. A `Range` is
+/// answered 206 once the download has verified the whole blob (a part
+/// cannot be checked by the client, so it must come from a blob known to be
+/// right); when the upstream announced no size the range cannot be placed
+/// before the end, and the whole blob is sent (RFC 9110 allows it).
 async fn get_upstream_blob(
     registry: &Registry,
     upstream: &dyn crate::Upstream,
     repo: &RepositoryName,
     d: &Digest,
+    headers: &HeaderMap,
     head: bool,
 ) -> HandlerResult {
     if head {
@@ -498,27 +508,47 @@ async fn get_upstream_blob(
     }
     match upstream.blob(repo, d).await? {
         crate::UpstreamBlob::Stored => {
+            // Another request brought it in meanwhile.
             let size = registry
                 .store()
                 .blob_size(repo, d)
                 .await?
                 .ok_or_else(|| RegistryError::from(StorageError::BlobUnknown(d.clone())))?;
-            let stream = registry.store().blob_read(d, 0..size).await?;
-            registry.metrics().blob_sent(size);
-            finish(
-                blob_headers(d).header(header::CONTENT_LENGTH, size),
-                body::stream(stream),
-            )
+            serve_stored_blob(registry, d, size, headers, head).await
         }
-        crate::UpstreamBlob::Streaming { size, body: stream } => {
+        crate::UpstreamBlob::Streaming {
+            size: Some(size),
+            open,
+        } if headers.contains_key(header::RANGE) => {
+            let Ok(range) = parse_range(headers.get(header::RANGE), size) else {
+                return finish(range_not_satisfiable(size), body::empty());
+            };
+            let (a, z) = range.unwrap_or((0, size.saturating_sub(1)));
+            let b = response(StatusCode::PARTIAL_CONTENT)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(DIGEST_HEADER, hv(&d.to_string()))
+                .header(header::ETAG, hv(&format!("\"{d}\"")))
+                .header(header::ACCEPT_RANGES, "bytes")
+                .header(header::CONTENT_RANGE, format!("bytes {a}-{z}/{size}"))
+                .header(header::CONTENT_LENGTH, z + 1 - a);
+            registry.metrics().blob_sent(z + 1 - a);
+            finish(b, body::stream(open(Some(a..z + 1))))
+        }
+        crate::UpstreamBlob::Streaming { size, open } => {
             let mut b = blob_headers(d);
             if let Some(size) = size {
                 b = b.header(header::CONTENT_LENGTH, size);
                 registry.metrics().blob_sent(size);
             }
-            finish(b, body::stream(stream))
+            finish(b, body::stream(open(None)))
         }
     }
+}
+
+fn range_not_satisfiable(size: u64) -> http::response::Builder {
+    response(StatusCode::RANGE_NOT_SATISFIABLE)
+        .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+        .header(header::CONTENT_LENGTH, 0)
 }
 
 async fn delete_blob(registry: &Registry, repo: &RepositoryName, d: &Digest) -> HandlerResult {

@@ -24,7 +24,7 @@ use wharf_storage::Store;
 pub use server::{serve, serve_with, ServeOptions};
 /// The TLS acceptor type [`ServeOptions::tls`] takes.
 pub use tokio_rustls::TlsAcceptor;
-pub use upstream::{Coverage, Upstream, UpstreamBlob};
+pub use upstream::{Coverage, OpenBlob, Upstream, UpstreamBlob};
 
 /// Registry behaviour a deployment can choose.
 #[derive(Debug, Clone)]

@@ -3,6 +3,8 @@
 //! implementation that talks to upstreams lives in `wharf-cache`, so this
 //! crate never depends on an HTTP client.
 
+use std::ops::Range;
+
 use async_trait::async_trait;
 use wharf_oci::{Digest, RepositoryName, Target};
 use wharf_storage::{ByteStream, StoredManifest};
@@ -22,11 +24,16 @@ pub enum UpstreamBlob {
     /// It reached the store meanwhile (another request committed it, or
     /// another repository had it): serve it from there.
     Stored,
-    /// Bytes on their way. The stream ends in an error, short of `size`,
-    /// when the content turns out not to match its digest: the client sees
-    /// a broken body, never wrong bytes under the digest.
-    Streaming { size: Option<u64>, body: ByteStream },
+    /// Bytes on their way. `open(None)` streams the whole blob as it
+    /// arrives; `open(Some(range))` streams `range` (end exclusive, within
+    /// `size`) once the whole blob is verified. Either stream ends in an
+    /// error, short, when the content turns out not to match its digest: the
+    /// client sees a broken body, never wrong bytes under the digest.
+    Streaming { size: Option<u64>, open: OpenBlob },
 }
+
+/// Opens a stream over a blob being downloaded: all of it, or a range.
+pub type OpenBlob = Box<dyn FnOnce(Option<Range<u64>>) -> ByteStream + Send>;
 
 /// A source of manifests and blobs that the store does not hold yet.
 #[async_trait]

@@ -290,6 +290,15 @@ impl Backend for S3Backend {
         self.delete_object(key).await
     }
 
+    /// S3 cannot change an object's time in place: the document is written
+    /// again with the same bytes (documents are small), which is atomic.
+    async fn touch(&self, key: &str) -> StorageResult<bool> {
+        match self.get_opt(key).await? {
+            Some(bytes) => self.put_bytes(key, bytes).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// A document, or a "directory" (any key under `key/`): the layout uses
     /// both, e.g. `repositories/<name>/_manifests` marks a repository.
     async fn exists(&self, key: &str) -> StorageResult<bool> {
@@ -426,6 +435,23 @@ impl Backend for S3Backend {
         hasher: Hasher,
     ) -> StorageResult<AppendOutcome> {
         self.append(id, offset, body, hasher).await
+    }
+
+    fn follows_uploads(&self) -> bool {
+        false
+    }
+
+    /// The parts of an unfinished multipart upload cannot be read back, so
+    /// an upload cannot be followed while it grows; the pull-through cache,
+    /// which needs that, refuses object storage at start-up.
+    async fn upload_reader(&self, id: &str) -> StorageResult<Arc<dyn wharf_storage::UploadReader>> {
+        Err(StorageError::io(
+            format!("following upload {id}"),
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an S3 multipart upload cannot be read before it is complete",
+            ),
+        ))
     }
 
     async fn upload_read(&self, id: &str) -> StorageResult<ByteStream> {

@@ -6,6 +6,7 @@
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -28,6 +29,21 @@ pub enum Durability {
     Volatile,
 }
 
+/// Told, from the thread that writes, how many bytes an upload holds after
+/// each write (readers of an upload in progress may read up to there) and,
+/// when the backend has them at hand, the chunks just written, which end at
+/// that size: a reader that keeps up can take them without reading back.
+pub type WriteObserver = Arc<dyn Fn(u64, &[Bytes]) + Send + Sync>;
+
+/// Reads an upload while it grows and after it became a blob: the handle
+/// keeps the bytes it was opened on, whatever is renamed or deleted later.
+#[async_trait]
+pub trait UploadReader: Send + Sync {
+    /// Up to `len` bytes from `offset`; fewer only at the end of what is
+    /// written so far.
+    async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes>;
+}
+
 /// What an append did: bytes now in the upload and the running hash over all
 /// of them, ready for the next append.
 pub struct AppendOutcome {
@@ -45,6 +61,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn put(&self, key: &str, value: Bytes, durability: Durability) -> StorageResult<()>;
     /// Remove a document; `false` when it was absent.
     async fn delete(&self, key: &str) -> StorageResult<bool>;
+    /// Set the document's modification time to now (a pull-through cache
+    /// marks a manifest as used); `false` when it is absent.
+    async fn touch(&self, key: &str) -> StorageResult<bool>;
     /// Does the document exist?
     async fn exists(&self, key: &str) -> StorageResult<bool>;
     /// Names directly under `prefix` (documents and sub-prefixes), unsorted.
@@ -99,6 +118,30 @@ pub trait Backend: Send + Sync + 'static {
         body: ByteStream,
         hasher: Hasher,
     ) -> StorageResult<AppendOutcome>;
+    /// [`Backend::upload_append`] that also reports the upload's size to
+    /// `on_written` after every write, so readers can follow it. Backends
+    /// that cannot report sooner report once, at the end.
+    async fn upload_append_observed(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+        hasher: Hasher,
+        on_written: WriteObserver,
+    ) -> StorageResult<AppendOutcome> {
+        let outcome = self.upload_append(id, offset, body, hasher).await?;
+        on_written(outcome.size, &[]);
+        Ok(outcome)
+    }
+    /// A reader of the upload's bytes that stays valid while it grows, after
+    /// it was committed and after the blob was deleted (a pull-through
+    /// cache streams a download to its requesters from it).
+    async fn upload_reader(&self, id: &str) -> StorageResult<Arc<dyn UploadReader>>;
+    /// Whether [`Backend::upload_reader`] works: uploads can be read while
+    /// they grow. Object storage cannot read an unfinished multipart upload.
+    fn follows_uploads(&self) -> bool {
+        true
+    }
     /// Read the whole upload back (to rebuild a hash after a restart).
     async fn upload_read(&self, id: &str) -> StorageResult<ByteStream>;
     /// The running hash the backend persisted with the upload, and the size

@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use wharf_oci::{Digest, Hasher};
 
-use crate::backend::{AppendOutcome, Backend, ByteStream, Durability};
+use crate::backend::{AppendOutcome, Backend, ByteStream, Durability, UploadReader, WriteObserver};
 use crate::error::{StorageError, StorageResult};
 use crate::layout;
 
@@ -290,6 +290,19 @@ async fn read_chunk(file: &Arc<File>, pos: u64, want: usize) -> io::Result<Bytes
     .map_err(io::Error::other)?
 }
 
+/// An open upload file. The descriptor follows the file through the rename
+/// that commits it and keeps its bytes readable after a deletion.
+struct FileReader {
+    file: Arc<File>,
+}
+
+#[async_trait]
+impl UploadReader for FileReader {
+    async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        read_chunk(&self.file, offset, len).await
+    }
+}
+
 /// Ask the kernel to start writing `len` bytes at `offset` to disk, without
 /// waiting. Disk writes then overlap the upload instead of all landing in
 /// the final fsync (1 GiB push: see BENCHMARKS.md). Best effort: an error
@@ -372,6 +385,11 @@ impl Backend for FsBackend {
 
     async fn modified(&self, key: &str) -> StorageResult<Option<SystemTime>> {
         modified_at(&self.inner.path(key))
+    }
+
+    async fn touch(&self, key: &str) -> StorageResult<bool> {
+        let path = self.inner.path(key);
+        refresh_modified(&path).map_err(io_err(format!("touching {}", path.display())))
     }
 
     async fn exists(&self, key: &str) -> StorageResult<bool> {
@@ -497,57 +515,34 @@ impl Backend for FsBackend {
         &self,
         id: &str,
         offset: u64,
-        mut body: ByteStream,
-        mut hasher: Hasher,
+        body: ByteStream,
+        hasher: Hasher,
     ) -> StorageResult<AppendOutcome> {
-        let path = self.inner.path(&layout::upload_data(id));
-        let id_owned = id.to_string();
-        let mut file = blocking(move || open_for_append(&path, &id_owned, offset)).await?;
-        let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_AHEAD);
-        let context = format!("writing upload {id}");
-        // Hashing happens on the writing thread, after each write succeeds,
-        // so the hash always covers exactly the bytes on disk.
-        let writer = tokio::task::spawn_blocking(move || -> StorageResult<AppendOutcome> {
-            let mut size = offset;
-            let mut written_back = offset;
-            while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk).map_err(io_err(context.clone()))?;
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                if size - written_back >= WRITEBACK_WINDOW {
-                    start_writeback(&file, written_back, size - written_back);
-                    written_back = size;
-                }
-            }
-            Ok(AppendOutcome { size, hasher })
-        });
-        let mut body_error = None;
-        let mut batch = bytes::BytesMut::new();
-        while let Some(item) = body.next().await {
-            match item {
-                Ok(chunk) => {
-                    batch.extend_from_slice(&chunk);
-                    if batch.len() >= WRITE_BATCH && tx.send(batch.split().freeze()).await.is_err()
-                    {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    body_error = Some(e);
-                    break;
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = tx.send(batch.freeze()).await;
-        }
-        drop(tx);
-        let outcome = writer
+        self.append(id, offset, body, hasher).await
+    }
+
+    async fn upload_append_observed(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+        hasher: Hasher,
+        on_written: WriteObserver,
+    ) -> StorageResult<AppendOutcome> {
+        self.append_observed(id, offset, body, hasher, on_written)
             .await
-            .map_err(|e| StorageError::io("upload writer", io::Error::other(e)))?;
-        match body_error {
-            Some(e) => Err(StorageError::BodyInterrupted(e)),
-            None => outcome,
+    }
+
+    async fn upload_reader(&self, id: &str) -> StorageResult<Arc<dyn UploadReader>> {
+        let path = self.inner.path(&layout::upload_data(id));
+        match File::open(&path) {
+            Ok(file) => Ok(Arc::new(FileReader {
+                file: Arc::new(file),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(StorageError::UploadUnknown(id.to_string()))
+            }
+            Err(e) => Err(StorageError::io(format!("opening upload {id}"), e)),
         }
     }
 
@@ -623,6 +618,169 @@ impl Backend for FsBackend {
         })
         .await
     }
+}
+
+impl FsBackend {
+    /// Append `body` through one writing thread that hashes each chunk after
+    /// writing it, so the hash always covers exactly the bytes on disk.
+    async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut body: ByteStream,
+        mut hasher: Hasher,
+    ) -> StorageResult<AppendOutcome> {
+        let path = self.inner.path(&layout::upload_data(id));
+        let id_owned = id.to_string();
+        let mut file = blocking(move || open_for_append(&path, &id_owned, offset)).await?;
+        let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_AHEAD);
+        let context = format!("writing upload {id}");
+        // Hashing happens on the writing thread, after each write succeeds,
+        // so the hash always covers exactly the bytes on disk.
+        let writer = tokio::task::spawn_blocking(move || -> StorageResult<AppendOutcome> {
+            let mut size = offset;
+            let mut written_back = offset;
+            while let Some(chunk) = rx.blocking_recv() {
+                file.write_all(&chunk).map_err(io_err(context.clone()))?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                if size - written_back >= WRITEBACK_WINDOW {
+                    start_writeback(&file, written_back, size - written_back);
+                    written_back = size;
+                }
+            }
+            Ok(AppendOutcome { size, hasher })
+        });
+        let mut body_error = None;
+        let mut batch = bytes::BytesMut::new();
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) => {
+                    batch.extend_from_slice(&chunk);
+                    if batch.len() >= WRITE_BATCH && tx.send(batch.split().freeze()).await.is_err()
+                    {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch.freeze()).await;
+        }
+        drop(tx);
+        let outcome = writer
+            .await
+            .map_err(|e| StorageError::io("upload writer", io::Error::other(e)))?;
+        match body_error {
+            Some(e) => Err(StorageError::BodyInterrupted(e)),
+            None => outcome,
+        }
+    }
+
+    /// Append `body` for readers following the upload (a pull-through
+    /// cache's download), telling `on_written` how far the file got after
+    /// every write. Two stages overlap: the receiving task hashes each chunk
+    /// as it arrives and gathers chunks without copying them; the writing
+    /// thread writes each batch with one vectored write. The hash still
+    /// covers exactly the bytes on disk: it is handed back only when every
+    /// chunk it saw was written, and dropped on any failure.
+    async fn append_observed(
+        &self,
+        id: &str,
+        offset: u64,
+        mut body: ByteStream,
+        mut hasher: Hasher,
+        on_written: WriteObserver,
+    ) -> StorageResult<AppendOutcome> {
+        let path = self.inner.path(&layout::upload_data(id));
+        let id_owned = id.to_string();
+        let mut file = blocking(move || open_for_append(&path, &id_owned, offset)).await?;
+        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(WRITE_AHEAD);
+        let context = format!("writing upload {id}");
+        let writer = tokio::task::spawn_blocking(move || -> StorageResult<u64> {
+            let mut size = offset;
+            let mut written_back = offset;
+            while let Some(batch) = rx.blocking_recv() {
+                size += write_all_vectored(&mut file, &batch).map_err(io_err(context.clone()))?;
+                on_written(size, &batch);
+                if size - written_back >= WRITEBACK_WINDOW {
+                    start_writeback(&file, written_back, size - written_back);
+                    written_back = size;
+                }
+            }
+            Ok(size)
+        });
+        let mut body_error = None;
+        let mut batch = Vec::new();
+        let mut batched = 0usize;
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) => {
+                    hasher.update(&chunk);
+                    batched += chunk.len();
+                    batch.push(chunk);
+                    if batched >= WRITE_BATCH {
+                        batched = 0;
+                        if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                            break; // the writer failed; its error is reported below
+                        }
+                    }
+                }
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch).await;
+        }
+        drop(tx);
+        let size = writer
+            .await
+            .map_err(|e| StorageError::io("upload writer", io::Error::other(e)))??;
+        match body_error {
+            Some(e) => Err(StorageError::BodyInterrupted(e)),
+            None => Ok(AppendOutcome { size, hasher }),
+        }
+    }
+}
+
+/// Write every chunk, as few `writev` calls as the kernel allows; the bytes written.
+fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<u64> {
+    let total: usize = chunks.iter().map(|c| c.len()).sum();
+    let (mut index, mut skip, mut done) = (0usize, 0usize, 0usize);
+    while done < total {
+        let slices: Vec<io::IoSlice<'_>> = chunks[index..]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| io::IoSlice::new(if i == 0 { &c[skip..] } else { c }))
+            .collect();
+        let mut n = match file.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        done += n;
+        // Step past what was written: whole chunks, then part of one.
+        while n > 0 {
+            let left = chunks[index].len() - skip;
+            if n >= left {
+                n -= left;
+                index += 1;
+                skip = 0;
+            } else {
+                skip += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(total as u64)
 }
 
 /// The modification time of `path`; `None` when it does not exist.

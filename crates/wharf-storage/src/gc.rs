@@ -663,7 +663,10 @@ impl Store {
         report: &mut GcReport,
     ) -> StorageResult<()> {
         for (id, age_secs) in self.backend().upload_list().await? {
-            if age_secs < options.upload_max_age.as_secs() || !layout::is_valid_upload_id(&id) {
+            if age_secs < options.upload_max_age.as_secs()
+                || !layout::is_valid_upload_id(&id)
+                || self.upload_in_use(&id)
+            {
                 continue;
             }
             let size = self.backend().upload_size(&id).await?.unwrap_or(0);

@@ -21,11 +21,12 @@ pub mod layout;
 mod store;
 pub mod testsuite;
 
-pub use backend::{AppendOutcome, Backend, ByteStream, Durability};
+pub use backend::{AppendOutcome, Backend, ByteStream, Durability, UploadReader, WriteObserver};
 pub use error::{StorageError, StorageResult};
 pub use fs::FsBackend;
 pub use fsck::{FsckReport, Problem};
 pub use gc::{GcOptions, GcReport, Glob, PatternError, Removed, RemovedObject, RetentionRule};
 pub use store::{
     ManifestPut, ManifestPutOptions, StorageUsage, Store, StoredManifest, TagPage, UploadStatus,
+    UploadWatcher,
 };

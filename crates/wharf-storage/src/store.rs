@@ -13,7 +13,7 @@ use wharf_oci::{
     Algorithm, Descriptor, Digest, Hasher, ParsedManifest, RepositoryName, Tag, Target,
 };
 
-use crate::backend::{Backend, ByteStream, Durability};
+use crate::backend::{Backend, ByteStream, Durability, UploadReader, WriteObserver};
 use crate::error::{StorageError, StorageResult};
 use crate::layout;
 use crate::FsBackend;
@@ -21,6 +21,8 @@ use crate::FsBackend;
 /// Total bytes of manifests kept in memory. Manifests are immutable by
 /// digest, so caching them can never serve stale content.
 const MANIFEST_CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// How often a manifest's use is written down ([`Store::manifest_used`]).
+const USE_RECORD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// Upload slots kept before idle ones are dropped (about 300 bytes each).
 const MAX_UPLOAD_SLOTS: usize = 1024;
 
@@ -94,6 +96,16 @@ impl UsageGauge {
             bytes: self.bytes.load(Ordering::Relaxed).max(0) as u64,
         })
     }
+}
+
+/// Follows a [`Store::put_blob_watched`] upload as it is written.
+pub trait UploadWatcher: Send + Sync {
+    /// The upload exists and is empty; its bytes can be read from `reader`.
+    fn opened(&self, reader: Arc<dyn UploadReader>);
+    /// Called from the writing thread with the upload's size after each write.
+    fn written(&self) -> WriteObserver;
+    /// Every byte is written and hashes to the digest; the commit follows.
+    fn verified(&self, size: u64);
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -503,6 +515,21 @@ impl Store {
             self.append_locked(&mut checkpoint, id, algorithm, start, body)
                 .await?;
         }
+        let size = self.verify_locked(&mut checkpoint, id, digest).await?;
+        self.commit_locked(&mut checkpoint, repo, id, digest, size)
+            .await?;
+        drop(checkpoint);
+        self.forget_slot(id);
+        Ok(size)
+    }
+
+    /// Check that the upload's bytes hash to `digest`; their size.
+    async fn verify_locked(
+        &self,
+        checkpoint: &mut Option<Checkpoint>,
+        id: &str,
+        digest: &Digest,
+    ) -> StorageResult<u64> {
         let size = self
             .backend_ref()
             .upload_size(id)
@@ -513,7 +540,7 @@ impl Store {
         // the running hash then does not apply and the stored bytes are
         // hashed again with the digest's algorithm.
         let hasher = self
-            .current_hasher(&mut checkpoint, id, size, digest.algorithm())
+            .current_hasher(checkpoint, id, size, digest.algorithm())
             .await?;
         let actual = hasher.clone().finish();
         *checkpoint = Some(Checkpoint { size, hasher });
@@ -523,18 +550,28 @@ impl Store {
                 actual,
             });
         }
+        Ok(size)
+    }
+
+    /// Publish a verified upload as the blob `digest` and link it into `repo`.
+    async fn commit_locked(
+        &self,
+        checkpoint: &mut Option<Checkpoint>,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> StorageResult<()> {
         let _gc = self.inner.gc_lock.read().await;
         self.rescue(digest).await?;
         let existed = self.backend_ref().blob_size(digest).await?.is_some();
         self.backend_ref().upload_commit(id, digest).await?;
         *checkpoint = None;
-        drop(checkpoint);
-        self.forget_slot(id);
         self.link_blob(repo, digest).await?;
         if !existed {
             self.inner.usage.adjust(1, size as i64);
         }
-        Ok(size)
+        Ok(())
     }
 
     pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> StorageResult<()> {
@@ -563,6 +600,84 @@ impl Store {
             self.forget_slot(&id);
         }
         result
+    }
+
+    /// A monolithic upload that others may read while it is written, for a
+    /// pull-through cache: the bytes are written and hashed once, on their
+    /// way to disk. `watcher` gets a reader of the upload before the first
+    /// byte is written, the size after every write, and the word when the
+    /// digest matched, before the blob is committed. On any failure the
+    /// upload is removed and nothing is committed. The upload stays locked
+    /// from start to end, so garbage collection never takes it for abandoned.
+    pub async fn put_blob_watched(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        body: ByteStream,
+        watcher: &dyn UploadWatcher,
+    ) -> StorageResult<u64> {
+        let id = self.start_upload(repo, digest.algorithm()).await?;
+        let slot = self.slot(&id);
+        let mut checkpoint = slot.lock().await;
+        let result = self
+            .receive_watched(&mut checkpoint, repo, &id, digest, body, watcher)
+            .await;
+        if result.is_err() {
+            let _ = self.backend_ref().upload_delete(&id).await;
+        }
+        drop(checkpoint);
+        self.forget_slot(&id);
+        result
+    }
+
+    async fn receive_watched(
+        &self,
+        checkpoint: &mut Option<Checkpoint>,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        body: ByteStream,
+        watcher: &dyn UploadWatcher,
+    ) -> StorageResult<u64> {
+        watcher.opened(self.backend_ref().upload_reader(id).await?);
+        let outcome = self
+            .backend_ref()
+            .upload_append_observed(id, 0, body, digest.algorithm().hasher(), watcher.written())
+            .await?;
+        *checkpoint = Some(Checkpoint {
+            size: outcome.size,
+            hasher: outcome.hasher,
+        });
+        let size = self.verify_locked(checkpoint, id, digest).await?;
+        watcher.verified(size);
+        self.commit_locked(checkpoint, repo, id, digest, size)
+            .await?;
+        Ok(size)
+    }
+
+    /// Whether this process is writing to the upload right now.
+    pub(crate) fn upload_in_use(&self, id: &str) -> bool {
+        let map = self.inner.uploads.lock().expect("uploads lock");
+        map.get(id).is_some_and(|slot| slot.try_lock().is_err())
+    }
+
+    /// Mark a manifest of `repo` as used now (its revision's modification
+    /// time, which retention's `max_age` and `keep_last` go by), so that a
+    /// pull-through cache's images age out by their last pull, not their
+    /// first. Written at most once a minute per manifest: a pull costs one
+    /// `stat` otherwise.
+    pub async fn manifest_used(&self, repo: &RepositoryName, digest: &Digest) -> StorageResult<()> {
+        let key = layout::revision(repo, digest);
+        let Some(modified) = self.backend_ref().modified(&key).await? else {
+            return Ok(());
+        };
+        let age = std::time::SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default();
+        if age >= USE_RECORD_INTERVAL {
+            self.backend_ref().touch(&key).await?;
+        }
+        Ok(())
     }
 
     // --- manifests ---------------------------------------------------------

@@ -2,15 +2,15 @@
 //! [`run_all`] with a factory for fresh, empty backends; each check panics
 //! with a message naming what broke.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use wharf_oci::{media_type, Algorithm, Digest, RepositoryName, Target};
 
-use crate::backend::{Backend, ByteStream, Durability};
+use crate::backend::{Backend, ByteStream, Durability, UploadReader, WriteObserver};
 use crate::error::StorageError;
-use crate::store::{ManifestPutOptions, Store};
+use crate::store::{ManifestPutOptions, Store, UploadWatcher};
 
 /// Run every check, each on a fresh backend from `make`.
 pub async fn run_all<F: Fn() -> Arc<dyn Backend>>(make: F) {
@@ -30,6 +30,8 @@ pub async fn run_all<F: Fn() -> Arc<dyn Backend>>(make: F) {
     ranges_are_served(make()).await;
     modification_times(make()).await;
     doomed_blobs_are_rescued_by_writers(make()).await;
+    watched_uploads_are_readable_while_written(make()).await;
+    documents_are_touched(make()).await;
 }
 
 pub fn stream_of(chunks: Vec<Bytes>) -> ByteStream {
@@ -586,4 +588,116 @@ async fn doomed_blobs_are_rescued_by_writers(b: Arc<dyn Backend>) {
         !b.exists(&layout::doomed(&ld)).await.unwrap(),
         "a mount rescues its digest"
     );
+}
+
+/// What a [`Store::put_blob_watched`] watcher saw.
+#[derive(Default)]
+struct Seen {
+    reader: Mutex<Option<Arc<dyn UploadReader>>>,
+    sizes: Arc<Mutex<Vec<u64>>>,
+    verified: Mutex<Option<u64>>,
+}
+
+impl UploadWatcher for Seen {
+    fn opened(&self, reader: Arc<dyn UploadReader>) {
+        *self.reader.lock().unwrap() = Some(reader);
+    }
+    fn written(&self) -> WriteObserver {
+        let sizes = self.sizes.clone();
+        Arc::new(move |size, _| sizes.lock().unwrap().push(size))
+    }
+    fn verified(&self, size: u64) {
+        *self.verified.lock().unwrap() = Some(size);
+    }
+}
+
+async fn watched_uploads_are_readable_while_written(b: Arc<dyn Backend>) {
+    let store = Store::new(b.clone());
+    let r = repo("suite/watched");
+    let data = pseudo_random(3 * 1024 * 1024 + 17, 9);
+    let digest = Digest::sha256_of(&data);
+    let chunks: Vec<Bytes> = data.chunks(100_000).map(Bytes::copy_from_slice).collect();
+    let seen = Seen::default();
+    if !b.follows_uploads() {
+        // A backend that cannot follow an upload refuses cleanly.
+        let result = store
+            .put_blob_watched(&r, &digest, stream_of(chunks), &seen)
+            .await;
+        assert!(result.is_err(), "a watched upload it cannot follow");
+        assert_eq!(b.blob_size(&digest).await.unwrap(), None);
+        assert!(
+            b.upload_list().await.unwrap().is_empty(),
+            "upload left behind"
+        );
+        return;
+    }
+    let size = store
+        .put_blob_watched(&r, &digest, stream_of(chunks), &seen)
+        .await
+        .expect("watched upload");
+    assert_eq!(size, data.len() as u64);
+    let sizes = seen.sizes.lock().unwrap().clone();
+    assert!(
+        sizes.windows(2).all(|w| w[0] < w[1]),
+        "sizes go up: {sizes:?}"
+    );
+    assert_eq!(
+        sizes.last(),
+        Some(&size),
+        "the last report is the whole size"
+    );
+    assert_eq!(*seen.verified.lock().unwrap(), Some(size));
+    assert_eq!(store.blob_size(&r, &digest).await.unwrap(), Some(size));
+    // The reader opened on the upload still reads it after the commit.
+    let reader = seen.reader.lock().unwrap().clone().expect("opened");
+    let tail = reader
+        .read_at(size - 17, 100)
+        .await
+        .expect("read after commit");
+    assert_eq!(&tail[..], &data[data.len() - 17..]);
+
+    // A wrong digest: nothing visible, no upload left, never verified.
+    let seen = Seen::default();
+    let wrong = Digest::sha256_of(b"not these bytes");
+    let err = store
+        .put_blob_watched(&r, &wrong, stream_of(vec![data.clone()]), &seen)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::DigestMismatch { .. }), "{err}");
+    assert_eq!(*seen.verified.lock().unwrap(), None);
+    assert_eq!(b.blob_size(&wrong).await.unwrap(), None);
+    assert!(
+        b.upload_list().await.unwrap().is_empty(),
+        "upload left behind"
+    );
+
+    // A body that breaks off: the same.
+    let seen = Seen::default();
+    let broken: ByteStream = Box::pin(futures_util::stream::iter(vec![
+        Ok(data.slice(..1000)),
+        Err(std::io::Error::other("connection reset")),
+    ]));
+    let err = store
+        .put_blob_watched(&r, &wrong, broken, &seen)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::BodyInterrupted(_)), "{err}");
+    assert_eq!(*seen.verified.lock().unwrap(), None);
+    assert!(
+        b.upload_list().await.unwrap().is_empty(),
+        "upload left behind"
+    );
+}
+
+/// Touching a document refreshes its modification time.
+async fn documents_are_touched(b: Arc<dyn Backend>) {
+    b.put(
+        "suite/touched",
+        Bytes::from_static(b"x"),
+        Durability::Volatile,
+    )
+    .await
+    .unwrap();
+    assert!(b.touch("suite/touched").await.unwrap());
+    assert!(!b.touch("suite/absent").await.unwrap());
 }

@@ -56,6 +56,9 @@ pub struct CacheSection {
     /// Extra CA certificates (PEM) trusted for upstreams.
     #[serde(default)]
     pub ca_files: Vec<PathBuf>,
+    /// Cached images not pulled for this long are removed by garbage
+    /// collection ("30d"); unset: cached images stay.
+    pub max_age: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,10 +320,7 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
 pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings> {
     let storage = storage_settings(args.root.clone(), file.storage.clone())?;
     let defaults = wharf_registry::RegistryConfig::default();
-    let gc_options = file
-        .gc
-        .options()
-        .context("invalid garbage collection settings")?;
+    let gc_options = gc_options(&file).context("invalid garbage collection settings")?;
     let gc = file.gc.schedule()?.map(|every| (every, gc_options));
     let tls = tls_files(
         args.tls_cert.clone().or(file.server.tls_cert.clone()),
@@ -331,12 +331,17 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         .max_manifest_bytes
         .or(file.registry.max_manifest_bytes)
         .unwrap_or(defaults.max_manifest_bytes);
-    let cache = cache_config(
-        &file,
-        &cache_spool_dir(&storage),
-        max_manifest_bytes,
-        &|name| std::env::var(name).ok(),
-    )?;
+    let cache = cache_config(&file, max_manifest_bytes, &|name| std::env::var(name).ok())?;
+    if cache.is_some() && matches!(storage, StorageSettings::S3(_)) {
+        // The cache streams a download to its requesters from the storage
+        // upload as it grows; an unfinished S3 multipart upload cannot be read.
+        return Err(anyhow::anyhow!(
+            "the pull-through cache ([[upstream]]) needs filesystem storage; this configuration uses type = \"s3\""
+        )
+        .context(Hint(
+            "run the caching wharf on a filesystem root (it may sit next to replicas on S3), or fill the S3 registry with `wharf sync` instead".into(),
+        )));
+    }
     Ok(ServeSettings {
         tls,
         listen: args
@@ -475,23 +480,31 @@ fn duration(key: &str, value: Option<&str>) -> anyhow::Result<Option<std::time::
         .transpose()
 }
 
-/// Where the cache keeps downloads in flight: under the filesystem
-/// storage's tmp/, which it empties at start-up; with object storage, a
-/// directory of this process under the system's temporary directory.
-fn cache_spool_dir(storage: &StorageSettings) -> PathBuf {
-    match storage {
-        StorageSettings::Filesystem { root } => root.join(wharf_storage::layout::TMP).join("cache"),
-        StorageSettings::S3(_) => {
-            std::env::temp_dir().join(format!("wharf-cache-{}", std::process::id()))
-        }
+/// Garbage collection as `[gc]` and `[cache] max_age` ask: the latter adds,
+/// after the `[[gc.retention]]` rules (the first match wins, so an explicit
+/// rule for an upstream's repositories overrides it), one rule per upstream
+/// that removes cached images not pulled for `max_age`. The cache records
+/// each pull in the manifest's revision time, which `max_age` goes by.
+pub fn gc_options(file: &FileConfig) -> anyhow::Result<wharf_storage::GcOptions> {
+    let mut options = file.gc.options()?;
+    let Some(max_age) = duration("cache.max_age", file.cache.max_age.as_deref())? else {
+        return Ok(options);
+    };
+    for u in &file.upstream {
+        let prefix = wharf_oci::name::host_component(&u.host)
+            .map_err(|e| anyhow::anyhow!("upstream {}: {e}", u.host))?;
+        let mut rule = wharf_storage::RetentionRule::new(&format!("{prefix}/**"))
+            .map_err(|e| anyhow::anyhow!("upstream {}: {e}", u.host))?;
+        rule.max_age = Some(max_age);
+        options.retention.push(rule);
     }
+    Ok(options)
 }
 
 /// The pull-through cache's settings, or `None` without upstreams.
 /// `var` reads environment variables (passwords are named, never written).
 fn cache_config(
     file: &FileConfig,
-    spool_dir: &Path,
     max_manifest_bytes: usize,
     var: &dyn Fn(&str) -> Option<String>,
 ) -> anyhow::Result<Option<wharf_cache::CacheConfig>> {
@@ -524,7 +537,7 @@ fn cache_config(
         }
         upstreams.push(upstream);
     }
-    let mut config = wharf_cache::CacheConfig::new(upstreams, spool_dir.to_path_buf());
+    let mut config = wharf_cache::CacheConfig::new(upstreams);
     config.max_manifest_bytes = max_manifest_bytes;
     config.ca_files = section.ca_files.clone();
     if let Some(t) = duration("cache.connect_timeout", section.connect_timeout.as_deref())? {
@@ -806,6 +819,41 @@ max_age = "30d"
     }
 
     #[test]
+    fn cache_max_age_adds_a_rule_per_upstream_after_explicit_ones() {
+        let file: FileConfig = toml::from_str(
+            r#"
+[cache]
+max_age = "30d"
+[[upstream]]
+host = "registry.k8s.io"
+[[upstream]]
+host = "localhost:5001"
+[[gc.retention]]
+repos = "registry.k8s.io/pause"
+keep_last = 1
+"#,
+        )
+        .unwrap();
+        let options = gc_options(&file).unwrap();
+        let rules: Vec<_> = options.retention.iter().map(|r| r.repos.as_str()).collect();
+        assert_eq!(
+            rules,
+            [
+                "registry.k8s.io/pause",
+                "registry.k8s.io/**",
+                "localhost_5001/**"
+            ]
+        );
+        assert_eq!(
+            options.retention[1].max_age,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(options.retention[0].max_age, None);
+        let bad: FileConfig = toml::from_str("[cache]\nmax_age = \"soon\"\n").unwrap();
+        assert!(format!("{:#}", gc_options(&bad).unwrap_err()).contains("cache.max_age"));
+    }
+
+    #[test]
     fn upstreams() {
         let file: FileConfig = toml::from_str(
             r#"
@@ -824,10 +872,7 @@ allow_push = true
         )
         .unwrap();
         let var = |name: &str| (name == "HUB_TOKEN").then(|| "secret".to_string());
-        let spool = cache_spool_dir(&StorageSettings::Filesystem {
-            root: PathBuf::from("/srv"),
-        });
-        let c = cache_config(&file, &spool, 100, &var).unwrap().unwrap();
+        let c = cache_config(&file, 100, &var).unwrap().unwrap();
         assert_eq!(c.upstreams.len(), 2);
         assert_eq!(c.upstreams[0].tag_ttl.as_secs(), 300);
         assert!(!c.upstreams[0].allow_push);
@@ -842,8 +887,7 @@ allow_push = true
             Some("me")
         );
         assert_eq!(c.read_timeout.as_secs(), 2);
-        assert_eq!(c.spool_dir, PathBuf::from("/srv/tmp/cache"));
-        let missing = cache_config(&file, &spool, 100, &|_| None).unwrap_err();
+        let missing = cache_config(&file, 100, &|_| None).unwrap_err();
         assert!(missing.to_string().contains("HUB_TOKEN"), "{missing}");
         let unknown =
             toml::from_str::<FileConfig>("[[upstream]]\nhost = \"x.io\"\npassword = \"p\"\n");
@@ -884,6 +928,9 @@ allow_push = true
             "[storage]\ntype = \"s3\"\nbucket = \"b\"\npart_size = 1024\n",
             "[storage]\ntype = \"s3\"\nbucket = \"b\"\nroot = \"/srv\"\n",
             "[storage]\nbucket = \"b\"\n",
+            "[storage]\ntype = \"s3\"\nbucket = \"b\"\nrequest_timeout_secs = 0\n",
+            // The cache follows uploads as they grow, which S3 cannot.
+            "[storage]\ntype = \"s3\"\nbucket = \"b\"\n[[upstream]]\nhost = \"registry.k8s.io\"\n",
         ];
         for text in bad {
             let file: FileConfig = toml::from_str(text).unwrap();

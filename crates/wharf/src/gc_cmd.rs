@@ -33,12 +33,10 @@ pub fn run(args: GcArgs) -> anyhow::Result<ExitCode> {
         Some(path) => config::load(path)?,
         None => config::FileConfig::default(),
     };
-    let mut options = file
-        .gc
-        .options()
+    let mut options = config::gc_options(&file)
         .context("invalid garbage collection settings")
         .context(Hint(
-            "fix the [gc] setting named above; durations look like \"30s\", \"24h\", \"30d\""
+            "fix the [gc] or [cache] setting named above; durations look like \"30s\", \"24h\", \"30d\""
                 .into(),
         ))?;
     options.dry_run = args.dry_run;

@@ -172,3 +172,116 @@ fn containerd_pulls_through_the_cache_by_tag_and_digest() {
         );
     });
 }
+
+/// Pretend `repo@digest` was last pulled through `cache` two hours ago.
+fn last_pulled_two_hours_ago(cache: &Wharf, repo: &str, digest: &str) {
+    let key = wharf_storage::layout::revision(
+        &repo.parse().expect("repository"),
+        &digest.parse().expect("digest"),
+    );
+    let file = std::fs::File::options()
+        .write(true)
+        .open(cache.root().join(key))
+        .expect("the cached manifest's revision");
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .expect("set its modification time");
+}
+
+#[test]
+fn cache_max_age_lets_wharf_gc_remove_images_not_pulled_since() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let upstream = Wharf::start(&work.path().join("upstream"));
+    let hot = image::image(Format::Oci, "wharf-cache-hot", host_arch());
+    let cold = image::image(Format::Docker, "wharf-cache-cold", host_arch());
+    let up = Api::new(&upstream.url());
+    push(&up, "library/hot", "1.0", &hot);
+    push(&up, "library/cold", "1.0", &cold);
+    let redirector = Redirector::start(&upstream.host());
+    let config = work.path().join("wharf.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cache]\nmax_age = \"1h\"\n\n[gc]\ngrace = \"0s\"\nsettle = \"0s\"\n\n\
+             [[upstream]]\nhost = \"docker.io\"\nendpoint = \"http://{}\"\n",
+            redirector.host()
+        ),
+    )
+    .expect("write wharf.toml");
+    let cache = Wharf::start_with(
+        &work.path().join("cache"),
+        &["--config".into(), config.display().to_string()],
+    );
+    let api = Api::new(&cache.url());
+    for (name, artifact) in [("hot", &hot), ("cold", &cold)] {
+        let repo = format!("docker.io/library/{name}");
+        assert_eq!(
+            api.manifest(&repo, "1.0").expect("pull").body,
+            artifact.manifest
+        );
+        for blob in &artifact.blobs {
+            assert_eq!(api.blob(&repo, &blob.digest()).expect("pull"), blob.bytes);
+        }
+    }
+    last_pulled_two_hours_ago(&cache, "docker.io/library/hot", &hot.digest());
+    last_pulled_two_hours_ago(&cache, "docker.io/library/cold", &cold.digest());
+    // Only `hot` is pulled again: its last pull is now.
+    api.manifest("docker.io/library/hot", "1.0")
+        .expect("pull again");
+
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["gc", "--output", "json", "--config"])
+            .arg(&config)
+            .arg("--root")
+            .arg(cache.root()),
+        "wharf gc",
+    );
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("a JSON report");
+    let removed: Vec<&str> = report["report"]["removed"]
+        .as_array()
+        .expect("removed objects")
+        .iter()
+        .filter(|o| o["kind"] == "manifest")
+        .filter_map(|o| o["subject"].as_str())
+        .collect();
+    assert_eq!(removed, [cold.digest()], "{}", out.describe());
+
+    // `hot` is served from the cache; `cold` comes from the upstream again.
+    let before = redirector.count("GET /v2/library/cold/manifests/1.0");
+    let hot_blob_gets = redirector.count("GET /v2/library/hot/blobs/");
+    assert_eq!(
+        api.manifest("docker.io/library/hot", "1.0").unwrap().body,
+        hot.manifest
+    );
+    for blob in &hot.blobs {
+        assert_eq!(
+            api.blob("docker.io/library/hot", &blob.digest()).unwrap(),
+            blob.bytes
+        );
+    }
+    assert_eq!(
+        redirector.count("GET /v2/library/hot/blobs/"),
+        hot_blob_gets
+    );
+    assert_eq!(
+        api.manifest("docker.io/library/cold", "1.0").unwrap().body,
+        cold.manifest
+    );
+    assert_eq!(
+        redirector.count("GET /v2/library/cold/manifests/1.0"),
+        before + 1
+    );
+    for blob in &cold.blobs {
+        assert_eq!(
+            api.blob("docker.io/library/cold", &blob.digest()).unwrap(),
+            blob.bytes
+        );
+        let line = format!("GET /v2/library/cold/blobs/{} ", blob.digest());
+        assert_eq!(
+            redirector.count(&line),
+            2,
+            "fetched again: {:?}",
+            redirector.lines()
+        );
+    }
+}

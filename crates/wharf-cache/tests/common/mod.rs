@@ -403,6 +403,8 @@ async fn proxy(state: &RedirectorState, req: Request<Incoming>, url: &str) -> Re
 pub struct CacheServer {
     pub addr: SocketAddr,
     pub store: Store,
+    /// The storage root.
+    pub root: std::path::PathBuf,
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
     _shutdown: oneshot::Sender<()>,
@@ -433,7 +435,7 @@ impl CacheServer {
         u.endpoint = Some(Endpoint::parse(&format!("http://{upstream}")).unwrap());
         u.tag_ttl = options.tag_ttl;
         u.allow_push = options.allow_push;
-        let mut config = CacheConfig::new(vec![u], dir.path().join("store/tmp/cache"));
+        let mut config = CacheConfig::new(vec![u]);
         config.read_timeout = options.read_timeout;
         config.connect_timeout = Duration::from_secs(2);
         config.retry.max_attempts = 2;
@@ -451,6 +453,7 @@ impl CacheServer {
         CacheServer {
             addr,
             store,
+            root: dir.path().join("store"),
             metrics,
             // A requester must never be handed a redirect: do not follow any.
             http: reqwest::Client::builder()
@@ -484,6 +487,36 @@ impl CacheServer {
     pub async fn has_blob(&self, digest: &str) -> bool {
         let d: Digest = digest.parse().unwrap();
         self.store.backend().blob_size(&d).await.unwrap().is_some()
+    }
+
+    /// The cached repository that mirrors `repo` upstream.
+    pub fn repo(&self, repo: &str) -> RepositoryName {
+        format!("{UPSTREAM_HOST}/{repo}").parse().unwrap()
+    }
+
+    /// Pretend the manifest was last pulled `ago` (its revision's
+    /// modification time, which the cache refreshes on every pull).
+    pub fn last_pulled(&self, repo: &str, digest: &str, ago: Duration) {
+        let key = wharf_storage::layout::revision(&self.repo(repo), &digest.parse().unwrap());
+        let file = std::fs::File::options()
+            .write(true)
+            .open(self.root.join(key))
+            .expect("the revision exists");
+        file.set_modified(std::time::SystemTime::now() - ago)
+            .expect("set the modification time");
+    }
+
+    pub async fn has_manifest(&self, repo: &str, digest: &str) -> bool {
+        let target = Target::Digest(digest.parse().unwrap());
+        self.store
+            .manifest_get(&self.repo(repo), &target)
+            .await
+            .is_ok()
+    }
+
+    /// Uploads in the storage: a failed download must leave none behind.
+    pub async fn uploads(&self) -> usize {
+        self.store.backend().upload_list().await.unwrap().len()
     }
 
     pub fn metric(&self, name: &str) -> u64 {
