@@ -712,17 +712,13 @@ fn read_document(path: &Path, entry: &mut impl Read, name: &str) -> Result<Vec<u
 /// Hash every pending entry, as many at once as there are cores (at most
 /// four: beyond that the page cache or disk is the limit). Results come
 /// back in entry order.
-fn hash_in_parallel(
-    path: &Path,
-    file: &File,
-    pending: &[Pending],
-) -> Vec<Result<(Entry, Vec<u8>)>> {
+fn hash_in_parallel(path: &Path, file: &File, pending: &[Pending]) -> Vec<Result<Hashed>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4)
         .min(pending.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut slots: Vec<Option<Result<(Entry, Vec<u8>)>>> = Vec::new();
+    let mut slots: Vec<Option<Result<Hashed>>> = Vec::new();
     slots.resize_with(pending.len(), || None);
     let slots = std::sync::Mutex::new(slots);
     std::thread::scope(|scope| {
@@ -827,6 +823,10 @@ fn read_marker(path: &Path, bytes: &[u8]) -> Result<Marker> {
     Ok(marker)
 }
 
+/// An entry as hashed, and its bytes when it is one of the small wharf
+/// documents.
+type Hashed = (Entry, Vec<u8>);
+
 /// Hash one entry; small metadata files are also kept (returned second).
 fn hash_entry(
     path: &Path,
@@ -834,7 +834,7 @@ fn hash_entry(
     entry: &mut impl Read,
     offset: u64,
     size: u64,
-) -> Result<(Entry, Vec<u8>)> {
+) -> Result<Hashed> {
     let keep = (name == MARKER_FILE || name == CHECKSUM_FILE) && size <= MAX_DOCUMENT_BYTES;
     let other = digest_of_path(name)
         .map(|d| d.algorithm())
