@@ -8,11 +8,12 @@
 //!
 //! - [`BundleWriter`] writes one as a stream;
 //! - [`Bundle::open`] verifies one (or a `docker save` / `podman save` /
-//!   `skopeo copy … oci-archive:` tarball) in one streaming pass before
-//!   anything is read from it;
+//!   `skopeo copy … oci-archive:` tarball) in full before anything is read
+//!   from it, hashing entries on every core;
 //! - [`save`] fills a bundle from registries; [`BundleSource`] serves a
 //!   verified bundle as a read-only registry on loopback so that `wharf
-//!   load` pushes with `wharf_transfer`'s copy logic.
+//!   load` pushes with `wharf_transfer`'s copy logic, and [`BundleBlobs`]
+//!   lets that copy read the blobs from the tar itself.
 
 mod error;
 pub mod format;
@@ -24,5 +25,5 @@ mod writer;
 pub use error::{BundleError, Result};
 pub use reader::{Bundle, BundleImage, Format, Location};
 pub use save::{blobs_of, save, LocalImage, SaveOptions, SaveOutcome};
-pub use source::BundleSource;
+pub use source::{BundleBlobs, BundleSource};
 pub use writer::{BundleWriter, DockerImage, ImageRecord, WriteError};

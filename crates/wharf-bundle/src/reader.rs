@@ -142,14 +142,7 @@ impl Bundle {
             let tar_path = spool.path().to_path_buf();
             (scan, tar, tar_path, Some(spool))
         } else {
-            let reader =
-                File::open(path).map_err(|e| BundleError::io(path, "cannot open the bundle", e))?;
-            (
-                scan(path, io::BufReader::with_capacity(1 << 20, reader))?,
-                file,
-                path.to_path_buf(),
-                None,
-            )
+            (scan_file(path, &file)?, file, path.to_path_buf(), None)
         };
         let mut bundle = Bundle {
             path: path.to_path_buf(),
@@ -595,30 +588,18 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
-/// The verification pass: every entry read and hashed once.
+/// The verification pass over a stream (a compressed bundle): every entry
+/// read and hashed once, in order.
 fn scan(path: &Path, reader: impl Read) -> Result<Scan> {
     let mut archive = tar::Archive::new(reader);
     let mut scan = Scan::default();
     let entries = archive.entries().map_err(|e| read_error(path, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| read_error(path, e))?;
-        let name = normalize(
-            &entry
-                .path()
-                .map_err(|e| read_error(path, e))?
-                .to_string_lossy(),
-        );
+        let name = entry_name(path, &entry)?;
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
-            if let Ok(Some(target)) = entry.link_name() {
-                let target = target.to_string_lossy().to_string();
-                let target = if kind.is_hard_link() {
-                    format!("/{target}")
-                } else {
-                    target
-                };
-                scan.symlinks.insert(name, target);
-            }
+            record_link(&mut scan, name, &entry, kind.is_hard_link());
             continue;
         }
         if !kind.is_file() {
@@ -630,17 +611,194 @@ fn scan(path: &Path, reader: impl Read) -> Result<Scan> {
         if name == MARKER_FILE && scan.order.is_empty() {
             scan.marker = Some(read_marker(path, &record.1)?);
         } else if name == CHECKSUM_FILE {
-            let checksums: Checksums =
-                serde_json::from_slice(&record.1).map_err(|e| BundleError::Corrupt {
-                    path: path.into(),
-                    detail: format!("{CHECKSUM_FILE} does not parse: {e}"),
-                })?;
-            scan.checksums = Some(checksums);
+            scan.checksums = Some(parse_checksums(path, &record.1)?);
         }
         scan.order.push(name.clone());
         scan.entries.insert(name, record.0);
     }
     Ok(scan)
+}
+
+/// One file entry found by the header walk of [`scan_file`], not yet hashed.
+struct Pending {
+    name: String,
+    location: Location,
+}
+
+/// The verification pass over a plain tar on disk. Unlike a stream, a file
+/// can be read at any offset: one walk over the headers (seeking past the
+/// data) finds every entry, then the entries are hashed on every core at
+/// once. Hashing is what the pass spends its time on, and a bundle has many
+/// blobs, so this divides its wall time by the number of cores.
+fn scan_file(path: &Path, file: &File) -> Result<Scan> {
+    let (mut scan, pending) = walk_headers(path, file)?;
+    let hashed = hash_in_parallel(path, file, &pending);
+    for (item, result) in pending.into_iter().zip(hashed) {
+        let (entry, _) = result?;
+        scan.order.push(item.name.clone());
+        scan.entries.insert(item.name, entry);
+    }
+    Ok(scan)
+}
+
+/// Every entry's name, place and size, reading only headers (and the two
+/// small wharf documents, so a newer format is refused before any hashing).
+fn walk_headers(path: &Path, file: &File) -> Result<(Scan, Vec<Pending>)> {
+    let length = file
+        .metadata()
+        .map_err(|e| BundleError::io(path, "cannot read the bundle", e))?
+        .len();
+    let mut archive = tar::Archive::new(file);
+    let mut scan = Scan::default();
+    let mut pending: Vec<Pending> = Vec::new();
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| read_error(path, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| read_error(path, e))?;
+        let name = entry_name(path, &entry)?;
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            record_link(&mut scan, name, &entry, kind.is_hard_link());
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        let location = Location {
+            offset: entry.raw_file_position(),
+            size: entry.size(),
+        };
+        // Seeking past the end of a truncated file is no error; the tar
+        // would just seem to end early. Say what is cut off instead.
+        let present = length.saturating_sub(location.offset).min(location.size);
+        if present < location.size {
+            return Err(BundleError::Truncated {
+                path: path.into(),
+                detail: format!("{name} ends after {present} of its {} bytes", location.size),
+            });
+        }
+        let first = pending.is_empty();
+        if (name == MARKER_FILE && first) || name == CHECKSUM_FILE {
+            let bytes = read_document(path, &mut entry, &name)?;
+            if name == MARKER_FILE {
+                scan.marker = Some(read_marker(path, &bytes)?);
+            } else {
+                scan.checksums = Some(parse_checksums(path, &bytes)?);
+            }
+        }
+        pending.push(Pending { name, location });
+    }
+    Ok((scan, pending))
+}
+
+/// A small document of the bundle, whole (its hash is taken again with the
+/// other entries).
+fn read_document(path: &Path, entry: &mut impl Read, name: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    entry
+        .take(MAX_DOCUMENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_error(path, e))?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(BundleError::Corrupt {
+            path: path.into(),
+            detail: format!("{name} is larger than {} MiB", MAX_DOCUMENT_BYTES >> 20),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Hash every pending entry, as many at once as there are cores (at most
+/// four: beyond that the page cache or disk is the limit). Results come
+/// back in entry order.
+fn hash_in_parallel(path: &Path, file: &File, pending: &[Pending]) -> Vec<Result<Hashed>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+        .min(pending.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<Result<Hashed>>> = Vec::new();
+    slots.resize_with(pending.len(), || None);
+    let slots = std::sync::Mutex::new(slots);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = pending.get(i) else { break };
+                let mut reader = ReadAt::new(file, item.location);
+                let result = hash_entry(
+                    path,
+                    &item.name,
+                    &mut reader,
+                    item.location.offset,
+                    item.location.size,
+                );
+                slots.lock().expect("slots lock")[i] = Some(result);
+            });
+        }
+    });
+    slots
+        .into_inner()
+        .expect("slots lock")
+        .into_iter()
+        .map(|slot| slot.expect("every entry was hashed"))
+        .collect()
+}
+
+/// Reads one entry's bytes by offset, so that several threads can read the
+/// same file at once.
+struct ReadAt<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    fn new(file: &'a File, location: Location) -> Self {
+        ReadAt {
+            file,
+            at: location.offset,
+            end: location.offset + location.size,
+        }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.at).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+fn entry_name(path: &Path, entry: &tar::Entry<'_, impl Read>) -> Result<String> {
+    Ok(normalize(
+        &entry
+            .path()
+            .map_err(|e| read_error(path, e))?
+            .to_string_lossy(),
+    ))
+}
+
+/// Keep a symlink or hard link, for docker archives that point at layers.
+fn record_link(scan: &mut Scan, name: String, entry: &tar::Entry<'_, impl Read>, hard: bool) {
+    if let Ok(Some(target)) = entry.link_name() {
+        let target = target.to_string_lossy().to_string();
+        let target = if hard { format!("/{target}") } else { target };
+        scan.symlinks.insert(name, target);
+    }
+}
+
+fn parse_checksums(path: &Path, bytes: &[u8]) -> Result<Checksums> {
+    serde_json::from_slice(bytes).map_err(|e| BundleError::Corrupt {
+        path: path.into(),
+        detail: format!("{CHECKSUM_FILE} does not parse: {e}"),
+    })
 }
 
 /// Refuse a newer format as soon as its first entry says so.
@@ -665,6 +823,10 @@ fn read_marker(path: &Path, bytes: &[u8]) -> Result<Marker> {
     Ok(marker)
 }
 
+/// An entry as hashed, and its bytes when it is one of the small wharf
+/// documents.
+type Hashed = (Entry, Vec<u8>);
+
 /// Hash one entry; small metadata files are also kept (returned second).
 fn hash_entry(
     path: &Path,
@@ -672,7 +834,7 @@ fn hash_entry(
     entry: &mut impl Read,
     offset: u64,
     size: u64,
-) -> Result<(Entry, Vec<u8>)> {
+) -> Result<Hashed> {
     let keep = (name == MARKER_FILE || name == CHECKSUM_FILE) && size <= MAX_DOCUMENT_BYTES;
     let other = digest_of_path(name)
         .map(|d| d.algorithm())

@@ -522,7 +522,11 @@ fn write_bundle(
                     rx: data,
                     current: Bytes::new(),
                 };
-                writer.add_blob(&digest, size, reader).map_err(to_io)?;
+                // The download verifies its digest and ends with an error
+                // when it does not match.
+                writer
+                    .add_verified_blob(&digest, size, reader)
+                    .map_err(to_io)?;
             }
             Command::File { digest, size, path } => {
                 let file = File::open(&path)?;

@@ -3,15 +3,17 @@
 //! the same parallelism, HEAD-before-upload, mounts and reports as `wharf
 //! sync`. Only what copying needs is served: `/v2/`, manifests by digest,
 //! blobs by digest (read by offset from the tar, one chunk at a time).
+//! [`BundleBlobs`] hands the same blobs to the copy directly, so that the
+//! bytes of `wharf load` skip this server.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, StreamExt};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -19,12 +21,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use wharf_oci::name::host_component;
 use wharf_oci::{Digest, Reference, Target};
+use wharf_transfer::{BlobBody, LocalBlobs};
 
 use crate::reader::{Bundle, BundleImage, Location};
 
 const CHUNK: u64 = 1 << 20;
 
-type Body = BoxBody<Bytes, std::io::Error>;
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// A running loopback registry over one bundle; stopped on drop.
 pub struct BundleSource {
@@ -165,30 +168,55 @@ fn blob(bundle: &Arc<Bundle>, digest: &str, head: bool) -> Response<Body> {
     builder.body(body).expect("a valid response")
 }
 
-/// The blob's bytes, one chunk at a time from the blocking pool.
+/// The blob's bytes as a response body.
 fn chunks(bundle: Arc<Bundle>, location: Location) -> Body {
-    let end = location.offset + location.size;
-    let chunks = stream::unfold(location.offset, move |at| {
-        let bundle = bundle.clone();
-        async move {
-            if at >= end {
-                return None;
-            }
+    let frames = read_ahead(bundle, location).map(|chunk| chunk.map(Frame::data));
+    BodyExt::boxed_unsync(StreamBody::new(frames))
+}
+
+/// Chunks of the tar read ahead of the consumer.
+const READ_AHEAD: usize = 2;
+
+/// `location`'s bytes, read in 1 MiB chunks by a blocking task that stays
+/// up to [`READ_AHEAD`] chunks ahead of the consumer (so reading from disk
+/// and sending overlap) and stops when the consumer drops the stream.
+pub(crate) fn read_ahead(bundle: Arc<Bundle>, location: Location) -> BlobBody {
+    let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let end = location.offset + location.size;
+        let mut at = location.offset;
+        while at < end {
             let len = CHUNK.min(end - at) as usize;
-            let read = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; len];
-                bundle.read_at(&mut buf, at).map(|()| Bytes::from(buf))
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-            Some((read.map(Frame::data), at + len as u64))
+            let mut buf = vec![0u8; len];
+            let chunk = bundle.read_at(&mut buf, at).map(|()| Bytes::from(buf));
+            let failed = chunk.is_err();
+            if sender.blocking_send(chunk).is_err() || failed {
+                return;
+            }
+            at += len as u64;
         }
     });
-    StreamBody::new(chunks).boxed()
+    stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    })
+    .boxed()
+}
+
+/// A verified bundle's blobs for [`wharf_transfer::Transfer::with_local_blobs`]:
+/// `wharf load` reads them straight from the tar.
+pub struct BundleBlobs(pub Arc<Bundle>);
+
+impl LocalBlobs for BundleBlobs {
+    fn open(&self, digest: &Digest) -> Option<BlobBody> {
+        let location = self.0.blob(digest)?;
+        Some(read_ahead(self.0.clone(), location))
+    }
 }
 
 fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn json(status: StatusCode, body: &'static str) -> Response<Body> {

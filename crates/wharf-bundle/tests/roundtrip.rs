@@ -389,3 +389,65 @@ fn a_foreign_oci_archive_with_a_wrong_blob_is_refused() {
     let err = Bundle::open(&path, None).unwrap_err();
     assert!(matches!(err, BundleError::Corrupt { .. }), "{err}");
 }
+
+/// Reads as an error: a download whose digest did not match.
+struct Mismatch;
+
+impl std::io::Read for Mismatch {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other(
+            "the content hashes to something else",
+        ))
+    }
+}
+
+#[test]
+fn a_source_that_checks_its_digest_is_trusted_only_to_its_end() {
+    let (_dir, path) = temp("verified.tar");
+    let img = image("v", b"layer bytes");
+    let mut writer = BundleWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
+    for bytes in [&img.config, &img.layer, &img.manifest] {
+        let d = Digest::sha256_of(bytes);
+        writer
+            .add_verified_blob(&d, bytes.len() as u64, &bytes[..])
+            .unwrap();
+    }
+    let name: Reference = "example.com/team/v:v1".parse().unwrap();
+    let record = ImageRecord {
+        name: name.clone(),
+        manifest: descriptor(media_type::OCI_MANIFEST, &img.manifest),
+        docker: None,
+    };
+    drop(writer.finish(&[record], Vec::new(), None).unwrap());
+    // The checksum manifest took the digests as the sha256: the reader,
+    // which hashes everything, agrees.
+    let bundle = Bundle::open(&path, None).unwrap();
+    assert_eq!(bundle.images()[0].name, name);
+    assert_eq!(
+        read_blob(&bundle, &Digest::sha256_of(&img.layer)),
+        img.layer
+    );
+
+    let other = temp("other.tar");
+    let mut writer = BundleWriter::new(std::fs::File::create(&other.1).unwrap()).unwrap();
+    let layer = b"some layer".to_vec();
+    let d = Digest::sha256_of(&layer);
+    let failed = writer
+        .add_verified_blob(
+            &d,
+            layer.len() as u64,
+            std::io::Read::chain(&layer[..], Mismatch),
+        )
+        .unwrap_err();
+    assert!(
+        failed.to_string().contains("hashes to something else"),
+        "{failed}"
+    );
+
+    let longer = [&layer[..], b"!"].concat();
+    let d = Digest::sha256_of(b"another layer");
+    let failed = writer
+        .add_verified_blob(&d, layer.len() as u64, &longer[..])
+        .unwrap_err();
+    assert!(failed.to_string().contains("more than"), "{failed}");
+}

@@ -18,6 +18,7 @@ use wharf_client::{Client, MountOutcome};
 use wharf_oci::{Descriptor, Digest, RepositoryName};
 
 use crate::error::{Result, TransferError};
+use crate::local::{BlobBody, LocalBlobs};
 use crate::report::Events;
 
 /// Per-image counters, updated by that image's concurrent blob transfers.
@@ -74,6 +75,8 @@ pub(crate) struct BlobMover {
     pub permits: Arc<Semaphore>,
     pub events: Arc<dyn Events>,
     pub dry_run: bool,
+    /// Read blobs from here when it has them, not from `src`.
+    pub local: Option<Arc<dyn LocalBlobs>>,
 }
 
 /// One blob of one image: from where to where.
@@ -180,8 +183,9 @@ impl BlobMover {
         Ok(())
     }
 
-    /// Stream the blob from the source into the destination, verifying on
-    /// the way; with `--dry-run`, only count it.
+    /// Stream the blob into the destination, from [`LocalBlobs`] when they
+    /// hold it, else from the source (verified on the way); with
+    /// `--dry-run`, only count it.
     async fn upload(
         &self,
         task: &BlobTask,
@@ -194,33 +198,10 @@ impl BlobMover {
             return Ok(());
         }
         let _permit = self.permits.acquire().await.expect("semaphore open");
-        let stream = self
-            .src
-            .get_blob(&task.src_host, &task.src_repo, digest)
-            .await?;
-        if let Some(announced) = stream.size().filter(|s| *s != size) {
-            return Err(TransferError::Source(format!(
-                "blob {digest}: the source sends {announced} bytes, the manifest says {size}"
-            )));
-        }
-        let (events, image, tally) = (self.events.clone(), task.image, task.tally.clone());
-        // The upload only sees that its body broke; the source's own error
-        // (digest mismatch, network) is kept to say what really happened.
-        let source_error: Arc<Mutex<Option<wharf_client::Error>>> = Arc::default();
-        let slot = source_error.clone();
-        let body = HoldLast::new(stream).map(move |item| match item {
-            Ok(chunk) => {
-                tally
-                    .bytes_sent
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                events.bytes_sent(image, chunk.len() as u64);
-                Ok(chunk)
-            }
-            Err(e) => {
-                slot.lock().expect("error slot").replace(e);
-                Err(std::io::Error::other("the source blob failed"))
-            }
-        });
+        let (body, source_error) = match self.local.as_ref().and_then(|l| l.open(digest)) {
+            Some(local) => self.local_body(task, local),
+            None => self.remote_body(task).await?,
+        };
         let pushed = match session {
             None => {
                 self.dst
@@ -230,11 +211,78 @@ impl BlobMover {
             Some(s) => self.dst.upload_monolithic(s, digest, size, body).await,
         };
         if let Some(e) = source_error.lock().expect("error slot").take() {
-            return Err(e.into());
+            return Err(e);
         }
         pushed?;
         task.tally.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// The upload only sees that its body broke; the source's own error
+/// (digest mismatch, network, a read error) is kept here to say what really
+/// happened.
+type SourceError = Arc<Mutex<Option<TransferError>>>;
+
+/// An upload body that counts what it sends and keeps the source's error.
+type CountedBody = futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>;
+
+impl BlobMover {
+    /// The blob from the source registry, verified while it streams.
+    async fn remote_body(&self, task: &BlobTask) -> Result<(CountedBody, SourceError)> {
+        let (digest, size) = (&task.blob.digest, task.blob.size);
+        let stream = self
+            .src
+            .get_blob(&task.src_host, &task.src_repo, digest)
+            .await?;
+        if let Some(announced) = stream.size().filter(|s| *s != size) {
+            return Err(TransferError::Source(format!(
+                "blob {digest}: the source sends {announced} bytes, the manifest says {size}"
+            )));
+        }
+        let errors = SourceError::default();
+        let body = HoldLast::new(stream).map(self.counter(
+            task,
+            errors.clone(),
+            |e: wharf_client::Error| e.into(),
+        ));
+        Ok((body.boxed(), errors))
+    }
+
+    /// The blob from [`LocalBlobs`] (already verified).
+    fn local_body(&self, task: &BlobTask, local: BlobBody) -> (CountedBody, SourceError) {
+        let digest = task.blob.digest.clone();
+        let errors = SourceError::default();
+        let body = local.map(
+            self.counter(task, errors.clone(), move |e: std::io::Error| {
+                TransferError::Source(format!("blob {digest}: cannot read it: {e}"))
+            }),
+        );
+        (body.boxed(), errors)
+    }
+
+    /// Counts every chunk for the report and progress; turns a source
+    /// error into a broken body and keeps the error in `slot`.
+    fn counter<E>(
+        &self,
+        task: &BlobTask,
+        slot: SourceError,
+        describe: impl Fn(E) -> TransferError + Send + 'static,
+    ) -> impl FnMut(std::result::Result<Bytes, E>) -> std::io::Result<Bytes> + Send + 'static {
+        let (events, image, tally) = (self.events.clone(), task.image, task.tally.clone());
+        move |item| match item {
+            Ok(chunk) => {
+                tally
+                    .bytes_sent
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                events.bytes_sent(image, chunk.len() as u64);
+                Ok(chunk)
+            }
+            Err(e) => {
+                slot.lock().expect("error slot").replace(describe(e));
+                Err(std::io::Error::other("the source blob failed"))
+            }
+        }
     }
 }
 

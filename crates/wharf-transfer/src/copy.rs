@@ -17,6 +17,7 @@ use wharf_oci::{
 
 use crate::blobs::{BlobMover, BlobTask, Ledger, Tally};
 use crate::error::{Result, TransferError};
+use crate::local::LocalBlobs;
 use crate::platform::{wanted, PlatformSpec};
 use crate::report::{Events, ImageReport, Status};
 
@@ -124,6 +125,7 @@ impl Transfer {
             permits: Arc::new(Semaphore::new(jobs)),
             events: events.clone(),
             dry_run: options.dry_run,
+            local: None,
         };
         Transfer {
             src,
@@ -133,6 +135,13 @@ impl Transfer {
             mover,
             pings: Arc::default(),
         }
+    }
+
+    /// Read the blobs `local` holds from there instead of the source
+    /// registry (manifests still come from the source).
+    pub fn with_local_blobs(mut self, local: Arc<dyn LocalBlobs>) -> Transfer {
+        self.mover.local = Some(local);
+        self
     }
 
     /// Copy every job, `jobs` at a time; one report per job, in order. A

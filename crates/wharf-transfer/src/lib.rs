@@ -6,7 +6,8 @@
 //! - [`Transfer`] copies jobs in parallel: manifests byte for byte, each
 //!   distinct blob streamed once (verified on the way, mounted where it is
 //!   needed again), nothing rewritten unless the destination refuses a
-//!   partial index;
+//!   partial index; blobs the caller holds itself ([`LocalBlobs`], a
+//!   verified bundle) are read from there instead of the source;
 //! - progress goes to an [`Events`] implementation; the crate prints nothing.
 //!
 //! A rerun with nothing new costs one manifest HEAD per image at each
@@ -18,6 +19,7 @@ mod copy;
 pub mod destination;
 mod error;
 pub mod input;
+mod local;
 pub mod platform;
 mod report;
 
@@ -27,5 +29,6 @@ pub use copy::{
 pub use destination::DestinationMap;
 pub use error::{Result, TransferError};
 pub use input::{parse_list, parse_sync_file, plan_jobs, Input, Request, TagFilter, TagSelection};
+pub use local::{BlobBody, LocalBlobs};
 pub use platform::PlatformSpec;
 pub use report::{Events, ImageReport, NoEvents, Status, REPORT_VERSION};

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use wharf_bundle::{Bundle, BundleSource};
+use wharf_bundle::{Bundle, BundleBlobs, BundleSource};
 use wharf_transfer::{
     DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer, DEFAULT_JOBS,
 };
@@ -202,7 +202,10 @@ async fn push_all(
             jobs: args.jobs,
             ..Options::default()
         };
+        // Blobs go from the verified tar straight into the upload; the
+        // loopback source serves only manifests.
         let done = Transfer::new(src.clone(), dst.clone(), options, events.clone())
+            .with_local_blobs(Arc::new(BundleBlobs(bundle.clone())))
             .run(jobs)
             .await;
         for (mut report, name) in done.into_iter().zip(names) {

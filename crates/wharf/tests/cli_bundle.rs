@@ -1,8 +1,9 @@
 //! `wharf save` and `wharf load` as an operator runs them, between real
 //! `wharf serve` processes: digests kept across save and load, multi-arch
 //! by default, a delta on top of its base gives the full set, damaged
-//! bundles are refused before anything is imported, a failed save leaves
-//! no file behind.
+//! bundles (truncated, flipped, newer, missing a blob) are refused before
+//! anything is imported, a failed save (missing image, file size limit,
+//! full disk) leaves no file behind.
 
 mod common;
 
@@ -302,6 +303,82 @@ fn damaged_bundles_are_refused_and_nothing_is_imported() {
     }
 }
 
+/// `from` rewritten without the entry named `skip`.
+fn copy_tar_without(from: &Path, to: &Path, skip: &str) {
+    let mut archive = tar::Archive::new(std::fs::File::open(from).unwrap());
+    let mut builder = tar::Builder::new(std::fs::File::create(to).unwrap());
+    let mut skipped = false;
+    for entry in archive.entries().unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().to_string();
+        if name == skip {
+            skipped = true;
+            continue;
+        }
+        let mut header = entry.header().clone();
+        builder.append_data(&mut header, &name, entry).unwrap();
+    }
+    builder.finish().unwrap();
+    assert!(skipped, "{skip} was in the bundle");
+}
+
+#[test]
+fn a_newer_format_or_a_missing_blob_is_refused_and_nothing_is_imported() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let bundle = work.path().join("site.tar");
+    let refs = src.refs();
+    let (code, _, err) = save(&["-o", bundle.to_str().unwrap(), &refs[0], &refs[1]]);
+    assert_eq!(code, 0, "{err}");
+    let clean = std::fs::read(&bundle).unwrap();
+    let dst = Wharf::start(&work.path().join("dst"));
+
+    // The marker says version 9; same length, so the tar stays well formed.
+    let marker = br#""version":1"#;
+    let at = clean
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the marker in the bundle")
+        + marker.len()
+        - 1;
+    let mut newer_bytes = clean.clone();
+    newer_bytes[at] = b'9';
+    let newer = work.path().join("newer.tar");
+    std::fs::write(&newer, &newer_bytes).unwrap();
+
+    let layer = src.docker.layers()[1].digest();
+    let missing = work.path().join("missing.tar");
+    copy_tar_without(
+        &bundle,
+        &missing,
+        &format!("blobs/sha256/{}", image::digest_hex(&layer)),
+    );
+
+    for (bad, words) in [
+        (&newer, vec!["format version 9", "upgrade wharf"]),
+        (&missing, vec!["is missing", layer.as_str()]),
+    ] {
+        let (code, out, err) = wharf(&[
+            "load",
+            "-q",
+            "--to",
+            &dst.host(),
+            bundle.to_str().unwrap(),
+            bad.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 1, "{out}{err}");
+        for word in words {
+            assert!(err.contains(word), "{word:?} in {err}");
+        }
+        assert!(err.contains(bad.to_str().unwrap()), "{err}");
+        assert!(err.contains("nothing was imported"), "{err}");
+        assert!(
+            Api::new(&dst.url()).catalog().unwrap().is_empty(),
+            "nothing reached the registry"
+        );
+    }
+}
+
 #[test]
 fn a_reference_the_source_lacks_leaves_no_bundle() {
     let work = tempfile::tempdir().unwrap();
@@ -319,6 +396,44 @@ fn a_reference_the_source_lacks_leaves_no_bundle() {
         .filter(|e| e.file_name().to_string_lossy().contains("site.tar"))
         .collect();
     assert!(leftovers.is_empty(), "no temp file left: {leftovers:?}");
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_source_serving_wrong_bytes_leaves_no_bundle() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    // Damage the layer where the source stores it (same length): the
+    // registry serves it as it is, under its old digest.
+    let layer = &src.docker.layers()[1];
+    let stored = files_under(src.server.root())
+        .into_iter()
+        .find(|p| std::fs::read(p).is_ok_and(|b| b == layer.bytes))
+        .expect("the layer in the source's storage");
+    let mut damaged = layer.bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(&stored, &damaged).unwrap();
+
+    let bundle = work.path().join("site.tar");
+    let refs = src.refs();
+    let (code, out, err) = save(&["-o", bundle.to_str().unwrap(), &refs[1]]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&layer.digest()), "the blob is named: {err}");
+    assert!(!bundle.exists(), "nothing under the final name");
 }
 
 #[test]
@@ -348,6 +463,45 @@ fn a_full_disk_leaves_nothing_under_the_final_name() {
         .filter(|e| e.file_name().to_string_lossy().contains("site.tar"))
         .collect();
     assert!(leftovers.is_empty(), "no temp file left: {leftovers:?}");
+}
+
+#[test]
+fn a_disk_that_fills_up_leaves_nothing_under_the_final_name() {
+    // A real full disk: a tmpfs of one page, mounted in a private mount
+    // namespace so it vanishes with the command. What is left in it is
+    // listed before the namespace goes.
+    common::tools::require_root("mounting a tmpfs");
+    let unshare = common::tools::require_tool("unshare");
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let full = work.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    let refs = src.refs();
+    let script = r#"mount -t tmpfs -o size=4k tmpfs "$1" || exit 99
+"$0" save -q -o "$1/site.tar" "$2" "$3"
+rc=$?
+echo "left: $(ls -A "$1")"
+exit $rc"#;
+    let out = Command::new(unshare)
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(WHARF)
+        .arg(&full)
+        .arg(&refs[0])
+        .arg(&refs[1])
+        .output()
+        .unwrap();
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{err}");
+    assert!(err.contains("site.tar"), "the bundle is named: {err}");
+    assert!(
+        err.contains("No space left on device"),
+        "the cause is named: {err}"
+    );
+    assert_eq!(stdout.trim(), "left:", "nothing left on the full disk");
+    assert!(!full.join("site.tar").exists());
 }
 
 #[test]
