@@ -103,14 +103,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(to) = to {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(
-                std::thread::available_parallelism()
-                    .map_or(2, |n| n.get())
-                    .min(8),
-            )
-            .enable_all()
-            .build()?;
+        let runtime = crate::transfer_cmd::transfer_runtime()?;
         reports = runtime.block_on(push_all(&args, &to, bundles, &notes))?;
     } else {
         for note in &notes {

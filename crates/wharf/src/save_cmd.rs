@@ -76,14 +76,7 @@ pub fn run(args: SaveArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .min(8),
-        )
-        .enable_all()
-        .build()?;
+    let runtime = crate::transfer_cmd::transfer_runtime()?;
     runtime.block_on(execute(&args, input, options))
 }
 

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_client::{Client, ClientConfig, Credential, CredentialSources};
@@ -157,14 +158,7 @@ fn run_checked(
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(
-            std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .min(8),
-        )
-        .enable_all()
-        .build()?;
+    let runtime = transfer_runtime()?;
     runtime.block_on(execute(command, flags, options, plan))
 }
 
@@ -572,6 +566,20 @@ fn shrink(bar: &ProgressBar, bytes: u64) {
     if let Some(length) = bar.length() {
         bar.set_length(length.saturating_sub(bytes));
     }
+}
+
+/// The runtime of the commands that move images (copy, sync, save, load):
+/// a worker per core, at most eight; transfers are I/O bound beyond that.
+pub(crate) fn transfer_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(8),
+        )
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 #[cfg(test)]
