@@ -596,15 +596,9 @@ fn scan(path: &Path, reader: impl Read) -> Result<Scan> {
     let entries = archive.entries().map_err(|e| read_error(path, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| read_error(path, e))?;
-        let name = entry_name(path, &entry)?;
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            record_link(&mut scan, name, &entry, kind.is_hard_link());
+        let Some(name) = regular_file_name(path, &mut scan, &entry)? else {
             continue;
-        }
-        if !kind.is_file() {
-            continue;
-        }
+        };
         let offset = entry.raw_file_position();
         let size = entry.size();
         let record = hash_entry(path, &name, &mut entry, offset, size)?;
@@ -656,15 +650,9 @@ fn walk_headers(path: &Path, file: &File) -> Result<(Scan, Vec<Pending>)> {
         .map_err(|e| read_error(path, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| read_error(path, e))?;
-        let name = entry_name(path, &entry)?;
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            record_link(&mut scan, name, &entry, kind.is_hard_link());
+        let Some(name) = regular_file_name(path, &mut scan, &entry)? else {
             continue;
-        }
-        if !kind.is_file() {
-            continue;
-        }
+        };
         let location = Location {
             offset: entry.raw_file_position(),
             size: entry.size(),
@@ -786,6 +774,22 @@ fn entry_name(path: &Path, entry: &tar::Entry<'_, impl Read>) -> Result<String> 
 }
 
 /// Keep a symlink or hard link, for docker archives that point at layers.
+/// The name of a regular file entry; links are recorded in `scan` and
+/// every other kind is skipped (`None`), in both verification passes.
+fn regular_file_name(
+    path: &Path,
+    scan: &mut Scan,
+    entry: &tar::Entry<'_, impl Read>,
+) -> Result<Option<String>> {
+    let name = entry_name(path, entry)?;
+    let kind = entry.header().entry_type();
+    if kind.is_symlink() || kind.is_hard_link() {
+        record_link(scan, name, entry, kind.is_hard_link());
+        return Ok(None);
+    }
+    Ok(kind.is_file().then_some(name))
+}
+
 fn record_link(scan: &mut Scan, name: String, entry: &tar::Entry<'_, impl Read>, hard: bool) {
     if let Ok(Some(target)) = entry.link_name() {
         let target = target.to_string_lossy().to_string();
