@@ -11,8 +11,10 @@
 # registries) and pulls it directly, cold and warm through wharf's cache, from
 # the upstream again (a plain wharf pull), and cold and warm through the
 # proxy; warm and plain alternate their order from round to round. Prints
-# time to first byte and throughput as curl measures them (MB = MiB), and per
-# round the ratios cold/direct and warm/plain.
+# time to first byte and throughput as curl measures them (MB = MiB), the CPU
+# seconds each server spent on the pull and the machine's idle CPU seconds
+# meanwhile (from /proc: a cold pull on a small machine is bound by CPU), and
+# per round the ratios cold/direct and warm/plain.
 set -euo pipefail
 
 SIZE_MIB=${1:-512}
@@ -46,14 +48,14 @@ wait_up() {
 UP=$(free_port); CACHE=$(free_port); PROXY=$(free_port)
 
 "$WHARF" serve --listen 127.0.0.1:$UP --root "$WORK/upstream" 2>"$WORK/upstream.log" &
-PIDS+=($!)
+PIDS+=($!); UP_PID=$!
 cat >"$WORK/cache.toml" <<TOML
 [[upstream]]
 host = "upstream.bench"
 endpoint = "http://127.0.0.1:$UP"
 TOML
 "$WHARF" serve --listen 127.0.0.1:$CACHE --root "$WORK/cache" --config "$WORK/cache.toml" 2>"$WORK/cache.log" &
-PIDS+=($!)
+PIDS+=($!); CACHE_PID=$!
 cat >"$WORK/proxy.yml" <<YAML
 version: 0.1
 log:
@@ -67,20 +69,8 @@ proxy:
   remoteurl: http://127.0.0.1:$UP
 YAML
 "$REGISTRY" serve "$WORK/proxy.yml" >"$WORK/proxy.log" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); PROXY_PID=$!
 wait_up $UP; wait_up $CACHE; wait_up $PROXY
-
-# ttfb_s total_s MB/s, checking the bytes; the MB/s figure is kept in $LAST.
-pull() {
-    local out
-    out=$(curl -fsS -o "$INPUT/got" -w '%{time_starttransfer} %{time_total} %{speed_download}' "$1")
-    local got
-    got=sha256:$(sha256sum "$INPUT/got" | cut -d' ' -f1)
-    rm -f "$INPUT/got"
-    [ "$got" = "$DIGEST" ] || { echo "wrong bytes from $1" >&2; exit 1; }
-    LAST=$(awk '{printf "%.0f", $3/1048576}' <<<"$out")
-    awk '{printf "%8.1f ms  %8.2f s  %8.0f MB/s\n", $1*1000, $2, $3/1048576}' <<<"$out"
-}
 
 wait_stored() {
     local hex=${DIGEST#sha256:}
@@ -93,7 +83,27 @@ wait_stored() {
     exit 1
 }
 
-row() { printf '%-36s' "$1"; pull "$2"; }
+# CPU ticks (user + system) a process has used, and the machine's idle ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+idle() { awk '/^cpu /{print $5}' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+
+# One pull, checking the bytes: TTFB, total time, MB/s (kept in $LAST), and
+# the CPU seconds the servers and the idle machine spent during the transfer.
+row() {
+    local u0 c0 p0 i0 out cpu got
+    printf '%-36s' "$1"
+    u0=$(ticks $UP_PID); c0=$(ticks $CACHE_PID); p0=$(ticks $PROXY_PID); i0=$(idle)
+    out=$(curl -fsS -o "$INPUT/got" -w '%{time_starttransfer} %{time_total} %{speed_download}' "$2")
+    cpu="$(($(ticks $UP_PID) - u0)) $(($(ticks $CACHE_PID) - c0)) $(($(ticks $PROXY_PID) - p0)) $(($(idle) - i0))"
+    got=sha256:$(sha256sum "$INPUT/got" | cut -d' ' -f1)
+    rm -f "$INPUT/got"
+    [ "$got" = "$DIGEST" ] || { echo "wrong bytes from $2" >&2; exit 1; }
+    LAST=$(awk '{printf "%.0f", $3/1048576}' <<<"$out")
+    awk -v hz="$HZ" -v cpu="$cpu" 'BEGIN {split(cpu, c, " ")}
+        {printf "%8.1f ms  %7.2f s  %6.0f MB/s   CPU-s: upstream %.2f cache %.2f proxy %.2f, idle %.2f\n",
+         $1*1000, $2, $3/1048576, c[1]/hz, c[2]/hz, c[3]/hz, c[4]/hz}' <<<"$out"
+}
 
 echo "blob: $SIZE_MIB MiB, $ROUNDS rounds; TTFB, total time, throughput"
 for round in $(seq 1 "$ROUNDS"); do

@@ -23,6 +23,7 @@ use wharf_oci::{Digest, Hasher};
 use crate::backend::{AppendOutcome, Backend, ByteStream, Durability, UploadReader, WriteObserver};
 use crate::error::{StorageError, StorageResult};
 use crate::layout;
+use crate::writeback::Writeback;
 
 /// Size of the reads that feed a blob download. Large enough that a 1 GiB
 /// pull is a few thousand reads, small enough that 50 parallel pulls hold
@@ -44,6 +45,7 @@ pub struct FsBackend {
 
 struct Inner {
     root: PathBuf,
+    writeback: Writeback,
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
@@ -102,6 +104,20 @@ impl Inner {
             "unsafe storage key {key:?}"
         );
         self.root.join(key)
+    }
+
+    /// An upload holds `size` bytes, of which the disk was asked to start
+    /// on the first `written_back`: ask for the rest once there are
+    /// [`WRITEBACK_WINDOW`] of them, and move `written_back` on if the
+    /// writeback thread took them.
+    fn write_back(&self, file: &Arc<File>, written_back: &mut u64, size: u64) {
+        if size - *written_back >= WRITEBACK_WINDOW
+            && self
+                .writeback
+                .request(file, *written_back, size - *written_back)
+        {
+            *written_back = size;
+        }
     }
 
     fn temp_path(&self) -> PathBuf {
@@ -169,7 +185,10 @@ impl FsBackend {
         ] {
             fs::create_dir_all(root.join(dir)).map_err(io_err(ctx("creating directories in")))?;
         }
-        let inner = Inner { root: root.clone() };
+        let inner = Inner {
+            root: root.clone(),
+            writeback: Writeback::default(),
+        };
         if clean_tmp {
             inner.clean_tmp()?;
         }
@@ -300,23 +319,6 @@ struct FileReader {
 impl UploadReader for FileReader {
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         read_chunk(&self.file, offset, len).await
-    }
-}
-
-/// Ask the kernel to start writing `len` bytes at `offset` to disk, without
-/// waiting. Disk writes then overlap the upload instead of all landing in
-/// the final fsync (1 GiB push: see BENCHMARKS.md). Best effort: an error
-/// here only means the final fsync does all the work.
-#[allow(unsafe_code)]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: sync_file_range takes a descriptor and integers and touches
-    // no memory of ours; the descriptor stays open for the whole call.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
@@ -632,22 +634,22 @@ impl FsBackend {
     ) -> StorageResult<AppendOutcome> {
         let path = self.inner.path(&layout::upload_data(id));
         let id_owned = id.to_string();
-        let mut file = blocking(move || open_for_append(&path, &id_owned, offset)).await?;
+        let file = Arc::new(blocking(move || open_for_append(&path, &id_owned, offset)).await?);
         let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_AHEAD);
         let context = format!("writing upload {id}");
+        let inner = self.inner.clone();
         // Hashing happens on the writing thread, after each write succeeds,
         // so the hash always covers exactly the bytes on disk.
         let writer = tokio::task::spawn_blocking(move || -> StorageResult<AppendOutcome> {
             let mut size = offset;
             let mut written_back = offset;
             while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk).map_err(io_err(context.clone()))?;
+                (&*file)
+                    .write_all(&chunk)
+                    .map_err(io_err(context.clone()))?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
-                if size - written_back >= WRITEBACK_WINDOW {
-                    start_writeback(&file, written_back, size - written_back);
-                    written_back = size;
-                }
+                inner.write_back(&file, &mut written_back, size);
             }
             Ok(AppendOutcome { size, hasher })
         });
@@ -698,19 +700,17 @@ impl FsBackend {
     ) -> StorageResult<AppendOutcome> {
         let path = self.inner.path(&layout::upload_data(id));
         let id_owned = id.to_string();
-        let mut file = blocking(move || open_for_append(&path, &id_owned, offset)).await?;
+        let file = Arc::new(blocking(move || open_for_append(&path, &id_owned, offset)).await?);
         let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(WRITE_AHEAD);
         let context = format!("writing upload {id}");
+        let inner = self.inner.clone();
         let writer = tokio::task::spawn_blocking(move || -> StorageResult<u64> {
             let mut size = offset;
             let mut written_back = offset;
             while let Some(batch) = rx.blocking_recv() {
-                size += write_all_vectored(&mut file, &batch).map_err(io_err(context.clone()))?;
+                size += write_all_vectored(&file, &batch).map_err(io_err(context.clone()))?;
                 on_written(size, &batch);
-                if size - written_back >= WRITEBACK_WINDOW {
-                    start_writeback(&file, written_back, size - written_back);
-                    written_back = size;
-                }
+                inner.write_back(&file, &mut written_back, size);
             }
             Ok(size)
         });
@@ -751,7 +751,7 @@ impl FsBackend {
 }
 
 /// Write every chunk, as few `writev` calls as the kernel allows; the bytes written.
-fn write_all_vectored(file: &mut File, chunks: &[Bytes]) -> io::Result<u64> {
+fn write_all_vectored(mut file: &File, chunks: &[Bytes]) -> io::Result<u64> {
     let total: usize = chunks.iter().map(|c| c.len()).sum();
     let (mut index, mut skip, mut done) = (0usize, 0usize, 0usize);
     while done < total {

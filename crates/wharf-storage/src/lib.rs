@@ -20,6 +20,7 @@ mod gc;
 pub mod layout;
 mod store;
 pub mod testsuite;
+mod writeback;
 
 pub use backend::{AppendOutcome, Backend, ByteStream, Durability, UploadReader, WriteObserver};
 pub use error::{StorageError, StorageResult};
