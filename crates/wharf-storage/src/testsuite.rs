@@ -37,6 +37,24 @@ pub async fn run_all<F: Fn() -> Arc<dyn Backend>>(make: F) {
 pub fn stream_of(chunks: Vec<Bytes>) -> ByteStream {
     Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)))
 }
+/// Make every file under `root` look last written `ago`, as garbage
+/// collection's grace periods and age rules see it (a test cannot wait out
+/// an hour).
+pub fn age_tree(root: &std::path::Path, ago: std::time::Duration) {
+    let when = std::time::SystemTime::now() - ago;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let f = std::fs::File::options().write(true).open(&path).unwrap();
+                f.set_modified(when).unwrap();
+            }
+        }
+    }
+}
 
 pub async fn collect(mut s: ByteStream) -> Vec<u8> {
     let mut out = Vec::new();

@@ -4,14 +4,13 @@
 //! images that share blobs with the garbage.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use wharf_oci::{media_type, Algorithm, Digest, RepositoryName, Target};
-use wharf_storage::testsuite::stream_of;
+use wharf_storage::testsuite::{age_tree, stream_of};
 use wharf_storage::{
     layout, Backend, FsBackend, GcOptions, GcReport, Glob, ManifestPutOptions, RetentionRule,
     StorageError, Store,
@@ -21,23 +20,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 fn repo(name: &str) -> RepositoryName {
     name.parse().unwrap()
-}
-
-/// Pretend every file under `root` was written `ago` ago.
-fn age_tree(root: &Path, ago: Duration) {
-    let when = SystemTime::now() - ago;
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let f = std::fs::File::options().write(true).open(&path).unwrap();
-                f.set_modified(when).unwrap();
-            }
-        }
-    }
 }
 
 async fn push_blob(store: &Store, r: &RepositoryName, data: &[u8]) -> Digest {

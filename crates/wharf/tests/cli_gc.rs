@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::api::{oci_manifest, push_image, push_image_while_collecting, Api};
 use common::image::sha256_digest;
 use common::process::wait_for;
 use common::server::Wharf;
+use wharf_storage::testsuite::age_tree;
 
 fn wharf(args: &[&str], extra: &[&Path]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
@@ -40,23 +41,6 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("wharf.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// Pretend every file under `root` was written `ago` ago.
-fn age_tree(root: &Path, ago: Duration) {
-    let when = SystemTime::now() - ago;
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let f = std::fs::File::options().write(true).open(&path).unwrap();
-                f.set_modified(when).unwrap();
-            }
-        }
-    }
 }
 
 fn files_under(root: &Path) -> Vec<PathBuf> {
