@@ -12,8 +12,9 @@
 # the upstream again (a plain wharf pull), and cold and warm through the
 # proxy; warm and plain alternate their order from round to round. Prints
 # time to first byte and throughput as curl measures them (MB = MiB), the CPU
-# seconds each server spent on the pull and the machine's idle CPU seconds
-# meanwhile (from /proc: a cold pull on a small machine is bound by CPU), and
+# seconds each server spent on the pull, the machine's idle CPU seconds
+# meanwhile (from /proc: a cold pull on a small machine is bound by CPU) and
+# the cache's minor page faults, and
 # per round the ratios cold/direct and warm/plain.
 set -euo pipefail
 
@@ -83,26 +84,30 @@ wait_stored() {
     exit 1
 }
 
-# CPU ticks (user + system) a process has used, and the machine's idle ticks.
+# CPU ticks (user + system) a process has used, its minor page faults, and
+# the machine's idle ticks.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+faults() { awk '{print $10}' "/proc/$1/stat"; }
 idle() { awk '/^cpu /{print $5}' /proc/stat; }
 HZ=$(getconf CLK_TCK)
 
 # One pull, checking the bytes: TTFB, total time, MB/s (kept in $LAST), and
 # the CPU seconds the servers and the idle machine spent during the transfer.
 row() {
-    local u0 c0 p0 i0 out cpu got
+    local u0 c0 p0 i0 f0 out cpu got
     printf '%-36s' "$1"
     u0=$(ticks $UP_PID); c0=$(ticks $CACHE_PID); p0=$(ticks $PROXY_PID); i0=$(idle)
+    f0=$(faults $CACHE_PID)
     out=$(curl -fsS -o "$INPUT/got" -w '%{time_starttransfer} %{time_total} %{speed_download}' "$2")
     cpu="$(($(ticks $UP_PID) - u0)) $(($(ticks $CACHE_PID) - c0)) $(($(ticks $PROXY_PID) - p0)) $(($(idle) - i0))"
+    cpu="$cpu $(($(faults $CACHE_PID) - f0))"
     got=sha256:$(sha256sum "$INPUT/got" | cut -d' ' -f1)
     rm -f "$INPUT/got"
     [ "$got" = "$DIGEST" ] || { echo "wrong bytes from $2" >&2; exit 1; }
     LAST=$(awk '{printf "%.0f", $3/1048576}' <<<"$out")
     awk -v hz="$HZ" -v cpu="$cpu" 'BEGIN {split(cpu, c, " ")}
-        {printf "%8.1f ms  %7.2f s  %6.0f MB/s   CPU-s: upstream %.2f cache %.2f proxy %.2f, idle %.2f\n",
-         $1*1000, $2, $3/1048576, c[1]/hz, c[2]/hz, c[3]/hz, c[4]/hz}' <<<"$out"
+        {printf "%8.1f ms  %7.2f s  %6.0f MB/s   CPU-s: upstream %.2f cache %.2f proxy %.2f, idle %.2f; cache faults %d\n",
+         $1*1000, $2, $3/1048576, c[1]/hz, c[2]/hz, c[3]/hz, c[4]/hz, c[5]}' <<<"$out"
 }
 
 echo "blob: $SIZE_MIB MiB, $ROUNDS rounds; TTFB, total time, throughput"
