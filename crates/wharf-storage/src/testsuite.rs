@@ -37,6 +37,7 @@ pub async fn run_all<F: Fn() -> Arc<dyn Backend>>(make: F) {
 pub fn stream_of(chunks: Vec<Bytes>) -> ByteStream {
     Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok)))
 }
+
 /// Make every file under `root` look last written `ago`, as garbage
 /// collection's grace periods and age rules see it (a test cannot wait out
 /// an hour).
