@@ -15,13 +15,15 @@
 //! 2. **Mark.** Every digest a remaining manifest refers to (config, layers,
 //!    child manifests, subject, and the manifest itself) is live.
 //! 3. **Doom.** Each blob that is not live and older than the grace period
-//!    gets a marker, `gc/doomed/<alg>/<hex>`.
+//!    gets a marker, `gc/doomed/<alg>/<hex>`, holding the collection's own
+//!    random identity.
 //! 4. **Settle.** Wait `settle`. A writer in another process that checked a
 //!    blob before the marker appeared commits within that time, so its
 //!    manifest is visible to the next step.
 //! 5. **Re-mark and sweep.** Mark again; delete a doomed blob only if its
-//!    marker still exists, it is still not live and still older than the
-//!    grace period; then delete the marker.
+//!    marker still exists *and still holds this collection's identity*, it is
+//!    still not live and still older than the grace period; then delete the
+//!    marker.
 //! 6. Remove repository links to the blobs removed, and uploads untouched
 //!    for `upload_max_age`.
 //!
@@ -32,6 +34,18 @@
 //! makes that exact: writers hold it shared from the rescue to the commit;
 //! the collection holds it exclusively while it writes one marker, and while
 //! it checks and deletes one object.
+//!
+//! Why a marker carries its collection's identity: with two collections at
+//! once (`wharf gc` beside a server with a schedule, or two replicas), a
+//! writer's rescue can be undone by the other collection, whose mark ran
+//! before the writer's commit was visible and which writes the marker again.
+//! An anonymous marker would then look to the first collection like its own
+//! marker that nobody withdrew, and it would delete a blob its re-mark, taken
+//! before the commit, did not see as live. With identities each sweep trusts
+//! only its own marker: a rescue after that marker was written either removed
+//! it or was followed by another collection's marker, which is not its own;
+//! and that other collection wrote its marker after the rescue, so its own
+//! re-mark, a settle period later, sees the writer's commit.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
@@ -310,7 +324,27 @@ fn plan_repository(policy: &Policy, manifests: &[RepoManifest], now: SystemTime)
 }
 
 /// Digests the doom step marked, with their sizes.
-type Doomed = Vec<(Digest, u64)>;
+pub(crate) type Doomed = Vec<(Digest, u64)>;
+
+/// Markers older than this were left by a collection that stopped before
+/// its sweep, and are removed. Younger ones may belong to a collection still
+/// running (in another process) and stay: a marker only ever lets the
+/// collection that wrote it delete, so a foreign one is never a reason to
+/// delete anything, and removing one only ever keeps a blob.
+const STALE_MARKER_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// One collection run, as its doomed markers name it.
+pub(crate) struct Collection {
+    id: bytes::Bytes,
+}
+
+impl Collection {
+    pub(crate) fn new() -> Collection {
+        Collection {
+            id: uuid::Uuid::new_v4().hyphenated().to_string().into(),
+        }
+    }
+}
 
 impl Store {
     /// Run one garbage collection (see the module documentation).
@@ -329,12 +363,13 @@ impl Store {
                 report.removed.push(blob_removed(digest, *size));
             }
         } else {
-            self.doom(&candidates).await?;
+            let run = Collection::new();
+            self.doom(&run, &candidates).await?;
             tracing::debug!(doomed = candidates.len(), settle = ?options.settle, "garbage collection: settling");
             tokio::time::sleep(options.settle).await;
             let live = self.mark(&HashSet::new()).await?;
             let deleted = self
-                .sweep(&candidates, &live, options.grace, &mut report)
+                .sweep(&run, &candidates, &live, options.grace, &mut report)
                 .await?;
             self.drop_links(&deleted, &mut report).await?;
         }
@@ -502,17 +537,10 @@ impl Store {
                 tags.push(tag);
             }
         }
-        // Tags first, revision last, as a manifest DELETE does.
-        for tag in &tags {
-            self.backend().delete(&layout::tag(repo, tag)).await?;
-        }
-        if let Some(subject) = &m.subject {
-            self.backend()
-                .delete(&layout::referrer(repo, subject, &m.digest))
-                .await?;
-        }
-        self.backend().delete(&revision).await?;
-        self.forget_manifest(&m.digest);
+        // As a manifest DELETE does: tags, referrer entry, revision, and a
+        // second look for tags a push in another process wrote meanwhile.
+        self.remove_manifest_entries(repo, &m.digest, &tags, m.subject.as_ref())
+            .await?;
         Ok(true)
     }
 
@@ -520,7 +548,10 @@ impl Store {
 
     /// Every digest a manifest still in the store refers to, and the
     /// manifests themselves; `skip` lists manifests to treat as removed.
-    async fn mark(&self, skip: &HashSet<(String, Digest)>) -> StorageResult<HashSet<Digest>> {
+    pub(crate) async fn mark(
+        &self,
+        skip: &HashSet<(String, Digest)>,
+    ) -> StorageResult<HashSet<Digest>> {
         let mut live = HashSet::new();
         for name in self.catalog(None, None).await?.tags {
             let Ok(repo) = name.parse::<RepositoryName>() else {
@@ -540,7 +571,7 @@ impl Store {
     }
 
     /// Blobs not in `live` and older than `grace`, with their sizes.
-    async fn unreferenced_blobs(
+    pub(crate) async fn unreferenced_blobs(
         &self,
         live: &HashSet<Digest>,
         grace: Duration,
@@ -572,16 +603,18 @@ impl Store {
             .is_some_and(|t| age(now, t) >= grace))
     }
 
-    /// Write a marker for every candidate, after clearing markers an
-    /// interrupted run left (clearing one only ever keeps a blob).
-    async fn doom(&self, candidates: &Doomed) -> StorageResult<()> {
-        self.backend().delete_prefix(layout::DOOMED).await?;
+    /// Write this collection's marker for every candidate, after clearing
+    /// markers a stopped collection left (clearing one only ever keeps a
+    /// blob). A candidate another collection has doomed too gets this
+    /// collection's marker instead: the other one then keeps the blob.
+    pub(crate) async fn doom(&self, run: &Collection, candidates: &Doomed) -> StorageResult<()> {
+        self.clear_stale_markers().await?;
         for (digest, _) in candidates {
             let _exclusive = self.gc_lock().write().await;
             self.backend()
                 .put(
                     &layout::doomed(digest),
-                    bytes::Bytes::new(),
+                    run.id.clone(),
                     crate::Durability::Volatile,
                 )
                 .await?;
@@ -589,10 +622,38 @@ impl Store {
         Ok(())
     }
 
-    /// Delete each doomed blob that no writer rescued, that is still not
-    /// live and still old. Returns the digests deleted.
-    async fn sweep(
+    async fn clear_stale_markers(&self) -> StorageResult<()> {
+        let now = SystemTime::now();
+        for algorithm in self.backend().list(layout::DOOMED).await? {
+            let dir = format!("{}/{algorithm}", layout::DOOMED);
+            for hex in self.backend().list(&dir).await? {
+                let marker = format!("{dir}/{hex}");
+                let stale = self
+                    .backend()
+                    .modified(&marker)
+                    .await?
+                    .is_some_and(|t| age(now, t) >= STALE_MARKER_AGE);
+                if stale {
+                    self.backend().delete(&marker).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Does the marker of `digest` still hold `run`'s identity? Not when a
+    /// writer withdrew it, nor when another collection doomed the blob since.
+    async fn still_doomed_by(&self, run: &Collection, digest: &Digest) -> StorageResult<bool> {
+        let marker = self.backend().get(&layout::doomed(digest)).await?;
+        Ok(marker.is_some_and(|id| id == run.id))
+    }
+
+    /// Delete each blob still doomed by this collection's own marker (no
+    /// writer rescued it, no other collection took it over), that is still
+    /// not live and still old. Returns the digests deleted.
+    pub(crate) async fn sweep(
         &self,
+        run: &Collection,
         candidates: &Doomed,
         live: &HashSet<Digest>,
         grace: Duration,
@@ -601,10 +662,14 @@ impl Store {
         let mut deleted = HashSet::new();
         for (digest, _) in candidates {
             let _exclusive = self.gc_lock().write().await;
+            if !self.still_doomed_by(run, digest).await? {
+                // Withdrawn, or another collection's now: not ours to remove.
+                report.rescued += 1;
+                continue;
+            }
             let marker = layout::doomed(digest);
-            let doomed = self.backend().exists(&marker).await?
-                && !live.contains(digest)
-                && self.old_enough(digest, grace, SystemTime::now()).await?;
+            let doomed =
+                !live.contains(digest) && self.old_enough(digest, grace, SystemTime::now()).await?;
             if !doomed {
                 report.rescued += 1;
                 self.backend().delete(&marker).await?;

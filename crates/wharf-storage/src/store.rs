@@ -223,10 +223,6 @@ impl Store {
         &self.inner.gc_lock
     }
 
-    pub(crate) fn forget_manifest(&self, digest: &Digest) {
-        self.inner.manifests.remove(digest);
-    }
-
     /// Blob count and bytes, as of the last scan plus this process's commits
     /// and deletes since; `None` until the first scan has finished.
     pub fn storage_usage(&self) -> Option<StorageUsage> {
@@ -814,6 +810,25 @@ impl Store {
                 )
                 .await?;
         }
+        // A deletion of this manifest in another process (DELETE, retention)
+        // may have looked for its tags before they were written and removed
+        // the revision since. Both sides look again after their last write
+        // (the deletion for tags, after removing the revision), so at least
+        // one of them sees the other: here, the push withdraws what it wrote
+        // and the deletion stands, as if it had come just after the push.
+        if !self
+            .backend_ref()
+            .exists(&layout::revision(repo, &digest))
+            .await?
+        {
+            tracing::info!(repository = %repo, %digest, "manifest deleted while it was pushed; its tags are withdrawn");
+            self.withdraw_tags(repo, &digest, &tags).await?;
+            if let Some(subject) = &subject {
+                self.backend_ref()
+                    .delete(&layout::referrer(repo, subject, &digest))
+                    .await?;
+            }
+        }
         Ok(ManifestPut {
             digest,
             subject,
@@ -911,11 +926,29 @@ impl Store {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> StorageResult<()> {
+        // Exclusive, as a collection removing a manifest: a push in this
+        // process is either wholly before (its tags are found and deleted)
+        // or wholly after (it writes the manifest again).
+        let _exclusive = self.inner.gc_lock.write().await;
         let manifest = self
             .manifest_get(repo, &Target::Digest(digest.clone()))
             .await?;
-        // Tags first, revision last: a crash in between leaves a manifest
-        // with fewer tags, never a tag without its manifest.
+        let subject = ParsedManifest::parse(&manifest.bytes, Some(&manifest.media_type))
+            .ok()
+            .and_then(|parsed| parsed.subject)
+            .map(|subject| subject.digest);
+        let tags = self.tags_pointing_at(repo, digest).await?;
+        self.remove_manifest_entries(repo, digest, &tags, subject.as_ref())
+            .await
+    }
+
+    /// Every tag of `repo` that points at `digest`.
+    pub(crate) async fn tags_pointing_at(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> StorageResult<Vec<Tag>> {
+        let mut out = Vec::new();
         for name in self.backend_ref().list(&layout::tags(repo)).await? {
             let Ok(tag) = name.parse::<Tag>() else {
                 continue;
@@ -927,20 +960,61 @@ impl Store {
                 .as_ref()
                 == Some(digest)
             {
-                self.backend_ref().delete(&layout::tag(repo, &tag)).await?;
+                out.push(tag);
             }
         }
-        if let Ok(parsed) = ParsedManifest::parse(&manifest.bytes, Some(&manifest.media_type)) {
-            if let Some(subject) = parsed.subject {
-                self.backend_ref()
-                    .delete(&layout::referrer(repo, &subject.digest, digest))
-                    .await?;
+        Ok(out)
+    }
+
+    /// Delete those of `tags` that still point at `digest`.
+    async fn withdraw_tags(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        tags: &[Tag],
+    ) -> StorageResult<()> {
+        for tag in tags {
+            let target = self.resolve(repo, &Target::Tag(tag.clone())).await.ok();
+            if target.as_ref() == Some(digest) {
+                self.backend_ref().delete(&layout::tag(repo, tag)).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Remove a manifest from `repo`: `tags` (those found pointing at it),
+    /// its referrer entry and its revision, in that order, so a crash in
+    /// between leaves a manifest with fewer tags, never a tag without its
+    /// manifest. The caller holds the collection lock exclusively. Then the
+    /// tags and the referrer entry are looked for again: a push of the same
+    /// manifest in another process may have written them after they were
+    /// listed; it looks for the revision after its last write, so either it
+    /// sees the revision gone (and withdraws its writes) or this second look
+    /// sees its tags.
+    pub(crate) async fn remove_manifest_entries(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        tags: &[Tag],
+        subject: Option<&Digest>,
+    ) -> StorageResult<()> {
+        for tag in tags {
+            self.backend_ref().delete(&layout::tag(repo, tag)).await?;
+        }
+        let referrer = subject.map(|subject| layout::referrer(repo, subject, digest));
+        if let Some(referrer) = &referrer {
+            self.backend_ref().delete(referrer).await?;
         }
         self.backend_ref()
             .delete(&layout::revision(repo, digest))
             .await?;
         self.inner.manifests.remove(digest);
+        for tag in self.tags_pointing_at(repo, digest).await? {
+            self.backend_ref().delete(&layout::tag(repo, &tag)).await?;
+        }
+        if let Some(referrer) = &referrer {
+            self.backend_ref().delete(referrer).await?;
+        }
         Ok(())
     }
 
