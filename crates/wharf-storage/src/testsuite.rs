@@ -2,14 +2,20 @@
 //! [`run_all`] with a factory for fresh, empty backends; each check panics
 //! with a message naming what broke.
 
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use wharf_oci::{media_type, Algorithm, Digest, RepositoryName, Target};
+use wharf_oci::{media_type, Algorithm, Digest, Hasher, RepositoryName, Target};
 
-use crate::backend::{Backend, ByteStream, Durability, UploadReader, WriteObserver};
-use crate::error::StorageError;
+use crate::backend::{AppendOutcome, Backend, ByteStream, Durability, UploadReader, WriteObserver};
+use crate::error::{StorageError, StorageResult};
+use crate::gc::{Collection, GcReport};
 use crate::store::{ManifestPutOptions, Store, UploadWatcher};
 
 /// Run every check, each on a fresh backend from `make`.
@@ -30,6 +36,8 @@ pub async fn run_all<F: Fn() -> Arc<dyn Backend>>(make: F) {
     ranges_are_served(make()).await;
     modification_times(make()).await;
     doomed_blobs_are_rescued_by_writers(make()).await;
+    two_collections_keep_a_blob_a_push_reuses(make()).await;
+    a_delete_racing_a_tag_push_leaves_no_dangling_tag(make()).await;
     watched_uploads_are_readable_while_written(make()).await;
     documents_are_touched(make()).await;
 }
@@ -719,4 +727,346 @@ async fn documents_are_touched(b: Arc<dyn Backend>) {
     .unwrap();
     assert!(b.touch("suite/touched").await.unwrap());
     assert!(!b.touch("suite/absent").await.unwrap());
+}
+
+/// How long a test waits for a held operation to be reached.
+const GATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A backend over another that holds the first `put` or `delete` of one key
+/// until the test lets it go. Stores over it and stores over the backend
+/// beneath share storage as processes do; the gate forces one interleaving
+/// of their steps.
+struct Gated {
+    inner: Arc<dyn Backend>,
+    key: String,
+    armed: AtomicBool,
+    reached: tokio::sync::Notify,
+    open: tokio::sync::Notify,
+}
+
+impl Gated {
+    fn new(inner: Arc<dyn Backend>, key: String) -> Arc<Gated> {
+        Arc::new(Gated {
+            inner,
+            key,
+            armed: AtomicBool::new(true),
+            reached: tokio::sync::Notify::new(),
+            open: tokio::sync::Notify::new(),
+        })
+    }
+
+    async fn pass(&self, key: &str) {
+        if key == self.key && self.armed.swap(false, Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.open.notified().await;
+        }
+    }
+
+    /// Wait until a write of the key is being held.
+    async fn held(&self) {
+        tokio::time::timeout(GATE_TIMEOUT, self.reached.notified())
+            .await
+            .unwrap_or_else(|_| panic!("no write of {} was reached", self.key));
+    }
+
+    fn release(&self) {
+        self.open.notify_one();
+    }
+}
+
+#[async_trait]
+impl Backend for Gated {
+    async fn get(&self, key: &str) -> StorageResult<Option<Bytes>> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Bytes, durability: Durability) -> StorageResult<()> {
+        self.pass(key).await;
+        self.inner.put(key, value, durability).await
+    }
+    async fn delete(&self, key: &str) -> StorageResult<bool> {
+        self.pass(key).await;
+        self.inner.delete(key).await
+    }
+    async fn touch(&self, key: &str) -> StorageResult<bool> {
+        self.inner.touch(key).await
+    }
+    async fn exists(&self, key: &str) -> StorageResult<bool> {
+        self.inner.exists(key).await
+    }
+    async fn list(&self, prefix: &str) -> StorageResult<Vec<String>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete_prefix(&self, prefix: &str) -> StorageResult<()> {
+        self.inner.delete_prefix(prefix).await
+    }
+    async fn modified(&self, key: &str) -> StorageResult<Option<SystemTime>> {
+        self.inner.modified(key).await
+    }
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        self.inner.blob_size(digest).await
+    }
+    async fn blob_modified(&self, digest: &Digest) -> StorageResult<Option<SystemTime>> {
+        self.inner.blob_modified(digest).await
+    }
+    async fn blob_read(&self, digest: &Digest, range: Range<u64>) -> StorageResult<ByteStream> {
+        self.inner.blob_read(digest, range).await
+    }
+    async fn blob_put_verified(&self, digest: &Digest, bytes: Bytes) -> StorageResult<()> {
+        self.inner.blob_put_verified(digest, bytes).await
+    }
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<bool> {
+        self.inner.blob_delete(digest).await
+    }
+    async fn blob_list(&self) -> StorageResult<Vec<Digest>> {
+        self.inner.blob_list().await
+    }
+    async fn blob_quarantine(&self, digest: &Digest) -> StorageResult<()> {
+        self.inner.blob_quarantine(digest).await
+    }
+    async fn blob_url(&self, digest: &Digest) -> StorageResult<Option<String>> {
+        self.inner.blob_url(digest).await
+    }
+    async fn upload_create(&self, id: &str) -> StorageResult<()> {
+        self.inner.upload_create(id).await
+    }
+    async fn upload_size(&self, id: &str) -> StorageResult<Option<u64>> {
+        self.inner.upload_size(id).await
+    }
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+        hasher: Hasher,
+    ) -> StorageResult<AppendOutcome> {
+        self.inner.upload_append(id, offset, body, hasher).await
+    }
+    async fn upload_append_observed(
+        &self,
+        id: &str,
+        offset: u64,
+        body: ByteStream,
+        hasher: Hasher,
+        on_written: WriteObserver,
+    ) -> StorageResult<AppendOutcome> {
+        self.inner
+            .upload_append_observed(id, offset, body, hasher, on_written)
+            .await
+    }
+    async fn upload_reader(&self, id: &str) -> StorageResult<Arc<dyn UploadReader>> {
+        self.inner.upload_reader(id).await
+    }
+    fn follows_uploads(&self) -> bool {
+        self.inner.follows_uploads()
+    }
+    async fn upload_read(&self, id: &str) -> StorageResult<ByteStream> {
+        self.inner.upload_read(id).await
+    }
+    async fn upload_hasher(&self, id: &str) -> StorageResult<Option<(u64, Hasher)>> {
+        self.inner.upload_hasher(id).await
+    }
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> StorageResult<()> {
+        self.inner.upload_commit(id, digest).await
+    }
+    async fn upload_delete(&self, id: &str) -> StorageResult<bool> {
+        self.inner.upload_delete(id).await
+    }
+    async fn upload_list(&self) -> StorageResult<Vec<(String, u64)>> {
+        self.inner.upload_list().await
+    }
+}
+
+/// One collection's mark and doom, as `Store::gc` runs them (no grace).
+async fn mark_and_doom(store: &Store, run: &Collection) -> crate::gc::Doomed {
+    let live = store.mark(&HashSet::new()).await.unwrap();
+    let doomed = store
+        .unreferenced_blobs(&live, Duration::ZERO)
+        .await
+        .unwrap();
+    store.doom(run, &doomed).await.unwrap();
+    doomed
+}
+
+/// One collection's re-mark and sweep; the digests it deleted.
+async fn remark_and_sweep(
+    store: &Store,
+    run: &Collection,
+    doomed: &crate::gc::Doomed,
+) -> Vec<Digest> {
+    let live = store.mark(&HashSet::new()).await.unwrap();
+    let mut report = GcReport::default();
+    let deleted = store
+        .sweep(run, doomed, &live, Duration::ZERO, &mut report)
+        .await
+        .unwrap();
+    deleted.into_iter().collect()
+}
+
+async fn assert_fsck_clean(store: &Store, when: &str) {
+    let report = store.fsck(false).await.unwrap();
+    assert!(report.is_clean(), "{when}: {:#?}", report.problems);
+}
+
+/// Two collections at once (two processes) and a push that reuses blobs
+/// nothing referred to. Collection A dooms them; the push withdraws A's
+/// markers and checks the blobs; collection B, whose mark ran before the
+/// push was visible, dooms them again; A re-marks before the push commits
+/// and sweeps. A must not take B's markers for its own.
+async fn two_collections_keep_a_blob_a_push_reuses(b: Arc<dyn Backend>) {
+    use crate::layout;
+    let r = repo("suite/two-collections");
+    let setup = Store::new(b.clone());
+    let config = Bytes::from_static(b"{\"reused\":true}");
+    let layer = pseudo_random(3000, 11);
+    let cd = push(&setup, &r, &config).await;
+    let ld = push(&setup, &r, &layer).await;
+    let m = image_manifest(
+        &cd,
+        config.len(),
+        &ld,
+        layer.len(),
+        media_type::OCI_MANIFEST,
+    );
+    let md = Digest::sha256_of(&m);
+
+    let (a, b_store) = (Store::new(b.clone()), Store::new(b.clone()));
+    let gate = Gated::new(b.clone(), layout::revision(&r, &md));
+    let writer = Store::new(gate.clone());
+    let (run_a, run_b) = (Collection::new(), Collection::new());
+
+    let doomed_a = mark_and_doom(&a, &run_a).await;
+    let digests = |d: &crate::gc::Doomed| d.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>();
+    assert!(digests(&doomed_a).contains(&ld) && digests(&doomed_a).contains(&cd));
+    // The client found the blobs (HEAD) and puts the manifest; it stops
+    // after its rescue and check, before the revision is written.
+    let push = {
+        let (r, m) = (r.clone(), m.clone());
+        tokio::spawn(async move {
+            writer
+                .manifest_put(
+                    &r,
+                    &Target::Tag("v1".parse().unwrap()),
+                    m,
+                    None,
+                    &ManifestPutOptions::default(),
+                )
+                .await
+        })
+    };
+    gate.held().await;
+    assert!(
+        !b.exists(&layout::doomed(&ld)).await.unwrap(),
+        "the push withdrew the marker"
+    );
+    let live_a = a.mark(&HashSet::new()).await.unwrap();
+    assert!(!live_a.contains(&ld), "A's re-mark runs before the commit");
+    let doomed_b = mark_and_doom(&b_store, &run_b).await;
+    assert!(digests(&doomed_b).contains(&ld), "B dooms the layer again");
+    let mut report_a = GcReport::default();
+    let deleted_a = a
+        .sweep(&run_a, &doomed_a, &live_a, Duration::ZERO, &mut report_a)
+        .await
+        .unwrap();
+    assert!(
+        !deleted_a.contains(&ld) && !deleted_a.contains(&cd),
+        "collection A deleted blobs a push had rescued, on B's markers: {deleted_a:?}"
+    );
+    gate.release();
+    push.await.unwrap().expect("the push of the manifest");
+    // B's settle period has passed: its re-mark sees the push.
+    let deleted_b = remark_and_sweep(&b_store, &run_b, &doomed_b).await;
+    assert!(
+        !deleted_b.contains(&ld) && !deleted_b.contains(&cd),
+        "collection B deleted blobs of an acknowledged manifest: {deleted_b:?}"
+    );
+    for (d, len) in [(&cd, config.len()), (&ld, layer.len())] {
+        assert_eq!(setup.blob_size(&r, d).await.unwrap(), Some(len as u64));
+    }
+    assert_fsck_clean(&setup, "after two collections and a push").await;
+}
+
+/// Every tag of `r` resolves to a manifest that is there.
+async fn assert_no_dangling_tag(store: &Store, r: &RepositoryName, when: &str) {
+    for tag in store.tags(r, None, None).await.unwrap().tags {
+        let target = Target::Tag(tag.parse().unwrap());
+        if let Err(e) = store.manifest_get(r, &target).await {
+            panic!("{when}: tag {tag} points at nothing ({e})");
+        }
+    }
+    assert_fsck_clean(store, when).await;
+}
+
+/// A DELETE by digest in one process and a push of the same manifest bytes
+/// under a new tag in another, in the two interleavings that matter: the
+/// push wholly inside the deletion, and the deletion wholly inside the push.
+/// Neither may leave a tag pointing at nothing.
+async fn a_delete_racing_a_tag_push_leaves_no_dangling_tag(b: Arc<dyn Backend>) {
+    use crate::layout;
+    let r = repo("suite/delete-race");
+    let setup = Store::new(b.clone());
+    let config = Bytes::from_static(b"{\"raced\":true}");
+    let layer = pseudo_random(2000, 12);
+    let cd = push(&setup, &r, &config).await;
+    let ld = push(&setup, &r, &layer).await;
+    let m = image_manifest(
+        &cd,
+        config.len(),
+        &ld,
+        layer.len(),
+        media_type::OCI_MANIFEST,
+    );
+    let opts = ManifestPutOptions::default();
+    let tag = |t: &str| Target::Tag(t.parse().unwrap());
+    let md = setup
+        .manifest_put(&r, &tag("v1"), m.clone(), None, &opts)
+        .await
+        .unwrap()
+        .digest;
+    let by_digest = Target::Digest(md.clone());
+
+    // The deletion has removed the tags it found and stops before the
+    // revision; the push of "new" runs meanwhile.
+    let gate = Gated::new(b.clone(), layout::revision(&r, &md));
+    let deleter = Store::new(gate.clone());
+    let deletion = {
+        let (r, by_digest) = (r.clone(), by_digest.clone());
+        tokio::spawn(async move { deleter.manifest_delete(&r, &by_digest).await })
+    };
+    gate.held().await;
+    let pusher = Store::new(b.clone());
+    pusher
+        .manifest_put(&r, &tag("new"), m.clone(), None, &opts)
+        .await
+        .expect("the push while the deletion waits");
+    gate.release();
+    deletion.await.unwrap().expect("the deletion");
+    assert_no_dangling_tag(&setup, &r, "push inside a deletion").await;
+    assert!(
+        matches!(
+            setup.manifest_get(&r, &by_digest).await,
+            Err(StorageError::ManifestUnknown)
+        ),
+        "the deletion came last"
+    );
+
+    // The push has written the revision and stops before its tag; the
+    // deletion runs meanwhile.
+    setup
+        .manifest_put(&r, &tag("v1"), m.clone(), None, &opts)
+        .await
+        .unwrap();
+    let gate = Gated::new(b.clone(), layout::tag(&r, &"new2".parse().unwrap()));
+    let pusher = Store::new(gate.clone());
+    let push = {
+        let (r, m, opts) = (r.clone(), m.clone(), opts.clone());
+        tokio::spawn(async move { pusher.manifest_put(&r, &tag("new2"), m, None, &opts).await })
+    };
+    gate.held().await;
+    Store::new(b.clone())
+        .manifest_delete(&r, &by_digest)
+        .await
+        .expect("the deletion while the push waits");
+    gate.release();
+    push.await.unwrap().expect("the push");
+    assert_no_dangling_tag(&setup, &r, "deletion inside a push").await;
 }
