@@ -95,6 +95,19 @@ impl Api {
         read_body(resp, &what)
     }
 
+    /// HEAD a blob: whether `repo` serves it.
+    pub fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool, ApiError> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = send(self.client.head(&url), &format!("HEAD {url}"), &[200, 404])?;
+        Ok(resp.status() == 200)
+    }
+
+    /// DELETE a manifest by tag or digest (202).
+    pub fn delete_manifest(&self, repo: &str, reference: &str) -> Result<(), ApiError> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        send(self.client.delete(&url), &format!("DELETE {url}"), &[202]).map(drop)
+    }
+
     /// All repository names, following `Link` pagination.
     pub fn catalog(&self) -> Result<Vec<String>, ApiError> {
         self.paginated("/v2/_catalog?n=1000", "repositories")
@@ -419,6 +432,42 @@ pub fn push_image_while_collecting(
     for _ in 0..20 {
         match push_image(api, repo, reference, config, layers) {
             Ok(digest) => return digest,
+            Err(e) if e.status == Some(400) => continue,
+            Err(e) => panic!("push {repo}:{reference} failed: {e}"),
+        }
+    }
+    panic!("push {repo}:{reference} kept losing its blobs to garbage collection")
+}
+
+/// Push an image the way a client that checks first does: each blob the
+/// registry already serves (HEAD) is skipped, the rest are uploaded, then the
+/// manifest goes up. Garbage collection may remove a blob between the HEAD
+/// and the manifest; the PUT then fails with MANIFEST_BLOB_UNKNOWN (400) and
+/// the client starts over. Returns the manifest digest and how many blobs
+/// were skipped.
+pub fn push_image_skipping_present(
+    api: &Api,
+    repo: &str,
+    reference: &str,
+    config: &[u8],
+    layers: &[&[u8]],
+) -> (String, usize) {
+    let manifest = oci_manifest(config, layers);
+    let mut skipped = 0;
+    for _ in 0..20 {
+        for blob in std::iter::once(config).chain(layers.iter().copied()) {
+            let present = api
+                .blob_exists(repo, &sha256_digest(blob))
+                .unwrap_or_else(|e| panic!("{e}"));
+            if present {
+                skipped += 1;
+            } else {
+                api.push_blob_monolithic(repo, blob)
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+        match api.put_manifest(repo, reference, OCI_MANIFEST, &manifest) {
+            Ok(()) => return (sha256_digest(&manifest), skipped),
             Err(e) if e.status == Some(400) => continue,
             Err(e) => panic!("push {repo}:{reference} failed: {e}"),
         }
