@@ -139,11 +139,14 @@ struct Inner {
     /// the same upload and keeps its hash so chunks are hashed only once.
     uploads: Mutex<HashMap<String, Slot>>,
     manifests: ManifestCache,
-    /// Makes garbage collection exact within this process: a writer holds
-    /// it shared from the moment it rescues and checks the blobs it needs
-    /// until its commit is visible; collection holds it exclusively while it
-    /// dooms, checks and deletes one object. Other processes rely on the
-    /// doomed markers and the settle period instead (see `gc.rs`).
+    /// Makes garbage collection and manifest deletion exact within this
+    /// process: a writer holds it shared from the moment it rescues and
+    /// checks the blobs it needs until its commit is visible (tags written);
+    /// collection holds it exclusively while it dooms, checks and deletes one
+    /// object, and a manifest DELETE while it removes one manifest. Other
+    /// processes rely on the doomed markers and the settle period, and on
+    /// deletions and pushes each looking again after their last write,
+    /// instead (see `gc.rs`, `Store::remove_manifest_entries`).
     gc_lock: tokio::sync::RwLock<()>,
     usage: UsageGauge,
 }
