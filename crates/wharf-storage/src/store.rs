@@ -946,7 +946,7 @@ impl Store {
     }
 
     /// Every tag of `repo` that points at `digest`.
-    pub(crate) async fn tags_pointing_at(
+    async fn tags_pointing_at(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
