@@ -194,7 +194,9 @@ pub struct GcReport {
     pub uploads: Removed,
     /// Repository links to removed blobs that were dropped.
     pub links: u64,
-    /// Blobs doomed and then kept: a writer needed them during the settle period.
+    /// Blobs doomed and then kept: a writer needed them during the settle
+    /// period, or a collection running at the same time doomed them since
+    /// (and decides about them itself).
     pub rescued: u64,
     pub duration_seconds: f64,
     /// Blob count and bytes after the run (not in a dry run).
