@@ -284,3 +284,34 @@ fn cri_2_latest_pulls_oci_images_through_the_mirror_without_upstream() {
 fn cri_2_latest_pulls_docker_v2s2_images_through_the_mirror_without_upstream() {
     run_mirror_scenario(Release::Latest, PullPath::Cri, Format::Docker);
 }
+
+/// What `wharf containerd config --patch` wrote is what each release's CRI
+/// plugin loaded: `containerd config dump` of the file shows the hosts
+/// directory, and so does the running daemon where the release reports it
+/// (1.6 in the CRI status, 2.x from 2.1 on as a CRI images plugin export;
+/// 2.0 reports it nowhere, so only the dump and the pulls above can tell).
+#[test]
+fn the_cri_plugin_loads_the_config_path_wharf_wrote_on_every_release() {
+    let work = tempfile::tempdir().expect("temp dir");
+    in_private_netns(|| {
+        for release in Release::ALL {
+            let dir = work.path().join(format!("{release:?}"));
+            let hosts_dir = dir.join("certs.d");
+            std::fs::create_dir_all(&hosts_dir).expect("create hosts dir");
+            let containerd = Containerd::start_cri(&dir.join("containerd"), release, &hosts_dir);
+            let expected = hosts_dir.display().to_string();
+            assert_eq!(
+                containerd.dumped_config_path().as_deref(),
+                Some(expected.as_str()),
+                "{release}: containerd config dump of the patched file"
+            );
+            let reports_it = release != Release::V2_0;
+            let loaded = containerd.loaded_config_path();
+            assert_eq!(
+                loaded.as_deref(),
+                reports_it.then_some(expected.as_str()),
+                "{release}: the config_path the running CRI plugin reports"
+            );
+        }
+    });
+}
