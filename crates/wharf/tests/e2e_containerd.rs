@@ -315,3 +315,47 @@ fn the_cri_plugin_loads_the_config_path_wharf_wrote_on_every_release() {
         }
     });
 }
+
+/// A node config.toml that is not TOML: the launcher starts nothing of its
+/// own and hands back containerd's own refusal, naming the row.
+#[test]
+fn a_config_that_does_not_parse_is_refused_by_every_release_with_its_reason() {
+    let work = tempfile::tempdir().expect("temp dir");
+    in_private_netns(|| {
+        for release in Release::ALL {
+            let dir = work.path().join(format!("{release:?}"));
+            let refused =
+                Containerd::try_start_with_config(&dir, release, "version = 2\n[plugins\n");
+            let why = match refused {
+                Ok(_) => panic!("{release} started with a config that is not TOML"),
+                Err(why) => why,
+            };
+            assert!(
+                why.contains("exited during start-up") && why.contains("TOML"),
+                "{release}: {why}"
+            );
+        }
+    });
+}
+
+/// With no registry configuration at all, the CRI pull goes to docker.io's
+/// own host, which the loopback-only namespace cannot reach: the pull
+/// fails and the CRI's error, as the launcher hands it back, names the host.
+#[test]
+fn without_registry_configuration_the_cri_pull_fails_naming_the_upstream_host() {
+    let work = tempfile::tempdir().expect("temp dir");
+    in_private_netns(|| {
+        for release in Release::ALL {
+            let dir = work.path().join(format!("{release:?}"));
+            let containerd = Containerd::start_with_config(&dir, release, "version = 2\n");
+            containerd.assert_cri_answers();
+            let out = containerd.cri_pull("docker.io/library/wharf-e2e-absent:1.0");
+            assert!(!out.status.success(), "{release}: {}", out.describe());
+            assert!(
+                out.stderr.contains("registry-1.docker.io"),
+                "{release}: the CRI's error does not name the host it tried\n{}",
+                out.describe()
+            );
+        }
+    });
+}
