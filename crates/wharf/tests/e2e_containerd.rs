@@ -15,7 +15,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::containerd::{write_docker_io_mirror, Containerd, Release};
+use common::containerd::{config_snippet, write_docker_io_mirror, Containerd, Release};
 use common::image::{self, host_arch, write_dir_transport, write_oci_layout, Artifact, Format};
 use common::netns::in_private_netns;
 use common::server::Wharf;
@@ -27,8 +27,12 @@ use common::tools::{run, skopeo};
 enum PullPath {
     /// `ctr images pull --hosts-dir`.
     Ctr,
-    /// `crictl pull` (CRI `PullImage`), configured by the node's config.toml.
+    /// `crictl pull` (CRI `PullImage`), configured by the node's config.toml
+    /// (the release's default, patched by `wharf containerd config --patch`).
     Cri,
+    /// `crictl pull`, with the snippet `wharf containerd config` prints as
+    /// the whole config.toml.
+    CriSnippet,
 }
 
 /// Everything one scenario runs, in drop order: containerd first, then wharf.
@@ -50,6 +54,12 @@ impl Node {
         let containerd = match path {
             PullPath::Ctr => Containerd::start_release(&dir, release),
             PullPath::Cri => Containerd::start_cri(&dir, release, &hosts_dir),
+            PullPath::CriSnippet => {
+                let config = config_snippet(release, &hosts_dir);
+                let containerd = Containerd::start_with_config(&dir, release, &config);
+                containerd.assert_cri_answers();
+                containerd
+            }
         };
         Node {
             containerd,
@@ -81,7 +91,7 @@ impl Node {
     fn pull(&self, reference: &str) {
         let out = match self.path {
             PullPath::Ctr => self.containerd.pull(&self.hosts_dir, reference),
-            PullPath::Cri => self.containerd.cri_pull(reference),
+            PullPath::Cri | PullPath::CriSnippet => self.containerd.cri_pull(reference),
         };
         assert!(
             out.status.success(),
@@ -101,7 +111,7 @@ impl Node {
     /// and in `ctr images ls`.
     fn assert_pulled(&self, reference: &str, repository: &str, artifact: &Artifact) {
         self.assert_listed(reference, &artifact.digest());
-        if let PullPath::Cri = self.path {
+        if let PullPath::Cri | PullPath::CriSnippet = self.path {
             self.assert_cri_knows(reference, repository, artifact);
         }
     }
@@ -283,6 +293,21 @@ fn cri_2_latest_pulls_oci_images_through_the_mirror_without_upstream() {
 #[test]
 fn cri_2_latest_pulls_docker_v2s2_images_through_the_mirror_without_upstream() {
     run_mirror_scenario(Release::Latest, PullPath::Cri, Format::Docker);
+}
+
+#[test]
+fn cri_1_6_with_the_generated_snippet_as_config_pulls_through_the_mirror() {
+    run_mirror_scenario(Release::Debian, PullPath::CriSnippet, Format::Oci);
+}
+
+#[test]
+fn cri_2_0_with_the_generated_snippet_as_config_pulls_through_the_mirror() {
+    run_mirror_scenario(Release::V2_0, PullPath::CriSnippet, Format::Oci);
+}
+
+#[test]
+fn cri_2_latest_with_the_generated_snippet_as_config_pulls_through_the_mirror() {
+    run_mirror_scenario(Release::Latest, PullPath::CriSnippet, Format::Docker);
 }
 
 /// What `wharf containerd config --patch` wrote is what each release's CRI

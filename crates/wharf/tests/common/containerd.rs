@@ -501,6 +501,20 @@ fn unmount_leftovers(dir: &Path) {
 }
 
 /// `wharf containerd config --containerd-version <release> --config-path
+/// <hosts_dir>`: the snippet the README says to merge, as printed.
+pub fn config_snippet(release: Release, hosts_dir: &Path) -> String {
+    run(
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["containerd", "config", "--containerd-version"])
+            .arg(release.version())
+            .arg("--config-path")
+            .arg(hosts_dir),
+        "printing the config snippet with wharf containerd config",
+    )
+    .stdout
+}
+
+/// `wharf containerd config --containerd-version <release> --config-path
 /// <hosts_dir> --patch <config>`: the generator under test edits the file.
 fn patch_config_path(config: &Path, release: Release, hosts_dir: &Path) {
     let out = run_unchecked(
