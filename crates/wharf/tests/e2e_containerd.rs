@@ -313,7 +313,7 @@ fn cri_2_latest_with_the_generated_snippet_as_config_pulls_through_the_mirror() 
 /// What `wharf containerd config --patch` wrote is what each release's CRI
 /// plugin loaded: `containerd config dump` of the file shows the hosts
 /// directory, and so does the running daemon where the release reports it
-/// (1.6 in the CRI status, 2.x from 2.1 on as a CRI images plugin export;
+/// (1.6 in the CRI status, the newest 2.x as a CRI images plugin export;
 /// 2.0 reports it nowhere, so only the dump and the pulls above can tell).
 #[test]
 fn the_cri_plugin_loads_the_config_path_wharf_wrote_on_every_release() {

@@ -145,7 +145,7 @@ fn existing(path: PathBuf) -> PathBuf {
 enum CriSchema {
     /// `[plugins."io.containerd.grpc.v1.cri"]` (1.x, and version 2 files on 2.x).
     GrpcCri,
-    /// `io.containerd.cri.v1.images` / `.runtime` (2.x); 2.1 renamed the CNI `bin_dir` to `bin_dirs`.
+    /// `io.containerd.cri.v1.images` / `.runtime` (2.x); 2.0 reads the CNI `bin_dir`, the newest 2.x `bin_dirs`.
     CriV1 { cni_bin_dirs: bool },
 }
 
