@@ -18,6 +18,7 @@ mod error;
 mod hosts;
 mod lint;
 mod mirror;
+mod model;
 mod names;
 mod render;
 mod source;
@@ -33,6 +34,7 @@ pub use hosts::{
 pub use lint::{
     config_path_of, lint_config, lint_hosts_dir, lint_setup, HostEntry, Linter, OnlineCheck,
 };
+pub use model::{default_sandbox_image, model_registry, IgnoredSetting, RegistryModel};
 pub use mirror::{is_go_duration, Capability, MirrorUrl, Scheme};
 pub use names::{classify_dir_name, DirName, Namespace, DEFAULT_NAMESPACE};
 pub use render::{render_human, render_json, JSON_FORMAT_VERSION};
