@@ -44,7 +44,7 @@ pub use version::{
     CRI_V2_PLUGIN,
 };
 pub use view::{
-    config_version_of, find_hosts_dir, is_localhost, legacy_mirrors_of, parse_hosts_toml,
+    config_version_of, find_hosts_dir, is_localhost, legacy_mirror_hosts, legacy_mirrors_of, parse_hosts_toml,
     resolve_registry_hosts, ClientPair, HostConfig, HostSource, HostsDecodeError, HostsResolution,
     HostsToml, RegistryHost,
 };
