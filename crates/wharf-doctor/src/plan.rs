@@ -147,6 +147,17 @@ fn effective(
     file: &Path,
 ) -> (Effective, Vec<ConfigProblem>) {
     let mut problems = Vec::new();
+    if let Some(why) = runtime.no_cri() {
+        problems.push(ConfigProblem {
+            file: file.to_owned(),
+            reason: format!("containerd answers without its CRI plugin, so the kubelet cannot pull: {why}"),
+            fix: format!(
+                "remove \"io.containerd.grpc.v1.cri\" from `disabled_plugins` in {} and restart containerd",
+                file.display()
+            ),
+            blocks: true,
+        });
+    }
     let modelled = match model {
         Some(m) => Effective {
             config_path: m.config_path.clone(),
@@ -388,6 +399,7 @@ mod tests {
         let runtime = Runtime::Modelled {
             release: Some(release.parse().unwrap()),
             why: "test".to_owned(),
+            no_cri: false,
         };
         plan(&reference, Some(&config), None, &runtime).unwrap()
     }

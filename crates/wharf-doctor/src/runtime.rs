@@ -26,6 +26,8 @@ pub enum Runtime {
         release: Option<ContainerdRelease>,
         /// Why the runtime was not asked, or what asking it gave.
         why: String,
+        /// containerd answered but cannot pull for the kubelet (no CRI).
+        no_cri: bool,
     },
 }
 
@@ -41,6 +43,7 @@ impl Runtime {
             return Runtime::Modelled {
                 release,
                 why: "no containerd socket given".to_owned(),
+                no_cri: false,
             };
         };
         match wharf_cri::ask(socket, timeout).await {
@@ -68,6 +71,7 @@ impl Runtime {
             Err(e) => Runtime::Modelled {
                 release,
                 why: format!("{e} ({})", e.hint()),
+                no_cri: matches!(e, wharf_cri::CriError::Unimplemented { .. }),
             },
         }
     }
@@ -75,6 +79,16 @@ impl Runtime {
     pub fn release(&self) -> Option<ContainerdRelease> {
         match self {
             Runtime::Asked { release, .. } | Runtime::Modelled { release, .. } => *release,
+        }
+    }
+
+    /// Set when containerd answers without the CRI: the kubelet cannot pull.
+    pub fn no_cri(&self) -> Option<&str> {
+        match self {
+            Runtime::Modelled {
+                no_cri: true, why, ..
+            } => Some(why),
+            _ => None,
         }
     }
 
@@ -104,7 +118,7 @@ impl Runtime {
                 ),
                 warning: release_note.clone(),
             },
-            Runtime::Modelled { release, why } => RuntimeSource {
+            Runtime::Modelled { release, why, .. } => RuntimeSource {
                 asked: false,
                 summary: match release {
                     Some(r) => format!("modelled containerd {r} from config.toml, not asked: {why}"),

@@ -266,6 +266,9 @@ fn run_cell(cell: Cell, release: Release) {
             doctor.report["containerd"]["runtime"]["asked"], true,
             "doctor did not ask the running containerd\n{context}"
         );
+        if cell == Cell::Right {
+            assert_sandbox_reported(&doctor.report, release, &context);
+        }
         match expected {
             Expected::Pulls => assert_eq!(
                 upstream.requests(),
@@ -292,6 +295,21 @@ fn run_cell(cell: Cell, release: Release) {
             }
         }
     });
+}
+
+/// The sandbox image every pod needs: named, looked up in the runtime, and
+/// (not being in the mirror) its pull judged to fail.
+fn assert_sandbox_reported(report: &Value, release: Release, context: &str) {
+    let setup = &report["containerd"];
+    let image = setup["sandbox_image"].as_str().unwrap_or_default();
+    assert!(image.starts_with("registry.k8s.io/pause:"), "sandbox image: {image}\n{context}");
+    let source = setup["sandbox_image_source"].as_str().unwrap_or_default();
+    match release {
+        Release::Debian => assert_eq!(source, "reported by the running containerd", "{context}"),
+        _ => assert!(source.contains("default"), "{source}\n{context}"),
+    }
+    assert_eq!(setup["sandbox_image_present"], false, "{context}");
+    assert_eq!(setup["sandbox_pull_would_succeed"], false, "{context}");
 }
 
 macro_rules! matrix {
@@ -382,4 +400,33 @@ fn file_differs_from_loaded_1_6() {
 #[test]
 fn file_differs_from_loaded_2x() {
     file_differs_from_loaded(Release::Latest);
+}
+
+/// containerd up without its CRI plugin: nothing can pull for the kubelet,
+/// whatever the mirror holds.
+#[test]
+fn containerd_without_its_cri_never_would_succeed() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let work = work.path();
+    in_private_netns(|| {
+        let upstream = StandIn::start();
+        let mirror = Mirror::start(Cell::Right, work);
+        let hosts_dir = work.join("certs.d");
+        write_hosts(Cell::Right, &hosts_dir, &upstream.url(), &mirror.url());
+        let config = config_text(Cell::Right, Release::Debian, &hosts_dir, &mirror.url())
+            .replacen("version = 2\n", "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n", 1);
+        let containerd =
+            Containerd::start_with_config(&work.join("containerd"), Release::Debian, &config);
+        let pull = containerd.cri_pull(REFERENCE);
+        let doctor = doctor(&containerd, containerd.config_file());
+        let context = format!("{}\n--- doctor ---\n{}", pull.describe(), doctor.text);
+        assert!(!pull.status.success(), "{context}");
+        assert_eq!(doctor.exit, 1, "{context}");
+        let first = &doctor.report["verdict"]["failures"][0];
+        assert_eq!(first["layer"], "config", "{context}");
+        assert!(
+            first["reason"].as_str().unwrap_or_default().contains("without its CRI plugin"),
+            "{context}"
+        );
+    });
 }
