@@ -153,6 +153,25 @@ pub fn model_registry(text: &str, release: ContainerdRelease) -> Result<Registry
     Ok(model)
 }
 
+/// The key path of the sandbox image a release reads from a file of
+/// `version` (`None`: the release is unknown, read the file's own version).
+pub(crate) fn sandbox_key(version: i64, release: Option<ContainerdRelease>, has_v2_registry: bool) -> Vec<&'static str> {
+    match release {
+        Some(release) => reads(version, release, has_v2_registry).sandbox,
+        None if version <= 1 => vec!["plugins", CRI_V1_PLUGIN, "sandbox_image"],
+        None if version == 2 => vec!["plugins", CRI_V2_PLUGIN, "sandbox_image"],
+        None => vec!["plugins", CRI_IMAGES_PLUGIN, "pinned_images", "sandbox"],
+    }
+}
+
+/// Whether an image reference names its registry (`registry.k8s.io/pause`)
+/// rather than leaving it to the docker.io default (`pause`).
+pub fn is_fully_qualified(image: &str) -> bool {
+    image.split_once('/').is_some_and(|(first, _)| {
+        first.contains('.') || first.contains(':') || first == "localhost"
+    })
+}
+
 struct Reads {
     registry_plugin: &'static str,
     sandbox: Vec<&'static str>,
