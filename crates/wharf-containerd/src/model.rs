@@ -84,9 +84,13 @@ pub fn default_sandbox_image(release: ContainerdRelease) -> &'static str {
 /// Model `text` for `release`. `Err` when it is not TOML (containerd
 /// refuses to start).
 pub fn model_registry(text: &str, release: ContainerdRelease) -> Result<RegistryModel, String> {
-    let doc = Document::parse(text).map_err(|e| format!("not valid TOML: {}", e.message().trim()))?;
+    let doc =
+        Document::parse(text).map_err(|e| format!("not valid TOML: {}", e.message().trim()))?;
     let lines = LineIndex::new(text);
-    let reader = Reader { doc: &doc, lines: &lines };
+    let reader = Reader {
+        doc: &doc,
+        lines: &lines,
+    };
     let file_version = match doc.get("version") {
         None => 1,
         Some(item) => item
@@ -107,7 +111,9 @@ pub fn model_registry(text: &str, release: ContainerdRelease) -> Result<Registry
         sandbox_line: None,
         ignored: Vec::new(),
     };
-    let has_v2_registry = reader.item(&["plugins", CRI_V2_PLUGIN, "registry"]).is_some();
+    let has_v2_registry = reader
+        .item(&["plugins", CRI_V2_PLUGIN, "registry"])
+        .is_some();
     let read = reads(file_version, release, has_v2_registry);
     let registry_table = format!("plugins.\"{}\".registry", read.registry_plugin);
     for (plugin, why) in ignored_plugins(file_version, release, read.registry_plugin) {
@@ -155,7 +161,11 @@ pub fn model_registry(text: &str, release: ContainerdRelease) -> Result<Registry
 
 /// The key path of the sandbox image a release reads from a file of
 /// `version` (`None`: the release is unknown, read the file's own version).
-pub(crate) fn sandbox_key(version: i64, release: Option<ContainerdRelease>, has_v2_registry: bool) -> Vec<&'static str> {
+pub(crate) fn sandbox_key(
+    version: i64,
+    release: Option<ContainerdRelease>,
+    has_v2_registry: bool,
+) -> Vec<&'static str> {
     match release {
         Some(release) => reads(version, release, has_v2_registry).sandbox,
         None if version <= 1 => vec!["plugins", CRI_V1_PLUGIN, "sandbox_image"],
@@ -309,7 +319,11 @@ fn endpoints(entry: &Item) -> Vec<String> {
         .as_table_like()
         .and_then(|t: &dyn TableLike| t.get("endpoint"))
         .and_then(Item::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -332,7 +346,10 @@ mod tests {
         assert_eq!(m.refuses_to_start, None);
         assert_eq!(m.ignored.len(), 1);
         assert_eq!(m.ignored[0].line, 3);
-        assert_eq!(m.ignored[0].read_instead, "plugins.\"io.containerd.grpc.v1.cri\".registry");
+        assert_eq!(
+            m.ignored[0].read_instead,
+            "plugins.\"io.containerd.grpc.v1.cri\".registry"
+        );
     }
 
     #[test]
@@ -346,7 +363,10 @@ mod tests {
     fn containerd_2_ignores_version_2_paths_in_a_version_3_file() {
         let m = model(V3_V2_PATHS, "2.1");
         assert_eq!(m.config_path, None);
-        assert_eq!(m.ignored[0].table, "plugins.\"io.containerd.grpc.v1.cri\".registry");
+        assert_eq!(
+            m.ignored[0].table,
+            "plugins.\"io.containerd.grpc.v1.cri\".registry"
+        );
         // 2.2 fills in its default instead.
         let m = model(V3_V2_PATHS, "2.2.0");
         assert!(m.config_path_defaulted);
@@ -389,7 +409,13 @@ mod tests {
 
     #[test]
     fn release_defaults_for_the_sandbox_image() {
-        assert_eq!(model("version = 2\n", "1.6.20").sandbox_image, "registry.k8s.io/pause:3.6");
-        assert_eq!(model("version = 3\n", "2.4.2").sandbox_image, "registry.k8s.io/pause:3.10.2");
+        assert_eq!(
+            model("version = 2\n", "1.6.20").sandbox_image,
+            "registry.k8s.io/pause:3.6"
+        );
+        assert_eq!(
+            model("version = 3\n", "2.4.2").sandbox_image,
+            "registry.k8s.io/pause:3.10.2"
+        );
     }
 }

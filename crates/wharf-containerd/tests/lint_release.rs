@@ -15,7 +15,8 @@ fn linter(release: &str) -> Linter {
 
 #[test]
 fn a_short_sandbox_image_is_flagged_at_its_line() {
-    let text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"pause:3.9\"\n";
+    let text =
+        "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"pause:3.9\"\n";
     let found = linter("1.7").lint_config(Path::new("config.toml"), text);
     let sandbox: Vec<&Diagnostic> = found
         .iter()
@@ -23,17 +24,29 @@ fn a_short_sandbox_image_is_flagged_at_its_line() {
         .collect();
     assert_eq!(sandbox.len(), 1, "{found:?}");
     assert_eq!(sandbox[0].position.map(|p| p.line), Some(3));
-    assert!(sandbox[0].message.contains("\"pause:3.9\""), "{}", sandbox[0].message);
+    assert!(
+        sandbox[0].message.contains("\"pause:3.9\""),
+        "{}",
+        sandbox[0].message
+    );
     let qualified = text.replace("pause:3.9", "registry.k8s.io/pause:3.9");
     let found = linter("1.7").lint_config(Path::new("config.toml"), &qualified);
-    assert!(!codes(&found).iter().any(|(c, _)| *c == Code::SandboxImageNotQualified), "{found:?}");
+    assert!(
+        !codes(&found)
+            .iter()
+            .any(|(c, _)| *c == Code::SandboxImageNotQualified),
+        "{found:?}"
+    );
 }
 
 #[test]
 fn containerd_2_reads_the_pinned_sandbox_of_a_version_3_file() {
     let text = "version = 3\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"pause:3.10\"\n";
     let found = linter("2.1").lint_config(Path::new("config.toml"), text);
-    assert!(codes(&found).contains(&(Code::SandboxImageNotQualified, Severity::Warning)), "{found:?}");
+    assert!(
+        codes(&found).contains(&(Code::SandboxImageNotQualified, Severity::Warning)),
+        "{found:?}"
+    );
 }
 
 fn setup(dir: &Path, with_k8s_mirror: bool) -> std::path::PathBuf {
@@ -77,13 +90,22 @@ fn a_sandbox_image_no_mirror_serves_is_flagged() {
         .filter(|d| d.code == Code::SandboxImageNotMirrored)
         .collect();
     assert_eq!(flagged.len(), 1, "{found:?}");
-    assert!(flagged[0].message.contains("registry.k8s.io/pause:3.9"), "{}", flagged[0].message);
+    assert!(
+        flagged[0].message.contains("registry.k8s.io/pause:3.9"),
+        "{}",
+        flagged[0].message
+    );
     assert_eq!(flagged[0].position.map(|p| p.line), Some(3));
 
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), true);
     let found = linter("1.6.20").lint_setup(&config, None);
-    assert!(!codes(&found).iter().any(|(c, _)| *c == Code::SandboxImageNotMirrored), "{found:?}");
+    assert!(
+        !codes(&found)
+            .iter()
+            .any(|(c, _)| *c == Code::SandboxImageNotMirrored),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -91,9 +113,15 @@ fn the_release_default_sandbox_is_checked_too() {
     let dir = tempfile::tempdir().unwrap();
     let config = setup(dir.path(), false);
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text.replace("  sandbox_image = \"registry.k8s.io/pause:3.9\"\n", "")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("  sandbox_image = \"registry.k8s.io/pause:3.9\"\n", ""),
+    )
+    .unwrap();
     let found = linter("1.7").lint_setup(&config, None);
-    let flagged = found.iter().find(|d| d.code == Code::SandboxImageNotMirrored);
+    let flagged = found
+        .iter()
+        .find(|d| d.code == Code::SandboxImageNotMirrored);
     assert!(
         flagged.is_some_and(|d| d.message.contains("registry.k8s.io/pause:3.8")),
         "{found:?}"
@@ -109,10 +137,19 @@ fn server_only_hosts_toml_is_an_error_on_the_releases_that_ignore_it() {
             .into_iter()
             .find(|(c, _)| *c == Code::ServerOnlyIgnored)
     };
-    assert_eq!(on("1.6.20"), Some((Code::ServerOnlyIgnored, Severity::Error)));
-    assert_eq!(on("1.7.0"), Some((Code::ServerOnlyIgnored, Severity::Error)));
+    assert_eq!(
+        on("1.6.20"),
+        Some((Code::ServerOnlyIgnored, Severity::Error))
+    );
+    assert_eq!(
+        on("1.7.0"),
+        Some((Code::ServerOnlyIgnored, Severity::Error))
+    );
     assert_eq!(on("1.6.21"), None);
     assert_eq!(on("2.1"), None);
     let any = codes(&Linter::new().lint_hosts_file(file, "registry.k8s.io", text));
-    assert!(any.contains(&(Code::ServerOnlyIgnored, Severity::Warning)), "{any:?}");
+    assert!(
+        any.contains(&(Code::ServerOnlyIgnored, Severity::Warning)),
+        "{any:?}"
+    );
 }

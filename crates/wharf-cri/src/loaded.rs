@@ -90,13 +90,15 @@ pub fn from_answers(
     plugins: &[proto::Plugin],
 ) -> Result<Loaded, CriError> {
     let config = match status.info.get("config") {
-        Some(text) => Some(serde_json::from_str::<CriConfig>(text).map_err(|e| {
-            CriError::Unexpected {
-                socket: socket.to_owned(),
-                what: "Status".to_owned(),
-                reason: format!("info[\"config\"] is not the CRI config JSON: {e}"),
-            }
-        })?),
+        Some(text) => {
+            Some(
+                serde_json::from_str::<CriConfig>(text).map_err(|e| CriError::Unexpected {
+                    socket: socket.to_owned(),
+                    what: "Status".to_owned(),
+                    reason: format!("info[\"config\"] is not the CRI config JSON: {e}"),
+                })?,
+            )
+        }
         None => None,
     };
     let exported = plugins
@@ -187,10 +189,16 @@ mod tests {
         }
     }
 
-    fn status(info: &[(&str, &str)], conditions: Vec<proto::RuntimeCondition>) -> proto::StatusResponse {
+    fn status(
+        info: &[(&str, &str)],
+        conditions: Vec<proto::RuntimeCondition>,
+    ) -> proto::StatusResponse {
         proto::StatusResponse {
             status: Some(proto::RuntimeStatus { conditions }),
-            info: info.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            info: info
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
         }
     }
 
@@ -210,7 +218,10 @@ mod tests {
             registry.mirrors.unwrap()["docker.io"],
             ["http://127.0.0.1:5000"]
         );
-        assert_eq!(loaded.sandbox_image.as_deref(), Some("registry.k8s.io/pause:3.6"));
+        assert_eq!(
+            loaded.sandbox_image.as_deref(),
+            Some("registry.k8s.io/pause:3.6")
+        );
     }
 
     #[test]
@@ -218,14 +229,18 @@ mod tests {
         let plugin = proto::Plugin {
             r#type: CRI_IMAGES_PLUGIN_TYPE.into(),
             id: "images".into(),
-            exports: [(REGISTRY_CONFIG_PATH_EXPORT.to_owned(), "/etc/containerd/certs.d".to_owned())]
-                .into(),
+            exports: [(
+                REGISTRY_CONFIG_PATH_EXPORT.to_owned(),
+                "/etc/containerd/certs.d".to_owned(),
+            )]
+            .into(),
         };
         let warning = proto::RuntimeCondition {
             r#type: "ContainerdHasNoDeprecationWarnings".into(),
             status: false,
             reason: "ContainerdHasDeprecationWarnings".into(),
-            message: r#"{"io.containerd.deprecation/cri-registry-mirrors":"use config_path"}"#.into(),
+            message: r#"{"io.containerd.deprecation/cri-registry-mirrors":"use config_path"}"#
+                .into(),
         };
         let loaded = from_answers(
             Path::new("/s"),
@@ -235,7 +250,10 @@ mod tests {
         )
         .unwrap();
         let registry = loaded.registry.clone().unwrap();
-        assert_eq!(registry.config_path.as_deref(), Some("/etc/containerd/certs.d"));
+        assert_eq!(
+            registry.config_path.as_deref(),
+            Some("/etc/containerd/certs.d")
+        );
         assert_eq!(registry.mirrors, None);
         assert!(loaded.warns_of_mirrors());
         assert_eq!(loaded.sandbox_image, None);

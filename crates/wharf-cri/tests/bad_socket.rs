@@ -12,9 +12,15 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn ask_within(socket: &Path) -> CriError {
     let started = Instant::now();
-    let err = ask(socket, TIMEOUT).await.expect_err("no runtime answers here");
+    let err = ask(socket, TIMEOUT)
+        .await
+        .expect_err("no runtime answers here");
     // Each of the three calls and the connect are bounded.
-    assert!(started.elapsed() < TIMEOUT * 5, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < TIMEOUT * 5,
+        "took {:?}",
+        started.elapsed()
+    );
     err
 }
 
@@ -44,7 +50,9 @@ async fn an_http1_server_is_not_a_runtime() {
     let listener = UnixListener::bind(&path).unwrap();
     let server = tokio::spawn(async move {
         loop {
-            let Ok((mut conn, _)) = listener.accept().await else { return };
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = conn.read(&mut buf).await;
@@ -57,7 +65,11 @@ async fn an_http1_server_is_not_a_runtime() {
     let err = ask_within(&path).await;
     server.abort();
     assert!(matches!(err, CriError::NotGrpc { .. }), "{err}");
-    assert!(err.to_string().contains("is not a container runtime's gRPC socket"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("is not a container runtime's gRPC socket"),
+        "{err}"
+    );
 }
 
 /// A peer that accepts and then says nothing must not hang the caller.

@@ -40,11 +40,11 @@ pub use online::OverridePathProbe;
 pub use platform::{Platform, PlatformError};
 pub use probe::RESOLVE_ACCEPT;
 pub use render::render_text;
-pub use runtime::{Runtime, RuntimeSource};
 pub use report::{
     ContainerdSetup, Failure, HostReport, HostRole, HostsDirSource, Layer, Problem, Report, Step,
     StepStatus, Verdict, REPORT_FORMAT_VERSION,
 };
+pub use runtime::{Runtime, RuntimeSource};
 
 use probe::{Context, HostOutcome};
 
@@ -164,10 +164,9 @@ async fn check_sandbox(options: &Options, runtime: &Runtime, report: &mut Report
     let present = match present {
         Ok(present) => present,
         Err(e) => {
-            report
-                .verdict
-                .notes
-                .push(format!("could not ask whether the sandbox image {image} is present: {e}"));
+            report.verdict.notes.push(format!(
+                "could not ask whether the sandbox image {image} is present: {e}"
+            ));
             return;
         }
     };

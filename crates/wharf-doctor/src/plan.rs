@@ -78,7 +78,10 @@ pub fn plan(
         (None, None) => (None, HostsDirSource::None),
     };
     let resolution = wc::resolve_registry_hosts(roots.as_deref(), reference.host());
-    let legacy = effective.mirrors.get(reference.host()).filter(|_| roots.is_none());
+    let legacy = effective
+        .mirrors
+        .get(reference.host())
+        .filter(|_| roots.is_none());
     let hosts = match legacy {
         Some(endpoints) => wc::legacy_mirror_hosts(
             reference.host(),
@@ -88,8 +91,17 @@ pub fn plan(
         ),
         None => resolution.hosts.clone(),
     };
-    let mut notes = notes(reference, &config, &effective, roots.as_deref(), source, &resolution);
-    if let (Some(release), Some(path), true) = (release, &effective.config_path, effective.defaulted) {
+    let mut notes = notes(
+        reference,
+        &config,
+        &effective,
+        roots.as_deref(),
+        source,
+        &resolution,
+    );
+    if let (Some(release), Some(path), true) =
+        (release, &effective.config_path, effective.defaulted)
+    {
         notes.insert(
             0,
             format!(
@@ -262,7 +274,10 @@ fn ignored_config_path(
 /// The file, read the way this release reads it, says something else than
 /// what the running containerd loaded.
 fn differs(m: &wc::RegistryModel, asked: &Effective, file: &Path, release: &str) -> ConfigProblem {
-    let show = |p: &Option<String>| p.as_ref().map_or_else(|| "none".to_owned(), |p| format!("{p:?}"));
+    let show = |p: &Option<String>| {
+        p.as_ref()
+            .map_or_else(|| "none".to_owned(), |p| format!("{p:?}"))
+    };
     let line = m
         .config_path_line
         .map(|l| format!(" (line {l})"))
@@ -285,15 +300,24 @@ fn differs(m: &wc::RegistryModel, asked: &Effective, file: &Path, release: &str)
 }
 
 /// The sandbox image the CRI will use, and where that comes from.
-fn sandbox(runtime: &Runtime, model: Option<&wc::RegistryModel>) -> (Option<String>, Option<String>) {
+fn sandbox(
+    runtime: &Runtime,
+    model: Option<&wc::RegistryModel>,
+) -> (Option<String>, Option<String>) {
     if let Some(image) = runtime.loaded().and_then(|l| l.sandbox_image.clone()) {
-        return (Some(image), Some("reported by the running containerd".to_owned()));
+        return (
+            Some(image),
+            Some("reported by the running containerd".to_owned()),
+        );
     }
     let Some(m) = model else {
         return (None, None);
     };
     let source = match (m.sandbox_line, runtime.loaded().is_some()) {
-        (Some(line), true) => format!("config.toml line {line} (containerd {} does not report it)", m.release),
+        (Some(line), true) => format!(
+            "config.toml line {line} (containerd {} does not report it)",
+            m.release
+        ),
         (Some(line), false) => format!("config.toml line {line}"),
         (None, _) => format!("containerd {}'s default", m.release),
     };
@@ -422,7 +446,11 @@ mod tests {
             "{}",
             problem.reason
         );
-        assert!(problem.fix.contains("io.containerd.grpc.v1.cri"), "{}", problem.fix);
+        assert!(
+            problem.fix.contains("io.containerd.grpc.v1.cri"),
+            "{}",
+            problem.fix
+        );
         assert!(!problem.blocks);
         // The same file is right for 2.1.
         assert!(plan_with(text, "2.1").config_problem.is_none());
@@ -433,7 +461,10 @@ mod tests {
         let text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"registry.k8s.io\"]\n  endpoint = [\"http://127.0.0.1:5000\"]\n";
         let p = plan_with(text, "1.6.20");
         let urls: Vec<String> = p.hosts.iter().map(|h| h.base_url()).collect();
-        assert_eq!(urls, ["http://127.0.0.1:5000/v2", "https://registry.k8s.io/v2"]);
+        assert_eq!(
+            urls,
+            ["http://127.0.0.1:5000/v2", "https://registry.k8s.io/v2"]
+        );
         assert!(p.config_problem.is_none());
     }
 
@@ -442,7 +473,11 @@ mod tests {
         let p = plan_with("version = 4\n", "2.1");
         let problem = p.config_problem.unwrap();
         assert!(problem.blocks);
-        assert!(problem.reason.contains("refuses to start"), "{}", problem.reason);
+        assert!(
+            problem.reason.contains("refuses to start"),
+            "{}",
+            problem.reason
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ fn setup(out: &mut String, report: &Report) {
         (None, None) => {}
     }
     if let Some(image) = &c.sandbox_image {
-        let source = c.sandbox_image_source.as_deref().unwrap_or("unknown source");
+        let source = c
+            .sandbox_image_source
+            .as_deref()
+            .unwrap_or("unknown source");
         let state = match (c.sandbox_image_present, c.sandbox_pull_would_succeed) {
             (Some(true), _) => "; present on this node",
             (Some(false), Some(true)) => "; not on this node, its pull would succeed",

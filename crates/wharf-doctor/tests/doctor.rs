@@ -513,7 +513,11 @@ async fn undecodable_hosts_toml_sends_pulls_to_the_registry() {
     );
     // The layer that broke is the hosts.toml, not the registry behind it.
     let failure = assert_broken(&report, "hosts.toml", Layer::Config);
-    assert!(failure.fix.contains("wharf containerd lint"), "{}", failure.fix);
+    assert!(
+        failure.fix.contains("wharf containerd lint"),
+        "{}",
+        failure.fix
+    );
     let behind = &report.verdict.failures[1];
     assert_eq!(behind.layer, Layer::Tcp);
     assert!(behind.url.contains(&upstream), "{}", behind.url);

@@ -51,7 +51,11 @@ async fn modelled(image: &str, hosts: &HostsDir, address: &Path, release: &str) 
 
 fn runtime_summary(report: &Report) -> String {
     let runtime = report.containerd.runtime.as_ref().expect("runtime source");
-    assert!(!runtime.asked, "nothing was asked:\n{}", render_text(report));
+    assert!(
+        !runtime.asked,
+        "nothing was asked:\n{}",
+        render_text(report)
+    );
     runtime.summary.clone()
 }
 
@@ -64,7 +68,10 @@ async fn containerd_not_running_is_said_and_the_release_modelled() {
     let report = modelled(&image, &hosts, &socket, "1.6.20").await;
 
     let summary = runtime_summary(&report);
-    assert!(summary.starts_with("modelled containerd 1.6.20"), "{summary}");
+    assert!(
+        summary.starts_with("modelled containerd 1.6.20"),
+        "{summary}"
+    );
     assert!(summary.contains("nothing answers on"), "{summary}");
     // 1.6 ignores the version-3 section: the mirror is not used, and the
     // doctor names the section, not the upstream.
@@ -104,7 +111,9 @@ async fn a_socket_that_is_not_containerd_is_named() {
             let mut buf = [0u8; 512];
             let _ = conn.read(&mut buf).await;
             let _ = conn
-                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
                 .await;
         }
     });
@@ -113,7 +122,10 @@ async fn a_socket_that_is_not_containerd_is_named() {
     server.abort();
 
     let summary = runtime_summary(&report);
-    assert!(summary.contains("is not a container runtime's gRPC socket"), "{summary}");
+    assert!(
+        summary.contains("is not a container runtime's gRPC socket"),
+        "{summary}"
+    );
     assert!(summary.contains("check --address"), "{summary}");
     assert!(!report.verdict.would_succeed, "{}", render_text(&report));
 }
@@ -128,8 +140,15 @@ async fn an_unseen_release_is_modelled_as_the_nearest_with_a_warning() {
 
     let runtime = report.containerd.runtime.as_ref().unwrap();
     let warning = runtime.warning.as_deref().unwrap_or_default();
-    assert!(warning.contains("newer than the releases wharf has checked"), "{warning}");
-    assert!(render_text(&report).contains("warning: containerd 2.9"), "{}", render_text(&report));
+    assert!(
+        warning.contains("newer than the releases wharf has checked"),
+        "{warning}"
+    );
+    assert!(
+        render_text(&report).contains("warning: containerd 2.9"),
+        "{}",
+        render_text(&report)
+    );
 }
 
 #[tokio::test]
@@ -141,7 +160,9 @@ async fn a_config_that_does_not_parse_is_an_error_not_a_verdict() {
     options.address = Some(hosts.dir.path().join("containerd.sock"));
     options.containerd = Some("1.7".parse().unwrap());
 
-    let err = diagnose(&options).await.expect_err("no verdict on a broken file");
+    let err = diagnose(&options)
+        .await
+        .expect_err("no verdict on a broken file");
 
     let text = err.to_string();
     assert!(text.contains("not valid TOML"), "{text}");

@@ -348,8 +348,9 @@ fn detect_release(address: &Path) -> Option<(wc::ContainerdRelease, String)> {
         .ok()
         .and_then(|rt| {
             rt.block_on(async {
-                let client =
-                    wharf_cri::CriClient::connect(address, wharf_doctor::DEFAULT_TIMEOUT).await.ok()?;
+                let client = wharf_cri::CriClient::connect(address, wharf_doctor::DEFAULT_TIMEOUT)
+                    .await
+                    .ok()?;
                 client.version().await.ok()
             })
         });

@@ -210,7 +210,15 @@ struct Doctor {
 
 fn doctor(containerd: &Containerd, config: &Path) -> Doctor {
     let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["doctor", REFERENCE, "--output", "json", "--timeout", "3", "--address"])
+        .args([
+            "doctor",
+            REFERENCE,
+            "--output",
+            "json",
+            "--timeout",
+            "3",
+            "--address",
+        ])
         .arg(containerd.socket())
         .arg("--config")
         .arg(config)
@@ -283,10 +291,18 @@ fn run_cell(cell: Cell, release: Release) {
                 let place_ok = match at {
                     Place::ConfigToml => url.ends_with("config.toml"),
                     Place::HostsToml => url.ends_with("hosts.toml"),
-                    Place::Mirror => url.contains(mirror.url().trim_start_matches("http://").trim_start_matches("https://")),
+                    Place::Mirror => url.contains(
+                        mirror
+                            .url()
+                            .trim_start_matches("http://")
+                            .trim_start_matches("https://"),
+                    ),
                     Place::Upstream => url.contains("registry-1.docker.io"),
                 };
-                assert!(place_ok, "doctor names {url}, expected the {at:?}\n{context}");
+                assert!(
+                    place_ok,
+                    "doctor names {url}, expected the {at:?}\n{context}"
+                );
                 let fixes = doctor.report["verdict"]["failures"].to_string();
                 assert!(
                     !fixes.contains("/etc/hosts"),
@@ -302,7 +318,10 @@ fn run_cell(cell: Cell, release: Release) {
 fn assert_sandbox_reported(report: &Value, release: Release, context: &str) {
     let setup = &report["containerd"];
     let image = setup["sandbox_image"].as_str().unwrap_or_default();
-    assert!(image.starts_with("registry.k8s.io/pause:"), "sandbox image: {image}\n{context}");
+    assert!(
+        image.starts_with("registry.k8s.io/pause:"),
+        "sandbox image: {image}\n{context}"
+    );
     let source = setup["sandbox_image_source"].as_str().unwrap_or_default();
     match release {
         Release::Debian => assert_eq!(source, "reported by the running containerd", "{context}"),
@@ -370,23 +389,40 @@ fn file_differs_from_loaded(release: Release) {
         let edited_dir = work.join("elsewhere");
         let file: PathBuf = containerd.config_file().to_owned();
         let text = std::fs::read_to_string(&file).expect("read config");
-        std::fs::write(&file, text.replace(&loaded, &edited_dir.display().to_string()))
-            .expect("edit config");
+        std::fs::write(
+            &file,
+            text.replace(&loaded, &edited_dir.display().to_string()),
+        )
+        .expect("edit config");
 
         let pull = containerd.cri_pull(REFERENCE);
         let doctor = doctor(&containerd, &file);
-        let context = format!("{release}\n{}\n--- doctor ---\n{}", pull.describe(), doctor.text);
-        assert!(pull.status.success(), "the runtime still uses the loaded file\n{context}");
-        assert_eq!(doctor.exit, 0, "doctor must follow what was loaded\n{context}");
+        let context = format!(
+            "{release}\n{}\n--- doctor ---\n{}",
+            pull.describe(),
+            doctor.text
+        );
+        assert!(
+            pull.status.success(),
+            "the runtime still uses the loaded file\n{context}"
+        );
+        assert_eq!(
+            doctor.exit, 0,
+            "doctor must follow what was loaded\n{context}"
+        );
         assert_eq!(
             doctor.report["containerd"]["config_path"].as_str(),
             Some(loaded.as_str()),
             "{context}"
         );
-        let first_note = doctor.report["verdict"]["notes"][0].as_str().unwrap_or_default();
+        let first_note = doctor.report["verdict"]["notes"][0]
+            .as_str()
+            .unwrap_or_default();
         assert!(
-            first_note.contains(&format!("config.toml sets config_path = \"{}\"", edited_dir.display()))
-                && first_note.contains(&format!("loaded \"{loaded}\"")),
+            first_note.contains(&format!(
+                "config.toml sets config_path = \"{}\"",
+                edited_dir.display()
+            )) && first_note.contains(&format!("loaded \"{loaded}\"")),
             "the difference must come first\n{context}"
         );
     });
@@ -413,8 +449,11 @@ fn containerd_without_its_cri_never_would_succeed() {
         let mirror = Mirror::start(Cell::Right, work);
         let hosts_dir = work.join("certs.d");
         write_hosts(Cell::Right, &hosts_dir, &upstream.url(), &mirror.url());
-        let config = config_text(Cell::Right, Release::Debian, &hosts_dir, &mirror.url())
-            .replacen("version = 2\n", "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n", 1);
+        let config = config_text(Cell::Right, Release::Debian, &hosts_dir, &mirror.url()).replacen(
+            "version = 2\n",
+            "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+            1,
+        );
         let containerd =
             Containerd::start_with_config(&work.join("containerd"), Release::Debian, &config);
         let pull = containerd.cri_pull(REFERENCE);
@@ -425,7 +464,10 @@ fn containerd_without_its_cri_never_would_succeed() {
         let first = &doctor.report["verdict"]["failures"][0];
         assert_eq!(first["layer"], "config", "{context}");
         assert!(
-            first["reason"].as_str().unwrap_or_default().contains("without its CRI plugin"),
+            first["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("without its CRI plugin"),
             "{context}"
         );
     });

@@ -129,14 +129,18 @@ impl HostsFile<'_> {
     /// and no `[host]` table, and pull from the registry itself.
     fn server_only(&self, root: &toml_edit::Table) -> Option<Diagnostic> {
         let affected = |r: ContainerdRelease| {
-            (r.major, r.minor, r.patch) == (1, 6, Some(20)) || (r.major, r.minor, r.patch) == (1, 7, Some(0))
+            (r.major, r.minor, r.patch) == (1, 6, Some(20))
+                || (r.major, r.minor, r.patch) == (1, 7, Some(0))
         };
         let severity = match self.release {
             Some(r) if affected(r) => Severity::Error,
             Some(_) => return None,
             None => Severity::Warning,
         };
-        let server = root.get("server").and_then(Item::as_str).unwrap_or_default();
+        let server = root
+            .get("server")
+            .and_then(Item::as_str)
+            .unwrap_or_default();
         let span = root.key("server").and_then(|k| k.span());
         Some(
             self.src

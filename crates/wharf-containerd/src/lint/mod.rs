@@ -81,7 +81,11 @@ impl Linter {
     fn lint_config_file_full(
         &self,
         path: &Path,
-    ) -> (Vec<Diagnostic>, Option<String>, Option<(String, Option<Position>)>) {
+    ) -> (
+        Vec<Diagnostic>,
+        Option<String>,
+        Option<(String, Option<Position>)>,
+    ) {
         match read_text_file(path) {
             Ok(text) => {
                 let found = config::lint_config_text(path, &text, self.containerd);
@@ -89,7 +93,11 @@ impl Linter {
                 sort_diagnostics(&mut diagnostics);
                 (diagnostics, found.config_path, found.sandbox)
             }
-            Err(e) => (vec![unreadable(path, &e.to_string(), "config.toml")], None, None),
+            Err(e) => (
+                vec![unreadable(path, &e.to_string(), "config.toml")],
+                None,
+                None,
+            ),
         }
     }
 
