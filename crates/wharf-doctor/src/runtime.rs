@@ -15,7 +15,7 @@ pub enum Runtime {
     /// containerd answered on its socket.
     Asked {
         socket: PathBuf,
-        loaded: Loaded,
+        loaded: Box<Loaded>,
         /// The release its version names, or the nearest known.
         release: Option<ContainerdRelease>,
         /// Set when the release is one wharf has never seen.
@@ -63,7 +63,7 @@ impl Runtime {
                 };
                 Runtime::Asked {
                     socket: socket.to_owned(),
-                    loaded,
+                    loaded: Box::new(loaded),
                     release,
                     release_note,
                 }
