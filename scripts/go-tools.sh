@@ -28,19 +28,27 @@ CRICTL_MODULE=sigs.k8s.io/cri-tools
 log() { printf '%s\n' "$*" >&2; }
 fail() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 
-# The Go toolchain: `go` on PATH, else the usual tarball location.
+# The Go toolchain: the first of `go` on PATH and /usr/local/go/bin/go (where
+# the official tarball goes) that is new enough for the pinned modules.
+# Debian's golang-go (1.19 on bookworm) is not, so it is never installed here.
 find_go() {
-    local go
-    if go="$(command -v go 2>/dev/null)"; then
-        echo "$go"
-    elif [ -x /usr/local/go/bin/go ]; then
-        echo /usr/local/go/bin/go
-    else
-        fail "no Go toolchain found (neither \`go\` on PATH nor /usr/local/go/bin/go).
-The test tools need Go $(required_go) or newer; Debian bookworm's golang-go (1.19) is too old.
-hint: install Go $(required_go)+ from the official release tarball into /usr/local/go, or put a
-      recent enough \`go\` on PATH, then run scripts/test.sh again"
-    fi
+    local need candidate version found=()
+    need="$(required_go)"
+    for candidate in "$(command -v go 2>/dev/null || true)" /usr/local/go/bin/go; do
+        [ -n "$candidate" ] && [ -x "$candidate" ] || continue
+        version="$(GOTOOLCHAIN=local "$candidate" env GOVERSION 2>/dev/null)" || continue
+        version="${version#go}"
+        if version_at_least "$version" "$need"; then
+            echo "$candidate"
+            return
+        fi
+        found+=("$candidate is Go $version")
+    done
+    fail "no Go $need or newer found (${found[*]:-neither \`go\` on PATH nor /usr/local/go/bin/go exists}).
+The test tools (containerd 2.x, crictl) are built from Go modules that need Go $need;
+Debian bookworm's golang-go (1.19) is too old.
+hint: install Go $need+ from the official release tarball into /usr/local/go (or put a recent
+      enough \`go\` first on PATH), then run scripts/test.sh again"
 }
 
 # The newest `go` directive among the pinned modules.
@@ -48,15 +56,9 @@ required_go() {
     sed -n 's/^go \([0-9.]*\)$/\1/p' tools/go.mod tools/*/go.mod | sort -V | tail -n 1
 }
 
-check_go_version() {
-    local go="$1" have need
-    have="$(GOTOOLCHAIN=local "$go" env GOVERSION)"
-    have="${have#go}"
-    need="$(required_go)"
-    if [ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -n 1)" != "$need" ]; then
-        fail "$go is Go $have, but the pinned tool modules need Go $need or newer.
-hint: install a newer Go (official release tarball into /usr/local/go) and put it first on PATH"
-    fi
+# Whether version $1 is $2 or newer.
+version_at_least() {
+    [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]
 }
 
 # A hash of everything that decides what gets built.
@@ -112,7 +114,6 @@ build_all() {
 }
 
 GO="$(find_go)"
-check_go_version "$GO"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-test-tools"
 KEY="$(cache_key)"
 DEST="$CACHE_ROOT/$KEY"

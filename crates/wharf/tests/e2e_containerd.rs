@@ -15,7 +15,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::containerd::{write_docker_io_mirror, Containerd, Release};
+use common::containerd::{config_snippet, write_docker_io_mirror, Containerd, Release};
 use common::image::{self, host_arch, write_dir_transport, write_oci_layout, Artifact, Format};
 use common::netns::in_private_netns;
 use common::server::Wharf;
@@ -27,8 +27,12 @@ use common::tools::{run, skopeo};
 enum PullPath {
     /// `ctr images pull --hosts-dir`.
     Ctr,
-    /// `crictl pull` (CRI `PullImage`), configured by the node's config.toml.
+    /// `crictl pull` (CRI `PullImage`), configured by the node's config.toml
+    /// (the release's default, patched by `wharf containerd config --patch`).
     Cri,
+    /// `crictl pull`, with the snippet `wharf containerd config` prints as
+    /// the whole config.toml.
+    CriSnippet,
 }
 
 /// Everything one scenario runs, in drop order: containerd first, then wharf.
@@ -50,6 +54,12 @@ impl Node {
         let containerd = match path {
             PullPath::Ctr => Containerd::start_release(&dir, release),
             PullPath::Cri => Containerd::start_cri(&dir, release, &hosts_dir),
+            PullPath::CriSnippet => {
+                let config = config_snippet(release, &hosts_dir);
+                let containerd = Containerd::start_with_config(&dir, release, &config);
+                containerd.assert_cri_answers();
+                containerd
+            }
         };
         Node {
             containerd,
@@ -81,7 +91,7 @@ impl Node {
     fn pull(&self, reference: &str) {
         let out = match self.path {
             PullPath::Ctr => self.containerd.pull(&self.hosts_dir, reference),
-            PullPath::Cri => self.containerd.cri_pull(reference),
+            PullPath::Cri | PullPath::CriSnippet => self.containerd.cri_pull(reference),
         };
         assert!(
             out.status.success(),
@@ -101,7 +111,7 @@ impl Node {
     /// and in `ctr images ls`.
     fn assert_pulled(&self, reference: &str, repository: &str, artifact: &Artifact) {
         self.assert_listed(reference, &artifact.digest());
-        if let PullPath::Cri = self.path {
+        if let PullPath::Cri | PullPath::CriSnippet = self.path {
             self.assert_cri_knows(reference, repository, artifact);
         }
     }
@@ -283,4 +293,94 @@ fn cri_2_latest_pulls_oci_images_through_the_mirror_without_upstream() {
 #[test]
 fn cri_2_latest_pulls_docker_v2s2_images_through_the_mirror_without_upstream() {
     run_mirror_scenario(Release::Latest, PullPath::Cri, Format::Docker);
+}
+
+#[test]
+fn cri_1_6_with_the_generated_snippet_as_config_pulls_through_the_mirror() {
+    run_mirror_scenario(Release::Debian, PullPath::CriSnippet, Format::Oci);
+}
+
+#[test]
+fn cri_2_0_with_the_generated_snippet_as_config_pulls_through_the_mirror() {
+    run_mirror_scenario(Release::V2_0, PullPath::CriSnippet, Format::Oci);
+}
+
+#[test]
+fn cri_2_latest_with_the_generated_snippet_as_config_pulls_through_the_mirror() {
+    run_mirror_scenario(Release::Latest, PullPath::CriSnippet, Format::Docker);
+}
+
+/// What `wharf containerd config --patch` wrote is what each release's CRI
+/// plugin loaded: `containerd config dump` of the file shows the hosts
+/// directory, and so does the running daemon where the release reports it
+/// (1.6 in the CRI status, the newest 2.x as a CRI images plugin export;
+/// 2.0 reports it nowhere, so only the dump and the pulls above can tell).
+#[test]
+fn the_cri_plugin_loads_the_config_path_wharf_wrote_on_every_release() {
+    let work = tempfile::tempdir().expect("temp dir");
+    in_private_netns(|| {
+        for release in Release::ALL {
+            let dir = work.path().join(format!("{release:?}"));
+            let hosts_dir = dir.join("certs.d");
+            std::fs::create_dir_all(&hosts_dir).expect("create hosts dir");
+            let containerd = Containerd::start_cri(&dir.join("containerd"), release, &hosts_dir);
+            let expected = hosts_dir.display().to_string();
+            assert_eq!(
+                containerd.dumped_config_path().as_deref(),
+                Some(expected.as_str()),
+                "{release}: containerd config dump of the patched file"
+            );
+            let reports_it = release != Release::V2_0;
+            let loaded = containerd.loaded_config_path();
+            assert_eq!(
+                loaded.as_deref(),
+                reports_it.then_some(expected.as_str()),
+                "{release}: the config_path the running CRI plugin reports"
+            );
+        }
+    });
+}
+
+/// A node config.toml that is not TOML: the launcher starts nothing of its
+/// own and hands back containerd's own refusal, naming the row.
+#[test]
+fn a_config_that_does_not_parse_is_refused_by_every_release_with_its_reason() {
+    let work = tempfile::tempdir().expect("temp dir");
+    in_private_netns(|| {
+        for release in Release::ALL {
+            let dir = work.path().join(format!("{release:?}"));
+            let refused =
+                Containerd::try_start_with_config(&dir, release, "version = 2\n[plugins\n");
+            let why = match refused {
+                Ok(_) => panic!("{release} started with a config that is not TOML"),
+                Err(why) => why,
+            };
+            assert!(
+                why.contains("exited during start-up") && why.contains("TOML"),
+                "{release}: {why}"
+            );
+        }
+    });
+}
+
+/// With no registry configuration at all, the CRI pull goes to docker.io's
+/// own host, which the loopback-only namespace cannot reach: the pull
+/// fails and the CRI's error, as the launcher hands it back, names the host.
+#[test]
+fn without_registry_configuration_the_cri_pull_fails_naming_the_upstream_host() {
+    let work = tempfile::tempdir().expect("temp dir");
+    in_private_netns(|| {
+        for release in Release::ALL {
+            let dir = work.path().join(format!("{release:?}"));
+            let containerd = Containerd::start_with_config(&dir, release, "version = 2\n");
+            containerd.assert_cri_answers();
+            let out = containerd.cri_pull("docker.io/library/wharf-e2e-absent:1.0");
+            assert!(!out.status.success(), "{release}: {}", out.describe());
+            assert!(
+                out.stderr.contains("registry-1.docker.io"),
+                "{release}: the CRI's error does not name the host it tried\n{}",
+                out.describe()
+            );
+        }
+    });
 }

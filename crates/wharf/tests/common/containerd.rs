@@ -145,7 +145,7 @@ fn existing(path: PathBuf) -> PathBuf {
 enum CriSchema {
     /// `[plugins."io.containerd.grpc.v1.cri"]` (1.x, and version 2 files on 2.x).
     GrpcCri,
-    /// `io.containerd.cri.v1.images` / `.runtime` (2.x); 2.1 renamed the CNI `bin_dir` to `bin_dirs`.
+    /// `io.containerd.cri.v1.images` / `.runtime` (2.x); 2.0 reads the CNI `bin_dir`, the newest 2.x `bin_dirs`.
     CriV1 { cni_bin_dirs: bool },
 }
 
@@ -385,6 +385,64 @@ impl Containerd {
             .unwrap_or_else(|e| panic!("crictl info printed no JSON ({e}):\n{}", out.stdout))
     }
 
+    /// The hosts directory the running CRI plugin loaded, as the runtime
+    /// itself reports it: 1.x in the CRI `Status` (`crictl info`,
+    /// `config.registry.configPath`), 2.x among the CRI images plugin's
+    /// exports (`RegistryConfigPath`, introspection API). `None` when this
+    /// release does not report it (2.0 does neither) or reports it empty.
+    pub fn loaded_config_path(&self) -> Option<String> {
+        let reported = if self.release == Release::Debian {
+            self.cri_info()["config"]["registry"]["configPath"]
+                .as_str()
+                .map(str::to_owned)
+        } else {
+            self.cri_images_plugin_export("RegistryConfigPath")
+        };
+        reported.filter(|path| !path.is_empty())
+    }
+
+    /// One export of the `io.containerd.cri.v1.images` plugin (`ctr plugins ls -d`).
+    fn cri_images_plugin_export(&self, key: &str) -> Option<String> {
+        let out = run(
+            self.ctr().args(["plugins", "ls", "-d", "id==images"]),
+            "listing containerd's plugins",
+        );
+        let section = out.stdout.split("Type:").find(|plugin| {
+            plugin
+                .lines()
+                .next()
+                .is_some_and(|t| t.trim() == "io.containerd.cri.v1")
+        })?;
+        section.lines().find_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some(key)).then(|| words.next().unwrap_or_default().to_owned())
+        })
+    }
+
+    /// The CRI's `config_path` in `containerd config dump` of this
+    /// release's binary on the file it was started with: how that release
+    /// reads the file (versions migrated), not what the process loaded.
+    pub fn dumped_config_path(&self) -> Option<String> {
+        let out = run(
+            Command::new(self.release.containerd_bin())
+                .arg("--config")
+                .arg(&self.config)
+                .args(["config", "dump"]),
+            "dumping containerd's config",
+        );
+        let dump: DocumentMut = out.stdout.parse().unwrap_or_else(|e| {
+            panic!("containerd config dump is not TOML ({e}):\n{}", out.stdout)
+        });
+        let plugin = match self.release {
+            Release::Debian => "io.containerd.grpc.v1.cri",
+            _ => "io.containerd.cri.v1.images",
+        };
+        dump["plugins"][plugin]["registry"]["config_path"]
+            .as_str()
+            .filter(|path| !path.is_empty())
+            .map(str::to_owned)
+    }
+
     /// Panics with containerd's log unless the CRI plugin answers: a CRI
     /// config containerd cannot use leaves the daemon up without its CRI.
     pub fn assert_cri_answers(&self) {
@@ -440,6 +498,20 @@ fn unmount_leftovers(dir: &Path) {
             let _ = run_unchecked(Command::new("umount").arg("-l").arg(mount_point));
         }
     }
+}
+
+/// `wharf containerd config --containerd-version <release> --config-path
+/// <hosts_dir>`: the snippet the README says to merge, as printed.
+pub fn config_snippet(release: Release, hosts_dir: &Path) -> String {
+    run(
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["containerd", "config", "--containerd-version"])
+            .arg(release.version())
+            .arg("--config-path")
+            .arg(hosts_dir),
+        "printing the config snippet with wharf containerd config",
+    )
+    .stdout
 }
 
 /// `wharf containerd config --containerd-version <release> --config-path
