@@ -42,10 +42,9 @@ impl CriClient {
             async move { UnixStream::connect(path).await.map(TokioIo::new) }
         });
         // The URI is required by the API and never dialled: the connector
-        // above decides where bytes go.
-        let endpoint = Endpoint::from_static("http://containerd.sock")
-            .connect_timeout(timeout)
-            .timeout(timeout);
+        // above decides where bytes go. Calls are bounded by `unary`'s own
+        // timeout, so that a slow call is always reported as a timeout.
+        let endpoint = Endpoint::from_static("http://containerd.sock").connect_timeout(timeout);
         let channel = tokio::time::timeout(timeout, endpoint.connect_with_connector(connector))
             .await
             .map_err(|_| CriError::timeout(socket, "HTTP/2 handshake", timeout))?
