@@ -1,5 +1,6 @@
 //! `wharf doctor`'s verdict equals reality: for each node configuration
-//! below, on Debian's containerd 1.6 and the newest 2.x, containerd is
+//! below, on Debian's containerd 1.6 and the newest 2.x (and 2.0 where it
+//! reads a file differently), containerd is
 //! started with it (network namespace with only loopback, a wharf mirror, a
 //! counting stand-in upstream), the kubelet's CRI `PullImage` runs
 //! (`crictl pull`), then `wharf doctor --address <socket>`. Doctor's exit
@@ -81,6 +82,8 @@ impl Cell {
             Cell::Right | Cell::DeadMirrorWithFallback | Cell::DeprecatedMirrors => Expected::Pulls,
             Cell::V3SectionInV2File | Cell::V3FileV3Paths if on_1x => config,
             Cell::V3SectionInV2File | Cell::V3FileV3Paths => Expected::Pulls,
+            // 2.0–2.2 read a version-3 file as is: the version-2 table is ignored.
+            Cell::V3FileV2Paths if release == Release::V2_0 => config,
             // 1.6 reads version-2 IDs whatever the version; 2.3+ migrates version 3.
             Cell::V3FileV2Paths => Expected::Pulls,
             Cell::OverridePath => Expected::Fails {
@@ -358,6 +361,7 @@ matrix! {
     v3_file_v3_paths_2x: Cell::V3FileV3Paths, Release::Latest;
     v3_file_v2_paths_1_6: Cell::V3FileV2Paths, Release::Debian;
     v3_file_v2_paths_2x: Cell::V3FileV2Paths, Release::Latest;
+    v3_file_v2_paths_2_0: Cell::V3FileV2Paths, Release::V2_0;
     override_path_1_6: Cell::OverridePath, Release::Debian;
     override_path_2x: Cell::OverridePath, Release::Latest;
     dead_mirror_with_fallback_1_6: Cell::DeadMirrorWithFallback, Release::Debian;
