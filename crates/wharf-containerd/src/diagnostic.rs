@@ -77,10 +77,16 @@ pub enum Code {
     HostWithoutScheme,
     /// A file that could not be read (too big, binary, a directory, I/O error).
     Unreadable,
+    /// The sandbox (pause) image has no registry host.
+    SandboxImageNotQualified,
+    /// No mirror is configured for the sandbox image's registry.
+    SandboxImageNotMirrored,
+    /// A hosts.toml with only `server`, which some releases ignore.
+    ServerOnlyIgnored,
 }
 
 impl Code {
-    pub const ALL: [Code; 20] = [
+    pub const ALL: [Code; 23] = [
         Code::InvalidToml,
         Code::WrongVersionPath,
         Code::UnknownKey,
@@ -101,6 +107,9 @@ impl Code {
         Code::UnsupportedVersion,
         Code::HostWithoutScheme,
         Code::Unreadable,
+        Code::SandboxImageNotQualified,
+        Code::SandboxImageNotMirrored,
+        Code::ServerOnlyIgnored,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +134,9 @@ impl Code {
             Code::UnsupportedVersion => "WH018",
             Code::HostWithoutScheme => "WH019",
             Code::Unreadable => "WH020",
+            Code::SandboxImageNotQualified => "WH021",
+            Code::SandboxImageNotMirrored => "WH022",
+            Code::ServerOnlyIgnored => "WH023",
         }
     }
 
@@ -151,6 +163,9 @@ impl Code {
             Code::UnsupportedVersion => "unsupported-version",
             Code::HostWithoutScheme => "host-without-scheme",
             Code::Unreadable => "unreadable",
+            Code::SandboxImageNotQualified => "sandbox-image-not-qualified",
+            Code::SandboxImageNotMirrored => "sandbox-image-not-mirrored",
+            Code::ServerOnlyIgnored => "server-only-ignored",
         }
     }
 }

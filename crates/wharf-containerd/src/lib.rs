@@ -18,6 +18,7 @@ mod error;
 mod hosts;
 mod lint;
 mod mirror;
+mod model;
 mod names;
 mod render;
 mod source;
@@ -34,6 +35,7 @@ pub use lint::{
     config_path_of, lint_config, lint_hosts_dir, lint_setup, HostEntry, Linter, OnlineCheck,
 };
 pub use mirror::{is_go_duration, Capability, MirrorUrl, Scheme};
+pub use model::{default_sandbox_image, model_registry, IgnoredSetting, RegistryModel};
 pub use names::{classify_dir_name, DirName, Namespace, DEFAULT_NAMESPACE};
 pub use render::{render_human, render_json, JSON_FORMAT_VERSION};
 pub use source::{read_text_file, write_atomic, MAX_FILE_BYTES};
@@ -42,7 +44,7 @@ pub use version::{
     CRI_V2_PLUGIN,
 };
 pub use view::{
-    config_version_of, find_hosts_dir, is_localhost, legacy_mirrors_of, parse_hosts_toml,
-    resolve_registry_hosts, ClientPair, HostConfig, HostSource, HostsDecodeError, HostsResolution,
-    HostsToml, RegistryHost,
+    config_version_of, find_hosts_dir, is_localhost, legacy_mirror_hosts, legacy_mirrors_of,
+    parse_hosts_toml, resolve_registry_hosts, ClientPair, HostConfig, HostSource, HostsDecodeError,
+    HostsResolution, HostsToml, RegistryHost,
 };

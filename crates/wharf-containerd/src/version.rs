@@ -125,6 +125,34 @@ impl ContainerdRelease {
         own >= (major, minor, patch)
     }
 
+    /// The newest release whose behaviour wharf has checked (2.4.2 observed).
+    pub const NEWEST_KNOWN: ContainerdRelease = ContainerdRelease::new(2, 4, None);
+
+    /// A release from a runtime's own version text (`1.6.20~ds1`,
+    /// `2.4.2+unknown`, `v3.0.0`), or the nearest release wharf knows with a
+    /// sentence saying so. `None` when the text names no release at all.
+    pub fn nearest_known(text: &str) -> Option<(ContainerdRelease, Option<String>)> {
+        if let Ok(release) = text.parse::<ContainerdRelease>() {
+            return Some(match release.is_newer_than_known() {
+                false => (release, None),
+                true => (release, Some(unseen(text, Self::NEWEST_KNOWN))),
+            });
+        }
+        let core = text.trim().trim_start_matches('v');
+        let major: u32 = core.split(['.', '~', '-', '+']).next()?.parse().ok()?;
+        let nearest = if major >= 2 {
+            Self::NEWEST_KNOWN
+        } else {
+            ContainerdRelease::new(1, 6, None)
+        };
+        Some((nearest, Some(unseen(text, nearest))))
+    }
+
+    /// Later than every release wharf has checked.
+    pub fn is_newer_than_known(self) -> bool {
+        (self.major, self.minor) > (Self::NEWEST_KNOWN.major, Self::NEWEST_KNOWN.minor)
+    }
+
     pub fn is_1x(self) -> bool {
         self.major == 1
     }
@@ -221,6 +249,13 @@ impl FromStr for ContainerdRelease {
     }
 }
 
+fn unseen(text: &str, nearest: ContainerdRelease) -> String {
+    format!(
+        "containerd {text} is a release wharf has never seen: modelled as {nearest}, the nearest it \
+         knows; what this release really does may differ"
+    )
+}
+
 /// hosts.toml exists since 1.5, but wharf only tracks maintained schemas.
 fn check_supported(release: ContainerdRelease) -> std::result::Result<(), String> {
     match release.major {
@@ -281,6 +316,18 @@ mod tests {
         assert_eq!(rel("1.6.20~ds1").config_version(), ConfigVersion::V2);
         assert_eq!(rel("v2.2.1").config_version(), ConfigVersion::V3);
         assert_eq!(rel("2.3").config_version(), ConfigVersion::V4);
+    }
+
+    #[test]
+    fn unseen_releases_map_to_the_nearest_known_with_a_warning() {
+        let (r, note) = ContainerdRelease::nearest_known("2.4.2+unknown").unwrap();
+        assert_eq!((r, note), (ContainerdRelease::new(2, 4, Some(2)), None));
+        let (r, note) = ContainerdRelease::nearest_known("3.0.1").unwrap();
+        assert_eq!(r, ContainerdRelease::NEWEST_KNOWN);
+        assert!(note.unwrap().contains("never seen"));
+        let (_, note) = ContainerdRelease::nearest_known("2.9.0").unwrap();
+        assert!(note.is_some());
+        assert!(ContainerdRelease::nearest_known("nightly").is_none());
     }
 
     #[test]

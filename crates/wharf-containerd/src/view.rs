@@ -557,6 +557,37 @@ fn clean_path(path: &str) -> String {
     }
 }
 
+/// The hosts the CRI tries for `registry_host` from deprecated
+/// `registry.mirrors` endpoints (no `config_path`): each endpoint for pull
+/// and resolve, then the registry itself unless an endpoint is it already
+/// (1.6 `pkg/cri/server/image_pull.go` `registryEndpoints`).
+pub fn legacy_mirror_hosts(
+    registry_host: &str,
+    endpoints: &[String],
+    file: &Path,
+    line: Option<usize>,
+) -> Vec<RegistryHost> {
+    let config = HostConfig {
+        capabilities: Some(vec![Capability::Pull, Capability::Resolve]),
+        ..HostConfig::default()
+    };
+    let mut hosts: Vec<RegistryHost> = endpoints
+        .iter()
+        .map(|url| {
+            let source = HostSource::Mirror {
+                file: file.to_owned(),
+                line,
+            };
+            configured_host(url, config.clone(), source)
+        })
+        .collect();
+    let default = default_host(registry_host, HostConfig::default());
+    if !hosts.iter().any(|h| h.host == default.host) {
+        hosts.push(default);
+    }
+    hosts
+}
+
 /// containerd's `IsLocalhost`: `localhost` or a loopback IP, port ignored.
 pub fn is_localhost(host: &str) -> bool {
     let bare = match host.strip_prefix('[') {

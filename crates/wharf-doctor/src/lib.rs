@@ -26,6 +26,7 @@ mod platform;
 mod probe;
 mod render;
 mod report;
+mod runtime;
 mod verdict;
 
 use std::path::PathBuf;
@@ -43,6 +44,7 @@ pub use report::{
     ContainerdSetup, Failure, HostReport, HostRole, HostsDirSource, Layer, Problem, Report, Step,
     StepStatus, Verdict, REPORT_FORMAT_VERSION,
 };
+pub use runtime::{Runtime, RuntimeSource};
 
 use probe::{Context, HostOutcome};
 
@@ -65,9 +67,11 @@ pub struct Options {
     pub timeout: Duration,
     /// Test hosts after the first one that serves the pull, too.
     pub all_hosts: bool,
-    /// The containerd release on this node, when known: from 2.2 an unset
-    /// `config_path` has a default.
+    /// The containerd release to model when the runtime does not answer
+    /// (what it reports wins when it does).
     pub containerd: Option<wharf_containerd::ContainerdRelease>,
+    /// containerd's socket, asked what it loaded; `None`: model only.
+    pub address: Option<PathBuf>,
 }
 
 impl Options {
@@ -81,21 +85,41 @@ impl Options {
             timeout: DEFAULT_TIMEOUT,
             all_hosts: false,
             containerd: None,
+            address: None,
         }
     }
 }
 
-/// Work out what containerd would do for `options.image` and test it.
+/// Work out what containerd would do for `options.image` and test it:
+/// ask the running containerd what it loaded (or model its release), then
+/// test every host it would try, and the sandbox image it needs.
 pub async fn diagnose(options: &Options) -> Result<Report, DoctorError> {
     if options.timeout.is_zero() {
         return Err(DoctorError::ZeroTimeout);
     }
     let reference: Reference = options.image.parse()?;
+    let runtime = Runtime::discover(
+        options.address.as_deref(),
+        options.containerd,
+        options.timeout,
+    )
+    .await;
+    let mut report = reproduce(options, reference, &runtime).await?;
+    check_sandbox(options, &runtime, &mut report).await;
+    Ok(report)
+}
+
+/// The pull of `reference`, host by host, with its verdict.
+async fn reproduce(
+    options: &Options,
+    reference: Reference,
+    runtime: &Runtime,
+) -> Result<Report, DoctorError> {
     let plan = plan::plan(
         &reference,
         options.config_file.as_deref(),
         options.hosts_dir.as_deref(),
-        options.containerd,
+        runtime,
     )?;
     let ctx = Context {
         reference,
@@ -107,7 +131,13 @@ pub async fn diagnose(options: &Options) -> Result<Report, DoctorError> {
             .unwrap_or_else(Platform::of_this_node),
     };
     let outcomes = test_hosts(&ctx, &plan.hosts, options.all_hosts).await;
-    let verdict = verdict::verdict(&ctx, &outcomes, plan.setup.hosts_dir.as_deref(), plan.notes);
+    let verdict = verdict::verdict(
+        &ctx,
+        &outcomes,
+        plan.setup.hosts_dir.as_deref(),
+        plan.notes,
+        plan.config_problem.as_ref(),
+    );
     Ok(Report {
         version: REPORT_FORMAT_VERSION,
         image: ctx.reference.to_string(),
@@ -116,6 +146,56 @@ pub async fn diagnose(options: &Options) -> Result<Report, DoctorError> {
         hosts: outcomes.into_iter().map(|o| o.report).collect(),
         verdict,
     })
+}
+
+/// Whether the sandbox image every pod needs is on the node, and when it is
+/// not, whether it could be pulled the same way. Only asked of a running
+/// containerd: off the node, presence means nothing.
+async fn check_sandbox(options: &Options, runtime: &Runtime, report: &mut Report) {
+    let (Runtime::Asked { socket, .. }, Some(image)) =
+        (runtime, report.containerd.sandbox_image.clone())
+    else {
+        return;
+    };
+    let present = match wharf_cri::CriClient::connect(socket, options.timeout).await {
+        Ok(client) => client.image_status(&image).await.map(|i| i.is_some()),
+        Err(e) => Err(e),
+    };
+    let present = match present {
+        Ok(present) => present,
+        Err(e) => {
+            report.verdict.notes.push(format!(
+                "could not ask whether the sandbox image {image} is present: {e}"
+            ));
+            return;
+        }
+    };
+    report.containerd.sandbox_image_present = Some(present);
+    if present {
+        return;
+    }
+    let same_image = image
+        .parse::<Reference>()
+        .is_ok_and(|r| r.to_string() == report.image);
+    let would_pull = if same_image {
+        report.verdict.would_succeed
+    } else {
+        match image.parse::<Reference>() {
+            Ok(reference) => reproduce(options, reference, runtime)
+                .await
+                .is_ok_and(|r| r.verdict.would_succeed),
+            Err(_) => false,
+        }
+    };
+    report.containerd.sandbox_pull_would_succeed = Some(would_pull);
+    report.verdict.notes.push(if would_pull {
+        format!("the sandbox image {image} is not on this node yet; the first pod start will pull it (that pull would succeed)")
+    } else {
+        format!(
+            "the sandbox image {image} is not on this node and its pull would FAIL: no pod can start; \
+             run `wharf doctor {image}` for the layer that breaks, and copy it to the mirror"
+        )
+    });
 }
 
 /// [`diagnose`] for callers without a tokio runtime (a CLI).

@@ -22,6 +22,12 @@ pub fn render_text(report: &Report) -> String {
 
 fn setup(out: &mut String, report: &Report) {
     let c = &report.containerd;
+    if let Some(runtime) = &c.runtime {
+        let _ = writeln!(out, "runtime:  {}", runtime.summary);
+        if let Some(warning) = &runtime.warning {
+            let _ = writeln!(out, "          warning: {warning}");
+        }
+    }
     let version = c
         .config_version
         .map(|v| format!(" (version {v})"))
@@ -42,6 +48,19 @@ fn setup(out: &mut String, report: &Report) {
             let _ = writeln!(out, "file:     none usable in {}", dir.display());
         }
         (None, None) => {}
+    }
+    if let Some(image) = &c.sandbox_image {
+        let source = c
+            .sandbox_image_source
+            .as_deref()
+            .unwrap_or("unknown source");
+        let state = match (c.sandbox_image_present, c.sandbox_pull_would_succeed) {
+            (Some(true), _) => "; present on this node",
+            (Some(false), Some(true)) => "; not on this node, its pull would succeed",
+            (Some(false), Some(false)) => "; not on this node, and its pull would FAIL",
+            _ => "",
+        };
+        let _ = writeln!(out, "sandbox:  {image} ({source}{state})");
     }
 }
 

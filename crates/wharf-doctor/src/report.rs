@@ -13,6 +13,9 @@ pub const REPORT_FORMAT_VERSION: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layer {
+    /// containerd's own configuration: a section it ignores, a file that
+    /// differs from what it loaded, a hosts.toml it cannot use.
+    Config,
     Dns,
     Tcp,
     Tls,
@@ -25,6 +28,7 @@ pub enum Layer {
 impl Layer {
     pub fn as_str(self) -> &'static str {
         match self {
+            Layer::Config => "config",
             Layer::Dns => "dns",
             Layer::Tcp => "tcp",
             Layer::Tls => "tls",
@@ -247,6 +251,20 @@ pub struct ContainerdSetup {
     /// Why a hosts.toml in the namespace directory is not used.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts_file_problem: Option<String>,
+    /// Whether the running containerd was asked, or its release modelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<crate::runtime::RuntimeSource>,
+    /// The sandbox (pause) image the CRI uses for every pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_image_source: Option<String>,
+    /// Whether the runtime holds it (only known when asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_image_present: Option<bool>,
+    /// When it is missing: whether pulling it would succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_pull_would_succeed: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

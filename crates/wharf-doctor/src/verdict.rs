@@ -7,6 +7,7 @@
 use wharf_containerd::Capability;
 use wharf_oci::Digest;
 
+use crate::plan::ConfigProblem;
 use crate::probe::{short, Context, HostOutcome, ResolvedImage};
 use crate::report::{Failure, HostRole, Layer, Problem, Step, Verdict};
 
@@ -19,12 +20,14 @@ pub fn verdict(
     outcomes: &[HostOutcome],
     hosts_dir: Option<&str>,
     mut notes: Vec<String>,
+    config: Option<&ConfigProblem>,
 ) -> Verdict {
     let resolver = outcomes.iter().find(|o| o.resolves && o.resolved.is_some());
     let image = resolver.and_then(|o| o.resolved.as_ref());
     let missing = image.and_then(|img| first_missing_blob(img, outcomes));
-    let would_succeed = image.is_some() && missing.is_none();
-    let failures: Vec<Failure> = outcomes
+    let blocked = config.is_some_and(|c| c.blocks);
+    let would_succeed = image.is_some() && missing.is_none() && !blocked;
+    let mut failures: Vec<Failure> = outcomes
         .iter()
         .filter_map(|o| {
             let step = o.report.first_failure()?;
@@ -32,10 +35,16 @@ pub fn verdict(
                 url: o.report.url.clone(),
                 layer: step.layer,
                 reason: step.detail.clone(),
-                fix: fix_for(ctx, o, step, hosts_dir),
+                fix: fix_for(ctx, o, step, hosts_dir, config),
             })
         })
         .collect();
+    // A configuration problem comes first: when the pull fails, it is why.
+    match config {
+        Some(problem) if !would_succeed => failures.insert(0, config_failure(problem)),
+        Some(problem) => notes.insert(0, format!("{} (fix: {})", problem.reason, problem.fix)),
+        None => {}
+    }
     let containerd_error = match (image, missing) {
         (None, _) => Some(resolve_error(ctx, outcomes)),
         (Some(_), Some(blob)) => Some(blob_error(ctx, outcomes, blob)),
@@ -68,6 +77,15 @@ pub fn verdict(
         failures,
         containerd_error,
         notes,
+    }
+}
+
+fn config_failure(problem: &ConfigProblem) -> Failure {
+    Failure {
+        url: problem.file.display().to_string(),
+        layer: Layer::Config,
+        reason: problem.reason.clone(),
+        fix: problem.fix.clone(),
     }
 }
 
@@ -175,15 +193,26 @@ fn configured_at(outcome: &HostOutcome) -> String {
     }
 }
 
-fn fix_for(ctx: &Context, outcome: &HostOutcome, step: &Step, hosts_dir: Option<&str>) -> String {
+fn fix_for(
+    ctx: &Context,
+    outcome: &HostOutcome,
+    step: &Step,
+    hosts_dir: Option<&str>,
+    config: Option<&ConfigProblem>,
+) -> String {
     let at = configured_at(outcome);
-    let upstream = outcome.report.role == HostRole::Upstream;
     let registry = ctx.reference.host();
-    let add_mirror = match hosts_dir {
-        Some(dir) => format!(
+    // A `server` that is the registry itself is the upstream too: an
+    // air-gapped node is not meant to reach it.
+    let upstream = outcome.report.role == HostRole::Upstream
+        || (outcome.report.role == HostRole::Server && !outcome.host.is_proxy_for(registry));
+    let add_mirror = match (config, hosts_dir) {
+        // The node has a mirror that containerd does not use: fix that.
+        (Some(problem), _) => format!("the mirror is configured but not used: {}", problem.fix),
+        (None, Some(dir)) => format!(
             "give this node a mirror it can reach: `wharf containerd hosts {registry} --mirror <URL> --out {dir}`"
         ),
-        None => format!(
+        (None, None) => format!(
             "give this node a mirror it can reach: `wharf containerd hosts {registry} --mirror <URL> --out {SUGGESTED_HOSTS_DIR}`, \
              then point containerd at it (`wharf containerd config --patch /etc/containerd/config.toml`) and restart containerd"
         ),

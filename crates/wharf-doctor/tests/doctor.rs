@@ -511,11 +511,20 @@ async fn undecodable_hosts_toml_sends_pulls_to_the_registry() {
         "only the registry is left:\n{}",
         render_text(&report)
     );
-    let failure = assert_broken(&report, &upstream, Layer::Tcp);
+    // The layer that broke is the hosts.toml, not the registry behind it.
+    let failure = assert_broken(&report, "hosts.toml", Layer::Config);
     assert!(
-        failure.fix.contains("give this node a mirror it can reach"),
+        failure.fix.contains("wharf containerd lint"),
         "{}",
         failure.fix
+    );
+    let behind = &report.verdict.failures[1];
+    assert_eq!(behind.layer, Layer::Tcp);
+    assert!(behind.url.contains(&upstream), "{}", behind.url);
+    assert!(
+        behind.fix.contains("the mirror is configured but not used"),
+        "{}",
+        behind.fix
     );
 }
 

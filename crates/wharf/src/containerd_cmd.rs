@@ -98,9 +98,13 @@ pub struct LintArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
-    /// Judge release-specific behaviour for this containerd release.
+    /// Judge release-specific behaviour for this containerd release
+    /// [default: the release running on --address, else `containerd --version`].
     #[arg(long = "containerd-version", value_name = "X.Y[.Z]")]
     pub containerd_version: Option<String>,
+    /// containerd's socket, asked for its release when --containerd-version is not given.
+    #[arg(long, value_name = "SOCKET", default_value = wharf_cri::DEFAULT_ADDRESS)]
+    pub address: PathBuf,
     /// Also contact mirrors: for each host with `override_path = true`, check
     /// whether the registry answers at the standard /v2/ (then override_path is wrong).
     #[arg(long)]
@@ -326,9 +330,58 @@ fn relabel_syntax(err: wc::Error, file: &Path) -> wc::Error {
     }
 }
 
+/// The release of the `containerd` on PATH, if there is one that answers.
+pub fn installed_containerd() -> Option<wc::ContainerdRelease> {
+    let out = std::process::Command::new("containerd")
+        .arg("--version")
+        .output()
+        .ok()?;
+    wc::ContainerdRelease::from_version_output(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The release to judge for: the one answering on `address`, else the
+/// installed binary's; with where it came from.
+fn detect_release(address: &Path) -> Option<(wc::ContainerdRelease, String)> {
+    let asked = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| {
+            rt.block_on(async {
+                let client = wharf_cri::CriClient::connect(address, wharf_doctor::DEFAULT_TIMEOUT)
+                    .await
+                    .ok()?;
+                client.version().await.ok()
+            })
+        });
+    if let Some(version) = asked {
+        let (release, note) = wc::ContainerdRelease::nearest_known(&version.runtime_version)?;
+        let mut source = format!("running on {}", address.display());
+        if let Some(note) = note {
+            source = format!("{source}; {note}");
+        }
+        return Some((release, source));
+    }
+    installed_containerd().map(|r| (r, "`containerd --version`".to_owned()))
+}
+
+fn judged_for(release: Option<&(wc::ContainerdRelease, String)>) -> String {
+    match release {
+        Some((release, source)) => format!("judged for containerd {release} ({source})\n"),
+        None => "judged for every containerd release (none found here; --containerd-version picks one)\n"
+            .to_owned(),
+    }
+}
+
 fn run_lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let mut linter = wc::Linter::new();
-    if let Some(release) = parse_release(args.containerd_version.as_deref())? {
+    // Release-specific behaviour is judged for the installed release unless
+    // --containerd-version names another.
+    let release = match parse_release(args.containerd_version.as_deref())? {
+        Some(release) => Some((release, "--containerd-version".to_owned())),
+        None => detect_release(&args.address),
+    };
+    if let Some((release, _)) = release {
         linter = linter.with_containerd(release);
     }
     if args.online {
@@ -345,7 +398,7 @@ fn run_lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let rendered = match args.format {
-        Format::Human => wc::render_human(&diagnostics),
+        Format::Human => judged_for(release.as_ref()) + &wc::render_human(&diagnostics),
         Format::Json => wc::render_json(&diagnostics) + "\n",
     };
     std::io::stdout().lock().write_all(rendered.as_bytes())?;

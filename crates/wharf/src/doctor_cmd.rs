@@ -42,8 +42,12 @@ pub struct DoctorArgs {
     /// Also test the hosts after the first one that serves the pull.
     #[arg(long)]
     pub all_hosts: bool,
-    /// The containerd release on this node (default: asked of `containerd --version`);
-    /// from 2.2 an unset config_path defaults to /etc/containerd/certs.d:/etc/docker/certs.d.
+    /// containerd's socket: the running containerd is asked what it loaded
+    /// (CRI Status, plugin introspection); when nothing answers, its release is modelled.
+    #[arg(long, value_name = "SOCKET", default_value = wharf_cri::DEFAULT_ADDRESS)]
+    pub address: PathBuf,
+    /// Model this containerd release when the runtime does not answer
+    /// (default: asked of `containerd --version`).
     #[arg(long, value_name = "X.Y[.Z]")]
     pub containerd_version: Option<wharf_containerd::ContainerdRelease>,
 }
@@ -66,15 +70,6 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 
 /// Run `wharf doctor`. Exit codes: 0 the pull would succeed, 1 it would
 /// not (or the doctor could not run), 2 invalid arguments.
-/// The release of the `containerd` on PATH, if there is one that answers.
-fn installed_containerd() -> Option<wharf_containerd::ContainerdRelease> {
-    let out = std::process::Command::new("containerd")
-        .arg("--version")
-        .output()
-        .ok()?;
-    wharf_containerd::ContainerdRelease::from_version_output(&String::from_utf8_lossy(&out.stdout))
-}
-
 pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let options = Options {
         image: args.image,
@@ -84,7 +79,10 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         platform: args.platform,
         timeout: args.timeout,
         all_hosts: args.all_hosts,
-        containerd: args.containerd_version.or_else(installed_containerd),
+        containerd: args
+            .containerd_version
+            .or_else(crate::containerd_cmd::installed_containerd),
+        address: Some(args.address),
     };
     let report = match wharf_doctor::diagnose_blocking(&options) {
         Ok(report) => report,

@@ -15,6 +15,9 @@ use crate::version::{
 pub(crate) struct ConfigFindings {
     pub diagnostics: Vec<Diagnostic>,
     pub config_path: Option<String>,
+    /// The sandbox image the file sets (or the release's default), with
+    /// where it is set, for the hosts lint.
+    pub sandbox: Option<(String, Option<crate::diagnostic::Position>)>,
 }
 
 /// Keys the `registry` table has in every supported release
@@ -54,6 +57,7 @@ pub(crate) fn lint_config_text(
     let mut out = ConfigFindings {
         diagnostics: Vec::new(),
         config_path: None,
+        sandbox: None,
     };
     let doc = match Document::parse(text) {
         Ok(doc) => doc,
@@ -80,7 +84,57 @@ pub(crate) fn lint_config_text(
         .and_then(|p| p.get(version.registry_plugin()))
         .and_then(|p| p.get("registry"));
     lint_registry(&src, registry, plugins, version, release, &mut out);
+    lint_sandbox(&src, &doc, version, release, &mut out);
     out
+}
+
+/// The sandbox (pause) image: kubeadm's images are fully qualified, and a
+/// short name is pulled from docker.io, which has no pause image for
+/// Kubernetes and which an air-gapped node cannot reach.
+fn lint_sandbox(
+    src: &Source<'_>,
+    doc: &Document<&str>,
+    version: ConfigVersion,
+    release: Option<ContainerdRelease>,
+    out: &mut ConfigFindings,
+) {
+    let has_v2_registry = doc
+        .get("plugins")
+        .and_then(|p| p.get(CRI_V2_PLUGIN))
+        .and_then(|p| p.get("registry"))
+        .is_some();
+    let path = crate::model::sandbox_key(i64::from(version.number()), release, has_v2_registry);
+    let (last, parents) = path.split_last().expect("a key path");
+    let mut table = Some(doc.as_item());
+    for key in parents {
+        table = table.and_then(|t| t.get(*key));
+    }
+    let table = table.and_then(Item::as_table_like);
+    let set = table.and_then(|t| t.get(last)).and_then(Item::as_str);
+    let Some(image) = set
+        .map(str::to_owned)
+        .or_else(|| release.map(|r| crate::model::default_sandbox_image(r).to_owned()))
+    else {
+        return;
+    };
+    let span = table.and_then(|t| key_span(t, last));
+    out.sandbox = Some((image.clone(), src.position(span.clone())));
+    if set.is_some() && !crate::model::is_fully_qualified(&image) {
+        out.diagnostics.push(
+            src.diag(
+                Code::SandboxImageNotQualified,
+                Severity::Warning,
+                span,
+                format!("the sandbox image {image:?} names no registry"),
+            )
+            .containerd_will(format!(
+                "pull it as docker.io/{}{image} for every pod sandbox; kubeadm pre-pulls registry.k8s.io/pause, \
+                 so the two disagree and an air-gapped node cannot start pods",
+                if image.contains('/') { "" } else { "library/" }
+            ))
+            .fix("write the full name kubeadm uses (`kubeadm config images list | grep pause`), e.g. \"registry.k8s.io/pause:3.10\""),
+        );
+    }
 }
 
 fn syntax_error(src: &Source<'_>, err: &toml_edit::TomlError) -> Diagnostic {

@@ -119,7 +119,46 @@ impl HostsFile<'_> {
         if !root.contains_key("server") && self.namespace_dir != crate::names::DEFAULT_NAMESPACE {
             found.push(self.server_implicit());
         }
+        if root.contains_key("server") && !root.contains_key("host") {
+            found.extend(self.server_only(root));
+        }
         found
+    }
+
+    /// containerd 1.6.20 and 1.7.0 ignore a hosts.toml that has `server`
+    /// and no `[host]` table, and pull from the registry itself.
+    fn server_only(&self, root: &toml_edit::Table) -> Option<Diagnostic> {
+        let affected = |r: ContainerdRelease| {
+            (r.major, r.minor, r.patch) == (1, 6, Some(20))
+                || (r.major, r.minor, r.patch) == (1, 7, Some(0))
+        };
+        let severity = match self.release {
+            Some(r) if affected(r) => Severity::Error,
+            Some(_) => return None,
+            None => Severity::Warning,
+        };
+        let server = root
+            .get("server")
+            .and_then(Item::as_str)
+            .unwrap_or_default();
+        let span = root.key("server").and_then(|k| k.span());
+        Some(
+            self.src
+                .diag(
+                    Code::ServerOnlyIgnored,
+                    severity,
+                    span,
+                    "only `server` and no [host] table: containerd 1.6.20 and 1.7.0 ignore such a file",
+                )
+                .containerd_will(format!(
+                    "on 1.6.20 and 1.7.0 pull straight from {} instead of {server}; other releases use `server`",
+                    self.fallback
+                ))
+                .fix(format!(
+                    "add the mirror as a table too: [host.\"{server}\"] with capabilities = [\"pull\", \"resolve\"] \
+                     (`wharf containerd hosts --mirror {server}` writes it)"
+                )),
+        )
     }
 
     fn check_server(&self, root: &toml_edit::Table, item: &Item) -> Option<Diagnostic> {

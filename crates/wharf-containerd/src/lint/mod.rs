@@ -73,14 +73,31 @@ impl Linter {
     }
 
     fn lint_config_file_inner(&self, path: &Path) -> (Vec<Diagnostic>, Option<String>) {
+        let (diagnostics, config_path, _) = self.lint_config_file_full(path);
+        (diagnostics, config_path)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn lint_config_file_full(
+        &self,
+        path: &Path,
+    ) -> (
+        Vec<Diagnostic>,
+        Option<String>,
+        Option<(String, Option<Position>)>,
+    ) {
         match read_text_file(path) {
             Ok(text) => {
                 let found = config::lint_config_text(path, &text, self.containerd);
                 let mut diagnostics = found.diagnostics;
                 sort_diagnostics(&mut diagnostics);
-                (diagnostics, found.config_path)
+                (diagnostics, found.config_path, found.sandbox)
             }
-            Err(e) => (vec![unreadable(path, &e.to_string(), "config.toml")], None),
+            Err(e) => (
+                vec![unreadable(path, &e.to_string(), "config.toml")],
+                None,
+                None,
+            ),
         }
     }
 
@@ -101,7 +118,13 @@ impl Linter {
     /// Lint a config.toml and the hosts directories it names (or
     /// `hosts_dir` instead, when given).
     pub fn lint_setup(&self, config_file: &Path, hosts_dir: Option<&Path>) -> Vec<Diagnostic> {
-        let (mut diagnostics, config_path) = self.lint_config_file_inner(config_file);
+        let (mut diagnostics, config_path, sandbox) = self.lint_config_file_full(config_file);
+        let roots = hosts_dir
+            .map(|d| d.display().to_string())
+            .or_else(|| config_path.clone());
+        if let (Some(roots), Some((image, position))) = (&roots, &sandbox) {
+            diagnostics.extend(sandbox_not_mirrored(config_file, roots, image, *position));
+        }
         let dirs: Vec<PathBuf> = match (hosts_dir, config_path) {
             (Some(dir), _) => vec![dir.to_owned()],
             // Missing directories were already reported against config_path.
@@ -137,6 +160,42 @@ pub fn lint_setup(config_file: &Path, hosts_dir: Option<&Path>) -> Vec<Diagnosti
 /// The `config_path` a config.toml sets for its own version, if any.
 pub fn config_path_of(text: &str) -> Option<String> {
     config::lint_config_text(Path::new("config.toml"), text, None).config_path
+}
+
+/// The sandbox image's registry has no mirror under the hosts directory:
+/// every pod start pulls it from the registry itself.
+fn sandbox_not_mirrored(
+    config_file: &Path,
+    roots: &str,
+    image: &str,
+    position: Option<Position>,
+) -> Option<Diagnostic> {
+    let reference: wharf_oci::Reference = image.parse().ok()?;
+    let registry = reference.host();
+    let resolution = crate::view::resolve_registry_hosts(Some(roots), registry);
+    let mirrored = resolution
+        .hosts
+        .iter()
+        .any(|h| h.is_proxy_for(registry) && h.has(crate::mirror::Capability::Pull));
+    if mirrored {
+        return None;
+    }
+    Some(
+        Diagnostic::new(
+            Code::SandboxImageNotMirrored,
+            Severity::Warning,
+            config_file,
+            format!("no mirror serves the sandbox image {image}: no hosts.toml for {registry} under {roots}"),
+        )
+        .at(position, None)
+        .containerd_will(format!(
+            "pull {image} from {registry} itself before every first pod on a node; without internet no pod starts"
+        ))
+        .fix(format!(
+            "copy {image} to the mirror and write its hosts.toml: `wharf containerd hosts {registry} --mirror <URL> --out {}`",
+            roots.split(':').next().unwrap_or(roots)
+        )),
+    )
 }
 
 fn unreadable(path: &Path, reason: &str, what: &str) -> Diagnostic {
