@@ -685,14 +685,19 @@ async fn brute_force_is_locked_out_with_429_without_bcrypt() {
 }
 
 /// A registry whose users cost real bcrypt time (cost 10), so that
-/// parallel logins overlap in their checks as they do in production.
+/// parallel logins overlap in their checks as they do in production. The
+/// first lockout lasts ten minutes: no attempt of a test is let through
+/// because a lockout ran out while the machine was slow.
 async fn slow_bcrypt_registry() -> (TestRegistry, Arc<AuthLayer>, TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let layer = Arc::new(AuthLayer::basic(
-        user_store_with_cost(&dir, 10),
-        policy(false),
-        "wharf",
-    ));
+    let limits = LimitPolicy {
+        base_lockout: Duration::from_secs(600),
+        ..LimitPolicy::default()
+    };
+    let layer = Arc::new(
+        AuthLayer::basic(user_store_with_cost(&dir, 10), policy(false), "wharf")
+            .with_limits(limits),
+    );
     let config = RegistryConfig {
         auth: Some(layer.clone()),
         ..RegistryConfig::default()
