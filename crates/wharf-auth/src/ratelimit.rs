@@ -67,6 +67,22 @@ impl Key {
     }
 }
 
+type Keys = HashMap<Key, Failures>;
+
+/// A correct password clears the user name's failures (see
+/// [`LoginLimiter::record_success`]).
+fn clear_user(keys: &mut Keys, user: &str) {
+    let key = Key::User(user.to_string());
+    if let Some(f) = keys.get_mut(&key) {
+        // Attempts still in flight keep the entry that counts them.
+        f.count = 0;
+        f.locked_until = None;
+        if f.is_idle() {
+            keys.remove(&key);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Failures {
     count: u32,
@@ -158,7 +174,7 @@ impl Drop for Reservation {
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     policy: LimitPolicy,
-    keys: Mutex<HashMap<Key, Failures>>,
+    keys: Mutex<Keys>,
 }
 
 impl LoginLimiter {
@@ -221,9 +237,12 @@ impl LoginLimiter {
     }
 
     pub fn record_failure(&self, user: &str, address: IpAddr, now: Instant) {
-        let mut keys = self.keys();
+        self.count_failure(&mut self.keys(), user, address, now);
+    }
+
+    fn count_failure(&self, keys: &mut Keys, user: &str, address: IpAddr, now: Instant) {
         for (key, free_failures) in Key::pair(user, address, &self.policy) {
-            let entry = self.entry(&mut keys, key, now);
+            let entry = self.entry(keys, key, now);
             if now.saturating_duration_since(entry.last) >= self.policy.forget_after {
                 entry.count = 0;
             }
@@ -238,16 +257,7 @@ impl LoginLimiter {
     /// A correct password clears the user name's failures. The address keeps
     /// its count: one valid account must not reset a spray against others.
     pub fn record_success(&self, user: &str) {
-        let mut keys = self.keys();
-        let key = Key::User(user.to_string());
-        if let Some(f) = keys.get_mut(&key) {
-            // Attempts still in flight keep the entry that counts them.
-            f.count = 0;
-            f.locked_until = None;
-            if f.is_idle() {
-                keys.remove(&key);
-            }
-        }
+        clear_user(&mut self.keys(), user);
     }
 
     /// The attempts in flight for `user` and `address` (for tests).
@@ -258,17 +268,22 @@ impl LoginLimiter {
     }
 
     /// One reserved attempt ended: `failed_at` is when it failed, `None`
-    /// for a success.
+    /// for a success. One step under the lock, so no other attempt is
+    /// admitted between the end of this one and the count of its outcome.
     fn finish(&self, user: &str, address: IpAddr, failed_at: Option<Instant>) {
-        self.release(user, address);
+        let mut keys = self.keys();
+        self.release_locked(&mut keys, user, address);
         match failed_at {
-            Some(now) => self.record_failure(user, address, now),
-            None => self.record_success(user),
+            Some(now) => self.count_failure(&mut keys, user, address, now),
+            None => clear_user(&mut keys, user),
         }
     }
 
     fn release(&self, user: &str, address: IpAddr) {
-        let mut keys = self.keys();
+        self.release_locked(&mut self.keys(), user, address);
+    }
+
+    fn release_locked(&self, keys: &mut Keys, user: &str, address: IpAddr) {
         for (key, _) in Key::pair(user, address, &self.policy) {
             if let Some(f) = keys.get_mut(&key) {
                 f.in_flight = f.in_flight.saturating_sub(1);
@@ -280,12 +295,7 @@ impl LoginLimiter {
     }
 
     /// The entry for `key`, created (room made first) when missing.
-    fn entry<'k>(
-        &self,
-        keys: &'k mut HashMap<Key, Failures>,
-        key: Key,
-        now: Instant,
-    ) -> &'k mut Failures {
+    fn entry<'k>(&self, keys: &'k mut Keys, key: Key, now: Instant) -> &'k mut Failures {
         if !keys.contains_key(&key) && keys.len() >= self.policy.capacity {
             self.make_room(keys, now);
         }
@@ -301,7 +311,7 @@ impl LoginLimiter {
     }
 
     /// Drops forgotten keys, then the least recently failed one if needed.
-    fn make_room(&self, keys: &mut HashMap<Key, Failures>, now: Instant) {
+    fn make_room(&self, keys: &mut Keys, now: Instant) {
         let forget = self.policy.forget_after;
         keys.retain(|_, f| {
             now.saturating_duration_since(f.last) < forget
@@ -320,7 +330,7 @@ impl LoginLimiter {
         }
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Failures>> {
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
