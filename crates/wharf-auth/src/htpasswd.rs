@@ -253,7 +253,10 @@ mod tests {
         let longer = format!("{longest}y");
         let err = hash_password(&longer, 4).unwrap_err().to_string();
         assert!(err.contains("73 bytes") && err.contains("72"), "{err}");
-        assert!(!err.contains(&longer), "the password must not be echoed: {err}");
+        assert!(
+            !err.contains(&longer),
+            "the password must not be echoed: {err}"
+        );
     }
 
     #[test]

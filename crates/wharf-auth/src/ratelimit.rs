@@ -263,8 +263,7 @@ impl LoginLimiter {
     /// The attempts in flight for `user` and `address` (for tests).
     pub fn in_flight(&self, user: &str, address: IpAddr) -> [u32; 2] {
         let keys = self.keys();
-        Key::pair(user, address, &self.policy)
-            .map(|(k, _)| keys.get(&k).map_or(0, |f| f.in_flight))
+        Key::pair(user, address, &self.policy).map(|(k, _)| keys.get(&k).map_or(0, |f| f.in_flight))
     }
 
     /// One reserved attempt ended: `failed_at` is when it failed, `None`
@@ -499,7 +498,10 @@ mod tests {
         assert_eq!(limiter.in_flight("alice", B), [5, 5]);
         drop(many);
         assert_eq!(limiter.in_flight("alice", B), [0, 0]);
-        assert!(limiter.check("alice", B, t0).is_ok(), "no outcome, no failure");
+        assert!(
+            limiter.check("alice", B, t0).is_ok(),
+            "no outcome, no failure"
+        );
     }
 
     #[test]

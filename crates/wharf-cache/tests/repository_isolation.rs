@@ -35,7 +35,12 @@ async fn store_blob(cache: &CacheServer, repo: &str, bytes: &[u8]) -> Digest {
 
 async fn linked(cache: &CacheServer, repo: &str, digest: &Digest) -> bool {
     let repo: RepositoryName = repo.parse().unwrap();
-    cache.store.blob_size(&repo, digest).await.unwrap().is_some()
+    cache
+        .store
+        .blob_size(&repo, digest)
+        .await
+        .unwrap()
+        .is_some()
 }
 
 async fn head(cache: &CacheServer, path: &str) -> StatusCode {

@@ -705,17 +705,21 @@ async fn slow_bcrypt_registry() -> (TestRegistry, Arc<AuthLayer>, TempDir) {
     (TestRegistry::start_with(config).await, layer, dir)
 }
 
-/// `attempts` logins at once at `/v2/`, each with its own connection.
+/// `attempts` logins at once at `/v2/`, each on a connection of its own
+/// (one client opens as many as there are requests in flight).
 async fn parallel_logins(reg: &TestRegistry, attempts: Vec<String>) -> Vec<Resp> {
-    let requests = attempts.into_iter().map(|credentials| async move {
-        let client = reqwest::Client::new();
-        let response = client
-            .get(reg.url("/v2/"))
-            .header(AUTHORIZATION, credentials)
-            .send()
-            .await
-            .expect("the registry answers");
-        Resp::read(response).await
+    let client = reqwest::Client::new();
+    let requests = attempts.into_iter().map(|credentials| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(reg.url("/v2/"))
+                .header(AUTHORIZATION, credentials)
+                .send()
+                .await
+                .expect("the registry answers");
+            Resp::read(response).await
+        }
     });
     futures_util::future::join_all(requests).await
 }

@@ -310,7 +310,11 @@ mod referrers {
     }
 
     /// Every page of a listing: the entries, and each page's body size.
-    async fn every_page(reg: &TestRegistry, subject: &str, query: &str) -> (Vec<Value>, Vec<usize>) {
+    async fn every_page(
+        reg: &TestRegistry,
+        subject: &str,
+        query: &str,
+    ) -> (Vec<Value>, Vec<usize>) {
         let mut resp = referrers(reg, REPO, subject, query).await;
         let (mut all, mut sizes) = (Vec::new(), Vec::new());
         loop {
@@ -353,7 +357,11 @@ mod referrers {
                 entry["digest"]
             );
         }
-        assert_descriptor(entry_for(&listed, &light.manifest), &light.manifest, Some(SBOM));
+        assert_descriptor(
+            entry_for(&listed, &light.manifest),
+            &light.manifest,
+            Some(SBOM),
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,7 +407,10 @@ mod referrers {
         let first = referrers(&f.reg, REPO, subject, &query).await;
         first.expect_header("OCI-Filters-Applied", "artifactType", "end-12: filtered");
         let next = next_page(&first).expect("two more SBOMs follow the first");
-        assert!(next.contains("artifactType="), "the link keeps the filter: {next}");
+        assert!(
+            next.contains("artifactType="),
+            "the link keeps the filter: {next}"
+        );
         let (sboms, _) = every_page(&f.reg, subject, &query).await;
         assert_eq!(sboms.len(), 3, "every SBOM, nothing else: {sboms:?}");
         assert!(sboms.iter().all(|e| e["artifactType"] == json!(SBOM)));

@@ -1132,7 +1132,8 @@ pub fn bounded_referrer(mut descriptor: Descriptor) -> Descriptor {
     let too_many_annotations = descriptor.annotations.as_ref().is_some_and(|a| {
         let raw: usize = a.iter().map(|(k, v)| k.len() + v.len()).sum();
         raw > REFERRER_ANNOTATIONS_MAX_BYTES
-            || serde_json::to_vec(a).map_or(true, |json| json.len() > REFERRER_ANNOTATIONS_MAX_BYTES)
+            || serde_json::to_vec(a)
+                .map_or(true, |json| json.len() > REFERRER_ANNOTATIONS_MAX_BYTES)
     });
     if too_many_annotations {
         descriptor.annotations = None;

@@ -488,11 +488,20 @@ async fn referrers_are_listed(b: Arc<dyn Backend>) {
         assert_eq!(put.subject.as_ref(), Some(&subject));
         pushed.push(put.digest);
     }
-    let all = store.referrers(&r, &subject, None, None, None).await.unwrap();
+    let all = store
+        .referrers(&r, &subject, None, None, None)
+        .await
+        .unwrap();
     assert_eq!(all.descriptors.len(), 2);
     assert!(all.next.is_none());
     let sboms = store
-        .referrers(&r, &subject, Some("application/vnd.example.sbom"), None, None)
+        .referrers(
+            &r,
+            &subject,
+            Some("application/vnd.example.sbom"),
+            None,
+            None,
+        )
         .await
         .unwrap()
         .descriptors;
@@ -515,7 +524,10 @@ async fn referrers_are_listed(b: Arc<dyn Backend>) {
         .manifest_delete(&r, &Target::Digest(pushed[0].clone()))
         .await
         .unwrap();
-    let left = store.referrers(&r, &subject, None, None, None).await.unwrap();
+    let left = store
+        .referrers(&r, &subject, None, None, None)
+        .await
+        .unwrap();
     assert_eq!(left.descriptors.len(), 1);
 }
 

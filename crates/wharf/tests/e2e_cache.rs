@@ -375,5 +375,8 @@ fn an_anonymous_node_cannot_read_a_private_blob_through_the_cache() {
         .send()
         .expect("GET a public blob");
     assert_eq!(pulled.status().as_u16(), 200);
-    assert_eq!(pulled.bytes().expect("body").as_ref(), layer.bytes.as_slice());
+    assert_eq!(
+        pulled.bytes().expect("body").as_ref(),
+        layer.bytes.as_slice()
+    );
 }
