@@ -260,8 +260,9 @@ impl LoginLimiter {
         clear_user(&mut self.keys(), user);
     }
 
-    /// The attempts in flight for `user` and `address` (for tests).
-    pub fn in_flight(&self, user: &str, address: IpAddr) -> [u32; 2] {
+    /// The attempts in flight for `user` and `address`.
+    #[cfg(test)]
+    fn in_flight(&self, user: &str, address: IpAddr) -> [u32; 2] {
         let keys = self.keys();
         Key::pair(user, address, &self.policy).map(|(k, _)| keys.get(&k).map_or(0, |f| f.in_flight))
     }

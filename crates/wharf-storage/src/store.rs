@@ -1080,7 +1080,7 @@ impl Store {
             let Some(descriptor) = self.referrer_entry(&prefix, name).await? else {
                 continue; // deleted while listing
             };
-            if !artifact_type.is_none_or(|a| descriptor.artifact_type.as_deref() == Some(a)) {
+            if artifact_type.is_some_and(|a| descriptor.artifact_type.as_deref() != Some(a)) {
                 page.last = Some(name.clone());
                 continue;
             }
