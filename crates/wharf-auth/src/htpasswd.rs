@@ -14,6 +14,11 @@ use crate::AuthError;
 /// cache of successful verifications keeps that off steady traffic).
 pub const DEFAULT_COST: u32 = bcrypt::DEFAULT_COST;
 
+/// Longest password bcrypt can tell apart: it ignores every byte after the
+/// 72nd, so a longer password would let in anything sharing its first 72
+/// bytes. Longer passwords are refused when set and at login.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
 /// Parsed entries: user name to bcrypt hash.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Htpasswd {
@@ -105,8 +110,12 @@ fn refused_hash_kind(hash: &str) -> Option<&'static str> {
     })
 }
 
-/// A new bcrypt entry hash for `password`.
+/// A new bcrypt entry hash for `password`; a password longer than
+/// [`MAX_PASSWORD_BYTES`] is refused, never truncated.
 pub fn hash_password(password: &str, cost: u32) -> Result<String, AuthError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::PasswordTooLong(password.len()));
+    }
     bcrypt::hash(password, cost).map_err(|e| AuthError::Hash(e.to_string()))
 }
 
@@ -235,6 +244,19 @@ mod tests {
             let renamed = format!("{prefix}{}", &hash[4..]);
             assert!(bcrypt::verify("pw", &renamed).unwrap(), "{renamed}");
         }
+    }
+
+    #[test]
+    fn passwords_longer_than_bcrypt_reads_are_refused() {
+        let longest = "x".repeat(MAX_PASSWORD_BYTES);
+        assert!(hash_password(&longest, 4).is_ok());
+        let longer = format!("{longest}y");
+        let err = hash_password(&longer, 4).unwrap_err().to_string();
+        assert!(err.contains("73 bytes") && err.contains("72"), "{err}");
+        assert!(
+            !err.contains(&longer),
+            "the password must not be echoed: {err}"
+        );
     }
 
     #[test]

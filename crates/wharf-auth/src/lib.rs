@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 pub use access::{AccessPolicy, AccessRule, Action, Actions, RepoPattern, Subject};
 pub use htpasswd::Htpasswd;
-pub use ratelimit::{LimitPolicy, LockedOut, LoginLimiter};
+pub use ratelimit::{LimitPolicy, LockedOut, LoginLimiter, Refused, Reservation};
 pub use token::{
     write_private, Claims, IssuedToken, ResourceActions, Scope, TokenKey, TokenRejected,
     TokenService,
@@ -50,6 +50,8 @@ pub enum AuthError {
     Key(String),
     #[error("cannot hash the password: {0}")]
     Hash(String),
+    #[error("the password is {0} bytes long; bcrypt uses only the first {max}, so it is refused rather than cut short", max = htpasswd::MAX_PASSWORD_BYTES)]
+    PasswordTooLong(usize),
     #[error("{0:?} cannot be a user name: it must be non-empty, without ':', spaces or control characters, and not \"anonymous\"")]
     UserName(String),
 }

@@ -5,12 +5,20 @@
 //! While a key is locked, attempts are refused before any password is
 //! checked, so a brute force costs the registry no bcrypt time.
 //!
+//! Checking and counting are one step: [`LoginLimiter::reserve`] counts an
+//! attempt as in flight, under the same lock as the lockout check, before
+//! its password is checked. A key admits only as many attempts in flight as
+//! it has failures left before its next lockout (one at a time once it has
+//! been locked), so a burst of parallel guesses gets no more checks than the
+//! same guesses one after the other; the rest are told to wait
+//! ([`Refused::Busy`]) until an attempt in flight ends.
+//!
 //! The caller passes the current time, which keeps the limiter a pure
 //! state machine that tests drive without waiting.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Thresholds and lockout lengths.
@@ -49,11 +57,69 @@ enum Key {
     Address(IpAddr),
 }
 
+impl Key {
+    /// Both keys of one attempt, each with its free failures.
+    fn pair(user: &str, address: IpAddr, policy: &LimitPolicy) -> [(Key, u32); 2] {
+        [
+            (Key::User(user.to_string()), policy.user_free_failures),
+            (Key::Address(address), policy.address_free_failures),
+        ]
+    }
+}
+
+type Keys = HashMap<Key, Failures>;
+
+/// A correct password clears the user name's failures (see
+/// [`LoginLimiter::record_success`]).
+fn clear_user(keys: &mut Keys, user: &str) {
+    let key = Key::User(user.to_string());
+    if let Some(f) = keys.get_mut(&key) {
+        // Attempts still in flight keep the entry that counts them.
+        f.count = 0;
+        f.locked_until = None;
+        if f.is_idle() {
+            keys.remove(&key);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Failures {
     count: u32,
     last: Instant,
     locked_until: Option<Instant>,
+    /// Attempts reserved and not finished yet.
+    in_flight: u32,
+}
+
+impl Failures {
+    fn new(now: Instant) -> Failures {
+        Failures {
+            count: 0,
+            last: now,
+            locked_until: None,
+            in_flight: 0,
+        }
+    }
+
+    /// Whether one more attempt may be in flight. As many may be as the key
+    /// has failures left before its next lockout, and one at a time beyond
+    /// the free ones (its failure locks the key again).
+    fn admits_another(&self, free_failures: u32, now: Instant, forget_after: Duration) -> bool {
+        let forgotten = now.saturating_duration_since(self.last) >= forget_after;
+        let count = if forgotten { 0 } else { self.count };
+        self.in_flight < free_failures.saturating_sub(count).max(1)
+    }
+
+    fn is_idle(&self) -> bool {
+        self.count == 0 && self.in_flight == 0 && self.locked_until.is_none()
+    }
+
+    fn locked_for(&self, now: Instant) -> Option<Duration> {
+        self.locked_until
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
 }
 
 /// Why a login attempt was refused without checking the password.
@@ -62,10 +128,53 @@ pub struct LockedOut {
     pub retry_after: Duration,
 }
 
+/// Why [`LoginLimiter::reserve`] did not admit an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The user name or the address is locked out.
+    LockedOut(LockedOut),
+    /// As many attempts as the key may still fail are being checked: wait
+    /// until one ends, then ask again.
+    Busy,
+}
+
+/// An admitted login attempt, counted as in flight until it ends with
+/// [`Reservation::succeeded`] or [`Reservation::failed`]; dropped without
+/// an outcome (the check could not run), it only stops counting.
+#[derive(Debug)]
+pub struct Reservation {
+    limiter: Arc<LoginLimiter>,
+    user: String,
+    address: IpAddr,
+    open: bool,
+}
+
+impl Reservation {
+    /// The password was right: the user name's failures are cleared.
+    pub fn succeeded(mut self) {
+        self.open = false;
+        self.limiter.finish(&self.user, self.address, None);
+    }
+
+    /// The password was wrong: counted against the user name and address.
+    pub fn failed(mut self, now: Instant) {
+        self.open = false;
+        self.limiter.finish(&self.user, self.address, Some(now));
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.open {
+            self.limiter.release(&self.user, self.address);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
     policy: LimitPolicy,
-    keys: Mutex<HashMap<Key, Failures>>,
+    keys: Mutex<Keys>,
 }
 
 impl LoginLimiter {
@@ -81,9 +190,7 @@ impl LoginLimiter {
         let keys = self.keys();
         let remaining = [Key::User(user.to_string()), Key::Address(address)]
             .iter()
-            .filter_map(|k| keys.get(k)?.locked_until)
-            .filter_map(|until| until.checked_duration_since(now))
-            .filter(|d| !d.is_zero())
+            .filter_map(|k| keys.get(k)?.locked_for(now))
             .max();
         match remaining {
             Some(retry_after) => Err(LockedOut { retry_after }),
@@ -91,21 +198,51 @@ impl LoginLimiter {
         }
     }
 
-    pub fn record_failure(&self, user: &str, address: IpAddr, now: Instant) {
+    /// Admit one attempt to check a password, or say why not. The lockout
+    /// check and the count of attempts in flight happen under one lock, so
+    /// parallel attempts cannot all pass the check before any failure is
+    /// recorded.
+    pub fn reserve(
+        self: &Arc<Self>,
+        user: &str,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<Reservation, Refused> {
         let mut keys = self.keys();
-        let free = [
-            (Key::User(user.to_string()), self.policy.user_free_failures),
-            (Key::Address(address), self.policy.address_free_failures),
-        ];
-        for (key, free_failures) in free {
-            if !keys.contains_key(&key) && keys.len() >= self.policy.capacity {
-                self.make_room(&mut keys, now);
-            }
-            let entry = keys.entry(key).or_insert(Failures {
-                count: 0,
-                last: now,
-                locked_until: None,
-            });
+        let pair = Key::pair(user, address, &self.policy);
+        let locked = pair
+            .iter()
+            .filter_map(|(k, _)| keys.get(k)?.locked_for(now))
+            .max();
+        if let Some(retry_after) = locked {
+            return Err(Refused::LockedOut(LockedOut { retry_after }));
+        }
+        let forget = self.policy.forget_after;
+        let full = pair.iter().any(|(k, free)| {
+            keys.get(k)
+                .is_some_and(|f| !f.admits_another(*free, now, forget))
+        });
+        if full {
+            return Err(Refused::Busy);
+        }
+        for (key, _) in pair {
+            self.entry(&mut keys, key, now).in_flight += 1;
+        }
+        Ok(Reservation {
+            limiter: self.clone(),
+            user: user.to_string(),
+            address,
+            open: true,
+        })
+    }
+
+    pub fn record_failure(&self, user: &str, address: IpAddr, now: Instant) {
+        self.count_failure(&mut self.keys(), user, address, now);
+    }
+
+    fn count_failure(&self, keys: &mut Keys, user: &str, address: IpAddr, now: Instant) {
+        for (key, free_failures) in Key::pair(user, address, &self.policy) {
+            let entry = self.entry(keys, key, now);
             if now.saturating_duration_since(entry.last) >= self.policy.forget_after {
                 entry.count = 0;
             }
@@ -120,7 +257,49 @@ impl LoginLimiter {
     /// A correct password clears the user name's failures. The address keeps
     /// its count: one valid account must not reset a spray against others.
     pub fn record_success(&self, user: &str) {
-        self.keys().remove(&Key::User(user.to_string()));
+        clear_user(&mut self.keys(), user);
+    }
+
+    /// The attempts in flight for `user` and `address`.
+    #[cfg(test)]
+    fn in_flight(&self, user: &str, address: IpAddr) -> [u32; 2] {
+        let keys = self.keys();
+        Key::pair(user, address, &self.policy).map(|(k, _)| keys.get(&k).map_or(0, |f| f.in_flight))
+    }
+
+    /// One reserved attempt ended: `failed_at` is when it failed, `None`
+    /// for a success. One step under the lock, so no other attempt is
+    /// admitted between the end of this one and the count of its outcome.
+    fn finish(&self, user: &str, address: IpAddr, failed_at: Option<Instant>) {
+        let mut keys = self.keys();
+        self.release_locked(&mut keys, user, address);
+        match failed_at {
+            Some(now) => self.count_failure(&mut keys, user, address, now),
+            None => clear_user(&mut keys, user),
+        }
+    }
+
+    fn release(&self, user: &str, address: IpAddr) {
+        self.release_locked(&mut self.keys(), user, address);
+    }
+
+    fn release_locked(&self, keys: &mut Keys, user: &str, address: IpAddr) {
+        for (key, _) in Key::pair(user, address, &self.policy) {
+            if let Some(f) = keys.get_mut(&key) {
+                f.in_flight = f.in_flight.saturating_sub(1);
+                if f.is_idle() {
+                    keys.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The entry for `key`, created (room made first) when missing.
+    fn entry<'k>(&self, keys: &'k mut Keys, key: Key, now: Instant) -> &'k mut Failures {
+        if !keys.contains_key(&key) && keys.len() >= self.policy.capacity {
+            self.make_room(keys, now);
+        }
+        keys.entry(key).or_insert_with(|| Failures::new(now))
     }
 
     fn lockout(&self, beyond_free: u32) -> Duration {
@@ -132,15 +311,17 @@ impl LoginLimiter {
     }
 
     /// Drops forgotten keys, then the least recently failed one if needed.
-    fn make_room(&self, keys: &mut HashMap<Key, Failures>, now: Instant) {
+    fn make_room(&self, keys: &mut Keys, now: Instant) {
         let forget = self.policy.forget_after;
         keys.retain(|_, f| {
             now.saturating_duration_since(f.last) < forget
                 || f.locked_until.is_some_and(|u| u > now)
+                || f.in_flight > 0
         });
         if keys.len() >= self.policy.capacity {
             if let Some(oldest) = keys
                 .iter()
+                .filter(|(_, f)| f.in_flight == 0)
                 .min_by_key(|(_, f)| f.last)
                 .map(|(k, _)| k.clone())
             {
@@ -149,7 +330,7 @@ impl LoginLimiter {
         }
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Failures>> {
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -263,6 +444,64 @@ mod tests {
         assert!(
             limiter.check("alice", B, later).is_ok(),
             "count restarted at one"
+        );
+    }
+
+    fn limiter() -> Arc<LoginLimiter> {
+        Arc::new(LoginLimiter::default())
+    }
+
+    #[test]
+    fn parallel_attempts_get_no_more_checks_than_failures_left() {
+        let limiter = limiter();
+        let t0 = Instant::now();
+        let free = LimitPolicy::default().user_free_failures;
+        let admitted: Vec<Reservation> = (0..64)
+            .filter_map(|_| limiter.reserve("alice", A, t0).ok())
+            .collect();
+        assert_eq!(admitted.len() as u32, free, "one check per free failure");
+        assert_eq!(limiter.reserve("alice", B, t0).unwrap_err(), Refused::Busy);
+        assert!(
+            limiter.reserve("bob", B, t0).is_ok(),
+            "other users and addresses are not held up"
+        );
+        for r in admitted {
+            r.failed(t0);
+        }
+        assert!(matches!(
+            limiter.reserve("alice", A, t0),
+            Err(Refused::LockedOut(_))
+        ));
+        // Past the lockout: one attempt at a time, its failure locks again.
+        let t1 = t0 + secs(1);
+        let one = limiter.reserve("alice", A, t1).expect("lockout over");
+        assert_eq!(limiter.reserve("alice", A, t1).unwrap_err(), Refused::Busy);
+        one.failed(t1);
+        assert!(matches!(
+            limiter.reserve("alice", A, t1),
+            Err(Refused::LockedOut(_))
+        ));
+    }
+
+    #[test]
+    fn a_success_clears_the_count_and_dropped_reservations_release() {
+        let limiter = limiter();
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            limiter.reserve("alice", A, t0).unwrap().failed(t0);
+        }
+        let only = limiter.reserve("alice", A, t0).unwrap();
+        assert_eq!(limiter.reserve("alice", A, t0).unwrap_err(), Refused::Busy);
+        only.succeeded();
+        let many: Vec<Reservation> = (0..5)
+            .map(|_| limiter.reserve("alice", B, t0).unwrap())
+            .collect();
+        assert_eq!(limiter.in_flight("alice", B), [5, 5]);
+        drop(many);
+        assert_eq!(limiter.in_flight("alice", B), [0, 0]);
+        assert!(
+            limiter.check("alice", B, t0).is_ok(),
+            "no outcome, no failure"
         );
     }
 

@@ -83,8 +83,14 @@ impl UserStore {
     }
 
     /// Whether `password` is `user`'s. May run bcrypt: call it where
-    /// blocking for a fraction of a second is acceptable.
+    /// blocking for a fraction of a second is acceptable. A password longer
+    /// than bcrypt reads is wrong for every user (bcrypt would compare only
+    /// its first 72 bytes); it is refused without running bcrypt, which
+    /// tells nothing about the user name since it happens for all of them.
     pub fn verify(&self, user: &str, password: &str) -> bool {
+        if password.len() > crate::htpasswd::MAX_PASSWORD_BYTES {
+            return false;
+        }
         self.reload_if_changed();
         let hash = self.loaded().htpasswd.hash_of(user).map(str::to_string);
         let Some(hash) = hash else {
@@ -254,6 +260,25 @@ mod tests {
             4,
             "unknown users cost a bcrypt run too"
         );
+    }
+
+    #[test]
+    fn a_password_longer_than_72_bytes_never_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        let password = "p".repeat(72);
+        // What another tool may have written: bcrypt of the first 72 bytes.
+        let hash = bcrypt::hash(&password, 4).unwrap();
+        write(&path, &format!("alice:{hash}\n"));
+        let users = UserStore::open(&path).unwrap();
+        assert!(users.verify("alice", &password));
+        for extra in ["!", "anything else at all"] {
+            assert!(
+                !users.verify("alice", &format!("{password}{extra}")),
+                "a password sharing the first 72 bytes must not log in"
+            );
+        }
+        assert_eq!(users.bcrypt_runs(), 1, "refused without bcrypt");
     }
 
     #[test]

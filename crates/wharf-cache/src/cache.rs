@@ -321,17 +321,18 @@ impl Cache {
 
     // --- blobs -------------------------------------------------------------
 
-    /// Link a blob another repository brought into the store; its size.
-    async fn stored_blob(
+    /// The size of `digest` when `repo` itself holds it: its own link,
+    /// written by a push (where the upstream allows pushes) or by a verified
+    /// fetch from the upstream for this very repository. The same bytes
+    /// stored for another repository do not count: serving them here would
+    /// let anyone who may pull from the upstream read (or, by HEAD, detect)
+    /// any blob in the store by its digest.
+    async fn held_blob(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
-        let size = self.inner.store.backend().blob_size(digest).await?;
-        if size.is_some() {
-            self.inner.store.blob_mount(repo, None, digest).await?;
-        }
-        Ok(size)
+        Ok(self.inner.store.blob_size(repo, digest).await?)
     }
 
     /// Run one download to its end: upstream → storage upload (read by the
@@ -340,7 +341,7 @@ impl Cache {
         if let Err(e) = self.download(&repo, &digest, &download).await {
             download.set(Progress::Failed(e));
         }
-        self.inner.downloads.leave(&digest, &download);
+        self.inner.downloads.leave(&repo, &digest, &download);
     }
 
     /// The download proper.
@@ -350,9 +351,9 @@ impl Cache {
         digest: &Digest,
         download: &Arc<Download>,
     ) -> Result<(), RegistryError> {
-        // The blob may have been committed between the requester's miss
-        // and this download's start.
-        if self.stored_blob(repo, digest).await?.is_some() {
+        // The blob may have been committed to this repository between the
+        // requester's miss and this download's start.
+        if self.held_blob(repo, digest).await?.is_some() {
             download.set(Progress::Stored);
             return Ok(());
         }
@@ -456,7 +457,7 @@ impl Upstream for Cache {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<u64, RegistryError> {
-        if let Some(size) = self.stored_blob(repo, digest).await? {
+        if let Some(size) = self.held_blob(repo, digest).await? {
             return Ok(size);
         }
         let source = self.source_or_unknown(repo)?;
@@ -473,7 +474,7 @@ impl Upstream for Cache {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<UpstreamBlob, RegistryError> {
-        let (download, leader) = self.inner.downloads.join(digest);
+        let (download, leader) = self.inner.downloads.join(repo, digest);
         let mut progress = download.subscribe();
         if leader {
             let cache = self.clone();

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use tokio::sync::watch;
-use wharf_oci::Digest;
+use wharf_oci::{Digest, RepositoryName};
 use wharf_registry::error::RegistryError;
 use wharf_storage::{ByteStream, UploadReader, UploadWatcher, WriteObserver};
 
@@ -206,32 +206,38 @@ impl UploadWatcher for Publisher {
     }
 }
 
-/// The table of downloads in flight.
+/// The table of downloads in flight, one per repository and digest: the
+/// bytes a requester is sent must be what the upstream serves for the
+/// repository it asked for, never what it served for another one (which
+/// the requester may not be allowed to pull, and the upstream may not hold
+/// under this name).
 #[derive(Default)]
 pub(crate) struct Downloads {
-    table: Mutex<HashMap<Digest, Arc<Download>>>,
+    table: Mutex<HashMap<(RepositoryName, Digest), Arc<Download>>>,
 }
 
 impl Downloads {
-    /// The download of `digest`, and whether the caller just started it
-    /// (and so must run it).
-    pub(crate) fn join(&self, digest: &Digest) -> (Arc<Download>, bool) {
+    /// The download of `digest` for `repo`, and whether the caller just
+    /// started it (and so must run it).
+    pub(crate) fn join(&self, repo: &RepositoryName, digest: &Digest) -> (Arc<Download>, bool) {
         let mut table = self.table.lock().expect("downloads lock");
-        if let Some(d) = table.get(digest) {
+        let key = (repo.clone(), digest.clone());
+        if let Some(d) = table.get(&key) {
             return (d.clone(), false);
         }
         let (tx, _) = watch::channel(Progress::Starting);
         let d = Arc::new(Download { progress: tx });
-        table.insert(digest.clone(), d.clone());
+        table.insert(key, d.clone());
         (d, true)
     }
 
     /// Remove `download` from the table (only that one: a later download of
-    /// the same digest may have replaced it).
-    pub(crate) fn leave(&self, digest: &Digest, download: &Arc<Download>) {
+    /// the same blob may have replaced it).
+    pub(crate) fn leave(&self, repo: &RepositoryName, digest: &Digest, download: &Arc<Download>) {
         let mut table = self.table.lock().expect("downloads lock");
-        if table.get(digest).is_some_and(|d| Arc::ptr_eq(d, download)) {
-            table.remove(digest);
+        let key = (repo.clone(), digest.clone());
+        if table.get(&key).is_some_and(|d| Arc::ptr_eq(d, download)) {
+            table.remove(&key);
         }
     }
 }

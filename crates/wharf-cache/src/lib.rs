@@ -13,8 +13,12 @@
 //!   commits only when the digest matched; manifests are verified by the
 //!   client and by `Store::manifest_put`.
 //! - A redirect never reaches a requester: the client follows it.
-//! - One upstream fetch per missing blob: concurrent requests for the same
-//!   digest follow the one download in flight ([`downloads`]).
+//! - A cached repository serves only what the upstream served for it: its
+//!   own links, or a fetch made for it now. A blob stored for another
+//!   repository is neither served, linked nor revealed.
+//! - One upstream fetch per repository and missing blob: concurrent
+//!   requests for the same blob of the same repository follow the one
+//!   download in flight ([`downloads`]).
 //! - Memory does not grow with blob size: the download runs ahead into a
 //!   storage upload and every requester reads from it at its own pace.
 

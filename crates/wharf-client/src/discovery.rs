@@ -1,5 +1,6 @@
-//! Listings: tags and the catalog (paginated through `Link`), and referrers
-//! (with the spec's tag-schema fallback for registries without the API).
+//! Listings: tags, the catalog and referrers (paginated through `Link`),
+//! referrers with the spec's tag-schema fallback for registries without the
+//! API.
 
 use http::header::{ACCEPT, LINK};
 use http::{Method, StatusCode};
@@ -62,14 +63,14 @@ pub fn referrers_tag(subject: &Digest) -> String {
 
 impl Client {
     /// Fetch `first` and every page after it; `items` takes a page's body.
-    async fn paginate(
+    async fn paginate<T>(
         &self,
         host: &str,
         first: Url,
         scope: String,
         ctx: &Context,
-        items: impl Fn(&[u8]) -> Option<Vec<String>>,
-    ) -> Result<Vec<String>> {
+        items: impl Fn(&[u8]) -> Option<Vec<T>>,
+    ) -> Result<Vec<T>> {
         let mut all = Vec::new();
         let mut next = Some(first);
         let mut pages = 0;
@@ -155,7 +156,7 @@ impl Client {
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);
         }
-        let call = Call::new(host, Method::GET, url, &ctx)
+        let call = Call::new(host, Method::GET, url.clone(), &ctx)
             .scope(pull_scope(repo.as_str()))
             .header(ACCEPT, media_type::OCI_INDEX);
         let response = self.execute(call).await?;
@@ -168,8 +169,19 @@ impl Client {
                 .get("oci-filters-applied")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(',').any(|f| f.trim() == "artifactType"));
+            let next = next_link(&url, response.headers()).filter(|n| n != &url);
             let body = read_limited(response, &ctx).await?;
-            (parse_index(&body, &ctx)?, filtered)
+            let mut manifests = parse_index(&body, &ctx)?;
+            // Registries page long listings like tags (`Link: rel="next"`).
+            if let Some(next) = next {
+                let rest = self
+                    .paginate(host, next, pull_scope(repo.as_str()), &ctx, |b| {
+                        serde_json::from_slice::<Index>(b).ok().map(|i| i.manifests)
+                    })
+                    .await?;
+                manifests.extend(rest);
+            }
+            (manifests, filtered)
         };
         Ok(match artifact_type {
             Some(t) if !filtered => manifests

@@ -1,5 +1,8 @@
-//! Media types wharf recognises. Unknown types are stored and served as they
-//! are: a registry mirror must never convert or reject what upstream serves.
+//! Media types wharf recognises. Blob types (configs, layers, artifacts'
+//! own types) are never checked: a registry mirror must not convert or
+//! reject what upstream serves. Manifests are the exception: a registry
+//! serves a manifest with its media type as `Content-Type`, so only the
+//! manifest types ([`is_manifest`]) are accepted for them.
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -25,6 +28,18 @@ pub fn is_index(media_type: &str) -> bool {
 /// Is this a single-image manifest (OCI or Docker v2 schema 2)?
 pub fn is_image_manifest(media_type: &str) -> bool {
     media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+/// Is this a type a manifest may be pushed and served with: an OCI image
+/// manifest or index, a Docker v2 schema 2 manifest or manifest list, or a
+/// Docker schema 1 manifest (old images, mirrored byte for byte)? Anything
+/// else (`text/html`, `application/json`, …) would be served back under
+/// that `Content-Type` and is refused.
+pub fn is_manifest(media_type: &str) -> bool {
+    is_index(media_type)
+        || is_image_manifest(media_type)
+        || media_type == DOCKER_MANIFEST_V1_SIGNED
+        || media_type == DOCKER_MANIFEST_V1
 }
 
 /// Every manifest type a registry should offer in `Accept` when it does not

@@ -16,14 +16,15 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use wharf_auth::{
-    token, AccessPolicy, Action, Claims, LimitPolicy, LoginLimiter, Scope, TokenService, UserStore,
+    token, AccessPolicy, Action, Claims, LimitPolicy, LockedOut, LoginLimiter, Refused,
+    Reservation, Scope, TokenService, UserStore,
 };
 use wharf_oci::{RepositoryName, Target};
 
@@ -38,6 +39,9 @@ use crate::Registry;
 const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
 /// Largest `POST /auth/token` form body.
 const MAX_TOKEN_FORM: usize = 64 * 1024;
+/// Longest a login waits for the checks already in flight for its user
+/// name or address before it is told to come back (429).
+const LOGIN_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// How clients prove who they are.
 enum Mode {
@@ -55,7 +59,10 @@ enum Mode {
 pub struct AuthLayer {
     users: Arc<UserStore>,
     policy: AccessPolicy,
-    limiter: LoginLimiter,
+    limiter: Arc<LoginLimiter>,
+    /// Woken whenever a password check ends, for the logins waiting for
+    /// room under the limiter.
+    check_ended: tokio::sync::Notify,
     mode: Mode,
 }
 
@@ -80,7 +87,8 @@ impl AuthLayer {
         AuthLayer {
             users,
             policy,
-            limiter: LoginLimiter::default(),
+            limiter: Arc::default(),
+            check_ended: tokio::sync::Notify::new(),
             mode: Mode::Basic {
                 realm: realm.to_string(),
             },
@@ -98,13 +106,14 @@ impl AuthLayer {
         AuthLayer {
             users,
             policy,
-            limiter: LoginLimiter::default(),
+            limiter: Arc::default(),
+            check_ended: tokio::sync::Notify::new(),
             mode: Mode::Token { service, realm },
         }
     }
 
     pub fn with_limits(mut self, limits: LimitPolicy) -> AuthLayer {
-        self.limiter = LoginLimiter::new(limits);
+        self.limiter = Arc::new(LoginLimiter::new(limits));
         self
     }
 
@@ -417,28 +426,35 @@ async fn login(
     password: &str,
     address: IpAddr,
 ) -> Result<String, RegistryError> {
-    if let Err(locked) = layer.limiter.check(user, address, Instant::now()) {
-        audit(user, address, "login", "", "", "rate-limited");
-        let seconds = locked.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        return Err(RegistryError::new(
-            Code::TooManyRequests,
-            format!("too many failed logins; retry in {seconds} s"),
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from(seconds)));
-    }
+    let reservation = match reserve_check(layer, user, address).await {
+        Ok(reservation) => reservation,
+        Err(locked) => {
+            audit(user, address, "login", "", "", "rate-limited");
+            return Err(too_many_logins(locked));
+        }
+    };
     let verified = {
         let (layer, user, password) = (layer.clone(), user.to_string(), password.to_string());
         // bcrypt takes a good fraction of a second: keep it off the
-        // connection threads.
-        tokio::task::spawn_blocking(move || layer.users.verify(&user, &password))
-            .await
-            .unwrap_or(false)
+        // connection threads. The outcome is recorded by the blocking task
+        // itself, so a client that hangs up mid-check frees no room for
+        // another guess before its check has ended and counted.
+        tokio::task::spawn_blocking(move || {
+            let verified = layer.users.verify(&user, &password);
+            if verified {
+                reservation.succeeded();
+            } else {
+                reservation.failed(Instant::now());
+            }
+            layer.check_ended.notify_waiters();
+            verified
+        })
+        .await
+        .unwrap_or(false)
     };
     if verified {
-        layer.limiter.record_success(user);
         Ok(user.to_string())
     } else {
-        layer.limiter.record_failure(user, address, Instant::now());
         audit(user, address, "login", "", "", "bad-credentials");
         Err(unauthorized(
             layer,
@@ -447,6 +463,46 @@ async fn login(
             "invalid user name or password",
         ))
     }
+}
+
+/// Room under the limiter for one password check. While the user name's
+/// or the address's checks in flight could each still fail, a further
+/// attempt waits for one of them to end (a success lets it through, and
+/// the success cache spares it bcrypt; failures lock it out), up to
+/// [`LOGIN_QUEUE_WAIT`].
+async fn reserve_check(
+    layer: &AuthLayer,
+    user: &str,
+    address: IpAddr,
+) -> Result<Reservation, LockedOut> {
+    let deadline = tokio::time::Instant::now() + LOGIN_QUEUE_WAIT;
+    loop {
+        // Registered before asking, so an end between the answer and the
+        // wait is not missed.
+        let ended = layer.check_ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        match layer.limiter.reserve(user, address, Instant::now()) {
+            Ok(reservation) => return Ok(reservation),
+            Err(Refused::LockedOut(locked)) => return Err(locked),
+            Err(Refused::Busy) => {
+                if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                    return Err(LockedOut {
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn too_many_logins(locked: LockedOut) -> RegistryError {
+    let seconds = locked.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    RegistryError::new(
+        Code::TooManyRequests,
+        format!("too many failed logins; retry in {seconds} s"),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
 }
 
 fn unauthorized(

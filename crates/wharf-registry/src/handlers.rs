@@ -218,6 +218,8 @@ async fn tags_list(registry: &Registry, repo: &RepositoryName, query: &Query) ->
     json_page(json!({ "name": repo.as_str(), "tags": page.tags }), link)
 }
 
+/// A page of the subject's referrers. Pages are bounded in bytes (and by
+/// `n` when asked); a `Link` header names the next one, carrying the filter.
 async fn referrers(
     registry: &Registry,
     repo: &RepositoryName,
@@ -225,17 +227,45 @@ async fn referrers(
     query: &Query,
 ) -> HandlerResult {
     let filter = query.get("artifactType").filter(|a| !a.is_empty());
-    let manifests = registry.store().referrers(repo, subject, filter).await?;
+    let (n, last) = page_params(query)?;
+    let page = registry
+        .store()
+        .referrers(repo, subject, filter, last, n)
+        .await?;
     let index = json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_INDEX,
-        "manifests": manifests,
+        "manifests": page.descriptors,
     });
     let mut b = response(StatusCode::OK).header(header::CONTENT_TYPE, media_type::OCI_INDEX);
     if filter.is_some() {
         b = b.header("oci-filters-applied", "artifactType");
     }
+    if let Some(after) = &page.next {
+        let link = referrers_link(repo, subject, after, n, filter);
+        b = b.header(header::LINK, hv(&link));
+    }
     finish(b, body::full(serde_json::to_vec(&index).expect("json")))
+}
+
+fn referrers_link(
+    repo: &RepositoryName,
+    subject: &Digest,
+    after: &str,
+    n: Option<usize>,
+    filter: Option<&str>,
+) -> String {
+    let encode = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut target = format!("/v2/{repo}/referrers/{subject}?last={}", encode(after));
+    if let Some(n) = n {
+        target.push_str(&format!("&n={n}"));
+    }
+    if let Some(filter) = filter {
+        target.push_str(&format!("&artifactType={}", encode(filter)));
+    }
+    format!("<{target}>; rel=\"next\"")
 }
 
 // --- manifests -------------------------------------------------------------

@@ -209,6 +209,12 @@ async fn handle(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    // Bodies are what clients pushed: a browser must never guess a type
+    // (HTML, script) for one of them on the registry's origin.
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if let Some(ns) = ns.and_then(|n| HeaderValue::from_str(&n).ok()) {
         headers.insert("oci-namespace", ns);
     }

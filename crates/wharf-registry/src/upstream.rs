@@ -21,8 +21,8 @@ pub struct Coverage {
 
 /// A blob the store did not have, as the upstream is delivering it.
 pub enum UpstreamBlob {
-    /// It reached the store meanwhile (another request committed it, or
-    /// another repository had it): serve it from there.
+    /// It reached this repository meanwhile (another request committed
+    /// it): serve it from the store.
     Stored,
     /// Bytes on their way. `open(None)` streams the whole blob as it
     /// arrives; `open(Some(range))` streams `range` (end exclusive, within
@@ -49,12 +49,15 @@ pub trait Upstream: Send + Sync + 'static {
         target: &Target,
     ) -> Result<StoredManifest, RegistryError>;
 
-    /// The size of a blob the store does not have, asked upstream.
+    /// The size of a blob the repository does not hold, asked upstream
+    /// (never answered from another repository's copy in the store).
     async fn blob_size(&self, repo: &RepositoryName, digest: &Digest)
         -> Result<u64, RegistryError>;
 
-    /// A blob the store does not have: fetched once however many clients
-    /// ask at the same time, streamed to each while it is being stored.
+    /// A blob the repository does not hold: fetched from the upstream for
+    /// this repository (even when another repository's copy is in the store,
+    /// which must not be revealed), once however many clients ask at the
+    /// same time, streamed to each while it is being stored.
     async fn blob(
         &self,
         repo: &RepositoryName,

@@ -62,10 +62,15 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 fn user_store(dir: &TempDir) -> Arc<UserStore> {
+    user_store_with_cost(dir, 4)
+}
+
+/// The users with bcrypt entries of `cost` (4 is the fastest bcrypt allows).
+fn user_store_with_cost(dir: &TempDir, cost: u32) -> Arc<UserStore> {
     let path = dir.path().join("htpasswd");
     let mut text = String::new();
     for (user, pw) in USERS {
-        text.push_str(&format!("{user}:{}\n", hash_password(pw, 4).unwrap()));
+        text.push_str(&format!("{user}:{}\n", hash_password(pw, cost).unwrap()));
     }
     std::fs::write(&path, text).unwrap();
     Arc::new(UserStore::open(&path).expect("htpasswd loads"))
@@ -677,6 +682,87 @@ async fn brute_force_is_locked_out_with_429_without_bcrypt() {
     f.send_as(Some("bob"), Method::GET, path, None)
         .await
         .expect_status(200, "other users are not locked");
+}
+
+/// A registry whose users cost real bcrypt time (cost 10), so that
+/// parallel logins overlap in their checks as they do in production. The
+/// first lockout lasts ten minutes: no attempt of a test is let through
+/// because a lockout ran out while the machine was slow.
+async fn slow_bcrypt_registry() -> (TestRegistry, Arc<AuthLayer>, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = LimitPolicy {
+        base_lockout: Duration::from_secs(600),
+        ..LimitPolicy::default()
+    };
+    let layer = Arc::new(
+        AuthLayer::basic(user_store_with_cost(&dir, 10), policy(false), "wharf")
+            .with_limits(limits),
+    );
+    let config = RegistryConfig {
+        auth: Some(layer.clone()),
+        ..RegistryConfig::default()
+    };
+    (TestRegistry::start_with(config).await, layer, dir)
+}
+
+/// `attempts` logins at once at `/v2/`, each on a connection of its own
+/// (one client opens as many as there are requests in flight).
+async fn parallel_logins(reg: &TestRegistry, attempts: Vec<String>) -> Vec<Resp> {
+    let client = reqwest::Client::new();
+    let requests = attempts.into_iter().map(|credentials| {
+        let client = client.clone();
+        async move {
+            let response = client
+                .get(reg.url("/v2/"))
+                .header(AUTHORIZATION, credentials)
+                .send()
+                .await
+                .expect("the registry answers");
+            Resp::read(response).await
+        }
+    });
+    futures_util::future::join_all(requests).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_passwords_reach_bcrypt_only_as_often_as_allowed() {
+    let (reg, layer, _dir) = slow_bcrypt_registry().await;
+    let guesses = (0..64)
+        .map(|i| basic("alice", &format!("guess-{i}")))
+        .collect();
+    let answers = parallel_logins(&reg, guesses).await;
+    let allowed = u64::from(LimitPolicy::default().user_free_failures);
+    let runs = layer.users().bcrypt_runs();
+    assert!(
+        runs <= allowed,
+        "{runs} of 64 parallel wrong passwords reached bcrypt; at most {allowed} may"
+    );
+    let unauthorized = answers.iter().filter(|r| r.status() == 401).count() as u64;
+    let limited = answers.iter().filter(|r| r.status() == 429).count() as u64;
+    assert_eq!(
+        (unauthorized, limited),
+        (runs, 64 - runs),
+        "each checked guess is a 401, every other one a 429"
+    );
+    for r in answers.iter().filter(|r| r.status() == 429) {
+        r.expect_error(429, &["TOOMANYREQUESTS"], "refused before bcrypt");
+        assert!(r.header("retry-after").is_some(), "429 carries Retry-After");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_right_passwords_wait_for_the_first_checks_not_refused() {
+    let (reg, layer, _dir) = slow_bcrypt_registry().await;
+    let logins = (0..16).map(|_| basic("bob", password("bob"))).collect();
+    let answers = parallel_logins(&reg, logins).await;
+    for r in &answers {
+        r.expect_status(200, "a right password in a burst of them");
+    }
+    let runs = layer.users().bcrypt_runs();
+    assert!(
+        (1..=u64::from(LimitPolicy::default().user_free_failures)).contains(&runs),
+        "the burst waited for the first checks and then used the cache: {runs} bcrypt runs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -565,3 +565,86 @@ async fn serve_returns_after_shutdown() {
         "after shutdown the listener is closed"
     );
 }
+
+mod content_types {
+    use super::*;
+
+    /// An image manifest without `mediaType`, as the image spec allows.
+    fn untyped_manifest(img: &Image) -> Vec<u8> {
+        let mut value = img.manifest.value();
+        value
+            .as_object_mut()
+            .expect("a manifest is an object")
+            .remove("mediaType");
+        serde_json::to_vec(&value).expect("serialise")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_manifest_pushed_as_a_page_or_script_is_refused() {
+        let reg = TestRegistry::start().await;
+        let img = image(40);
+        reg.push_blobs(REPO, &img.blobs()).await;
+        let body = untyped_manifest(&img);
+        for content_type in [
+            "text/html",
+            "text/html; charset=utf-8",
+            "application/javascript",
+            "image/svg+xml",
+            "application/json",
+        ] {
+            reg.put_manifest(REPO, "page", content_type, &body)
+                .await
+                .expect_error(
+                    400,
+                    &["MANIFEST_INVALID"],
+                    &format!("a manifest pushed as {content_type} would be served as one"),
+                );
+        }
+        reg.head(&format!("/v2/{REPO}/manifests/page"))
+            .await
+            .expect_status(404, "nothing was stored");
+        // The same bytes pushed as what they are, and served as such.
+        reg.put_manifest(REPO, "page", OCI_MANIFEST, &body)
+            .await
+            .expect_status(201, "an untyped manifest pushed as an OCI manifest");
+        let served = reg.get(&format!("/v2/{REPO}/manifests/page")).await;
+        served.expect_header("Content-Type", OCI_MANIFEST, "served as a manifest");
+        assert_eq!(served.body.as_ref(), body.as_slice());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mediatype_field_that_is_no_manifest_type_is_refused() {
+        let reg = TestRegistry::start().await;
+        let img = image(41);
+        reg.push_blobs(REPO, &img.blobs()).await;
+        let mut value = img.manifest.value();
+        value["mediaType"] = json!("text/html");
+        let body = serde_json::to_vec(&value).expect("serialise");
+        reg.put_manifest(REPO, "typed-page", "text/html", &body)
+            .await
+            .expect_error(400, &["MANIFEST_INVALID"], "mediaType text/html");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_response_forbids_content_sniffing() {
+        let reg = TestRegistry::start().await;
+        let img = image(42);
+        reg.push_image(REPO, "v1", &img).await;
+        let blob = &img.blobs()[0].digest;
+        for path in [
+            "/v2/".to_string(),
+            format!("/v2/{REPO}/manifests/v1"),
+            format!("/v2/{REPO}/blobs/{blob}"),
+            format!("/v2/{REPO}/tags/list"),
+            format!("/v2/{REPO}/manifests/missing"),
+            "/v2/no/such/path/at/all".to_string(),
+            "/metrics".to_string(),
+        ] {
+            reg.get(&path).await.expect_header(
+                "X-Content-Type-Options",
+                "nosniff",
+                &format!("GET {path}"),
+            );
+        }
+    }
+}

@@ -285,6 +285,137 @@ mod referrers {
         index
     }
 
+    /// An SBOM referrer of `subject` whose one annotation is `size` bytes.
+    fn annotated_artifact(seed: u64, subject: &Image, size: usize) -> Image {
+        ImageSpec {
+            seed,
+            layers: 1,
+            config_media_type: OCI_EMPTY_JSON.to_string(),
+            config_data: Some(b"{}".to_vec()),
+            layer_media_type: SBOM.to_string(),
+            artifact_type: Some(SBOM.to_string()),
+            subject: Some(subject.manifest.descriptor()),
+            annotations: Some(json!({ "org.example.note": "n".repeat(size) })),
+            ..ImageSpec::default()
+        }
+        .build()
+    }
+
+    /// The `rel="next"` target of a response, if any.
+    fn next_page(resp: &Resp) -> Option<String> {
+        let link = resp.header("link")?;
+        assert!(link.ends_with("rel=\"next\""), "a next link: {link}");
+        let target = link.strip_prefix('<')?.split_once('>')?.0;
+        Some(target.to_string())
+    }
+
+    /// Every page of a listing: the entries, and each page's body size.
+    async fn every_page(
+        reg: &TestRegistry,
+        subject: &str,
+        query: &str,
+    ) -> (Vec<Value>, Vec<usize>) {
+        let mut resp = referrers(reg, REPO, subject, query).await;
+        let (mut all, mut sizes) = (Vec::new(), Vec::new());
+        loop {
+            all.extend(entries(&resp));
+            sizes.push(resp.body.len());
+            let Some(next) = next_page(&resp) else {
+                return (all, sizes);
+            };
+            assert!(sizes.len() < 100, "the pages never end");
+            resp = reg.get(&next).await;
+            resp.expect_status(200, "end-12: the next page");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn annotations_cannot_inflate_a_listing() {
+        let reg = TestRegistry::start().await;
+        let subject = image(110);
+        reg.push_image(REPO, "image", &subject).await;
+        let heavy: Vec<Image> = (0..12)
+            .map(|i| annotated_artifact(111 + i, &subject, 1024 * 1024))
+            .collect();
+        let light = artifact(130, SBOM, Some(&subject.manifest));
+        for art in heavy.iter().chain([&light]) {
+            reg.push_image(REPO, &art.manifest.digest, art).await;
+        }
+        let (listed, sizes) = every_page(&reg, &subject.manifest.digest, "").await;
+        assert_eq!(listed.len(), 13, "every referrer is listed once");
+        assert!(
+            sizes.iter().all(|s| *s < 64 * 1024),
+            "12 MiB of annotations must not reach the listing: pages of {sizes:?} bytes"
+        );
+        for art in &heavy {
+            let entry = entry_for(&listed, &art.manifest);
+            assert_eq!(entry["artifactType"], json!(SBOM));
+            assert_eq!(entry["size"], json!(art.manifest.body.len()));
+            assert!(
+                entry.get("annotations").is_none(),
+                "annotations past the bound are left to the manifest: {}",
+                entry["digest"]
+            );
+        }
+        assert_descriptor(
+            entry_for(&listed, &light.manifest),
+            &light.manifest,
+            Some(SBOM),
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_is_bounded_in_bytes_and_links_to_the_next() {
+        let reg = TestRegistry::start().await;
+        let subject = image(140);
+        reg.push_image(REPO, "image", &subject).await;
+        // Just under the bound on annotations, so each is listed with them.
+        let arts: Vec<Image> = (0..40)
+            .map(|i| annotated_artifact(141 + i, &subject, 15 * 1024))
+            .collect();
+        for art in &arts {
+            reg.push_image(REPO, &art.manifest.digest, art).await;
+        }
+        let (listed, sizes) = every_page(&reg, &subject.manifest.digest, "").await;
+        assert!(sizes.len() > 1, "600 KiB of descriptors take several pages");
+        assert!(
+            sizes.iter().all(|s| *s <= 256 * 1024 + 16 * 1024),
+            "pages of {sizes:?} bytes"
+        );
+        assert_eq!(listed.len(), arts.len());
+        for art in &arts {
+            assert_descriptor(entry_for(&listed, &art.manifest), &art.manifest, Some(SBOM));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn n_pages_a_listing_and_the_link_keeps_the_filter() {
+        let f = fixture().await;
+        let subject = &f.subject.manifest.digest;
+        let (all, sizes) = every_page(&f.reg, subject, "?n=2").await;
+        assert_eq!(sizes.len(), 3, "5 referrers in pages of 2");
+        let mut digests: Vec<&str> = all.iter().map(|e| e["digest"].as_str().unwrap()).collect();
+        digests.sort();
+        digests.dedup();
+        assert_eq!(digests.len(), 5, "each referrer exactly once");
+
+        for seed in [150, 151] {
+            let sbom = artifact(seed, SBOM, Some(&f.subject.manifest));
+            f.reg.push_image(REPO, &sbom.manifest.digest, &sbom).await;
+        }
+        let query = format!("?n=1&artifactType={SBOM}");
+        let first = referrers(&f.reg, REPO, subject, &query).await;
+        first.expect_header("OCI-Filters-Applied", "artifactType", "end-12: filtered");
+        let next = next_page(&first).expect("two more SBOMs follow the first");
+        assert!(
+            next.contains("artifactType="),
+            "the link keeps the filter: {next}"
+        );
+        let (sboms, _) = every_page(&f.reg, subject, &query).await;
+        assert_eq!(sboms.len(), 3, "every SBOM, nothing else: {sboms:?}");
+        assert!(sboms.iter().all(|e| e["artifactType"] == json!(SBOM)));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unknown_subject_is_an_empty_index() {
         let reg = TestRegistry::start().await;

@@ -28,6 +28,7 @@ pub use fs::FsBackend;
 pub use fsck::{FsckReport, Problem};
 pub use gc::{GcOptions, GcReport, Glob, PatternError, Removed, RemovedObject, RetentionRule};
 pub use store::{
-    ManifestPut, ManifestPutOptions, StorageUsage, Store, StoredManifest, TagPage, UploadStatus,
-    UploadWatcher,
+    bounded_referrer, ManifestPut, ManifestPutOptions, ReferrerPage, StorageUsage, Store,
+    StoredManifest, TagPage, UploadStatus, UploadWatcher, REFERRERS_PAGE_BYTES,
+    REFERRER_ANNOTATIONS_MAX_BYTES,
 };

@@ -188,6 +188,46 @@ fn manifest_invalid(e: impl std::fmt::Display) -> StorageError {
     StorageError::ManifestInvalid(e.to_string())
 }
 
+/// A manifest is served with its media type as `Content-Type`: a pusher
+/// choosing `text/html` would have the registry serve a page of its making.
+fn refuse_non_manifest_type(media_type: &str) -> StorageResult<()> {
+    if wharf_oci::media_type::is_manifest(media_type) {
+        return Ok(());
+    }
+    Err(StorageError::ManifestInvalid(format!(
+        "{media_type:?} is not a manifest media type; push an OCI image manifest or index \
+         ({}, {}) or a Docker manifest or manifest list ({}, {}), with that type as \
+         Content-Type or in the mediaType field",
+        wharf_oci::media_type::OCI_MANIFEST,
+        wharf_oci::media_type::OCI_INDEX,
+        wharf_oci::media_type::DOCKER_MANIFEST,
+        wharf_oci::media_type::DOCKER_MANIFEST_LIST,
+    )))
+}
+
+/// The type to serve a stored manifest with. Manifests stored before pushes
+/// were held to manifest types may carry another one: they are served with
+/// the type their content shows, never with the pusher's.
+fn servable_media_type(
+    stored: String,
+    bytes: &[u8],
+    repo: &RepositoryName,
+    digest: &Digest,
+) -> StorageResult<String> {
+    if wharf_oci::media_type::is_manifest(&stored) {
+        return Ok(stored);
+    }
+    match ParsedManifest::parse(bytes, None) {
+        Ok(parsed) if wharf_oci::media_type::is_manifest(&parsed.media_type) => {
+            Ok(parsed.media_type)
+        }
+        _ => Err(StorageError::Corrupt {
+            key: layout::revision(repo, digest),
+            reason: format!("{stored:?} is not a manifest media type"),
+        }),
+    }
+}
+
 impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Store {
         Store {
@@ -719,6 +759,7 @@ impl Store {
                 b
             }
         };
+        let media_type = servable_media_type(media_type, &bytes, repo, &digest)?;
         Ok(StoredManifest {
             digest,
             media_type,
@@ -754,6 +795,7 @@ impl Store {
         options: &ManifestPutOptions,
     ) -> StorageResult<ManifestPut> {
         let parsed = ParsedManifest::parse(&bytes, content_type).map_err(manifest_invalid)?;
+        refuse_non_manifest_type(&parsed.media_type)?;
         let digest = match target {
             Target::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), &bytes);
@@ -882,7 +924,7 @@ impl Store {
         size: u64,
         parsed: &ParsedManifest,
     ) -> StorageResult<()> {
-        let descriptor = Descriptor {
+        let descriptor = bounded_referrer(Descriptor {
             media_type: parsed.media_type.clone(),
             digest: digest.clone(),
             size,
@@ -894,7 +936,7 @@ impl Store {
             annotations: parsed.annotations.clone(),
             platform: None,
             urls: None,
-        };
+        });
         let json = serde_json::to_vec(&descriptor).expect("descriptor serialises");
         self.backend_ref()
             .put(
@@ -1086,31 +1128,113 @@ impl Store {
         Ok(paginate(repos, n, last))
     }
 
-    /// Manifests in `repo` whose `subject` is `subject`, optionally filtered.
+    /// One page of the manifests in `repo` whose `subject` is `subject`
+    /// (optionally only those of `artifact_type`), in digest order, after
+    /// the referrer named `after` (a [`ReferrerPage::next`]), at most `limit`
+    /// of them and [`REFERRERS_PAGE_BYTES`] of descriptors. Entries are read
+    /// one at a time, each bounded by [`bounded_referrer`], so memory depends
+    /// on neither the number of referrers nor their annotations.
     pub async fn referrers(
         &self,
         repo: &RepositoryName,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> StorageResult<Vec<Descriptor>> {
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> StorageResult<ReferrerPage> {
         let prefix = layout::referrers_of(repo, subject);
-        let mut out = Vec::new();
-        for name in self.backend_ref().list(&prefix).await? {
-            let Some(bytes) = self.backend_ref().get(&format!("{prefix}/{name}")).await? else {
+        let mut names = self.backend_ref().list(&prefix).await?;
+        names.sort();
+        let start = after.map_or(0, |a| names.partition_point(|n| n.as_str() <= a));
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut page = ReferrerPage::default();
+        let mut bytes = 0;
+        for name in &names[start..] {
+            if page.descriptors.len() == limit {
+                page.next = page.last.clone();
+                break;
+            }
+            let Some(descriptor) = self.referrer_entry(&prefix, name).await? else {
                 continue; // deleted while listing
             };
-            let descriptor: Descriptor =
-                serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
-                    key: format!("{prefix}/{name}"),
-                    reason: e.to_string(),
-                })?;
-            if artifact_type.is_none_or(|a| descriptor.artifact_type.as_deref() == Some(a)) {
-                out.push(descriptor);
+            if artifact_type.is_some_and(|a| descriptor.artifact_type.as_deref() != Some(a)) {
+                page.last = Some(name.clone());
+                continue;
             }
+            let size = serde_json::to_vec(&descriptor).map_or(0, |v| v.len());
+            if !page.descriptors.is_empty() && bytes + size > REFERRERS_PAGE_BYTES {
+                page.next = page.last.clone();
+                break;
+            }
+            bytes += size;
+            page.descriptors.push(descriptor);
+            page.last = Some(name.clone());
         }
-        out.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(out)
+        Ok(page)
     }
+
+    /// One stored referrer descriptor, bounded (entries written before the
+    /// bound may carry more).
+    async fn referrer_entry(&self, prefix: &str, name: &str) -> StorageResult<Option<Descriptor>> {
+        let key = format!("{prefix}/{name}");
+        let Some(bytes) = self.backend_ref().get(&key).await? else {
+            return Ok(None);
+        };
+        let descriptor: Descriptor =
+            serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+                key,
+                reason: e.to_string(),
+            })?;
+        Ok(Some(bounded_referrer(descriptor)))
+    }
+}
+
+/// Most bytes of annotations (keys and values) a referrer's descriptor
+/// carries in a referrers listing. A manifest's annotations can fill all of
+/// its 4 MiB; copied into every listing of its subject they would make one
+/// request cost the registry hundreds of MiB. Past this bound the descriptor
+/// is listed without them, and a client reads them from the manifest.
+pub const REFERRER_ANNOTATIONS_MAX_BYTES: usize = 16 * 1024;
+/// Most bytes of descriptors in one page of a referrers listing; more
+/// referrers follow through the `Link` header.
+pub const REFERRERS_PAGE_BYTES: usize = 256 * 1024;
+/// Longest media type RFC 6838 allows (127 characters each side of `/`).
+const MEDIA_TYPE_MAX_BYTES: usize = 255;
+
+/// `descriptor` as a referrers listing carries it: annotations past
+/// [`REFERRER_ANNOTATIONS_MAX_BYTES`] (as JSON) and an `artifactType` too
+/// long to be a media type are left out, so each entry of a listing is a
+/// few KiB at most.
+pub fn bounded_referrer(mut descriptor: Descriptor) -> Descriptor {
+    let too_many_annotations = descriptor.annotations.as_ref().is_some_and(|a| {
+        let raw: usize = a.iter().map(|(k, v)| k.len() + v.len()).sum();
+        raw > REFERRER_ANNOTATIONS_MAX_BYTES
+            || serde_json::to_vec(a)
+                .map_or(true, |json| json.len() > REFERRER_ANNOTATIONS_MAX_BYTES)
+    });
+    if too_many_annotations {
+        descriptor.annotations = None;
+    }
+    if descriptor
+        .artifact_type
+        .as_ref()
+        .is_some_and(|t| t.len() > MEDIA_TYPE_MAX_BYTES)
+    {
+        descriptor.artifact_type = None;
+    }
+    descriptor.platform = None;
+    descriptor.urls = None;
+    descriptor
+}
+
+/// A page of referrers ([`Store::referrers`]).
+#[derive(Debug, Clone, Default)]
+pub struct ReferrerPage {
+    pub descriptors: Vec<Descriptor>,
+    /// Set when more referrers may follow: pass it as `after` for the next page.
+    pub next: Option<String>,
+    /// The last entry this page looked at.
+    last: Option<String>,
 }
 
 /// Feed a whole stream into `hasher`, returning it and the bytes read.

@@ -496,19 +496,47 @@ async fn referrers_are_listed(b: Arc<dyn Backend>) {
         assert_eq!(put.subject.as_ref(), Some(&subject));
         pushed.push(put.digest);
     }
-    let all = store.referrers(&r, &subject, None).await.unwrap();
-    assert_eq!(all.len(), 2);
-    let sboms = store
-        .referrers(&r, &subject, Some("application/vnd.example.sbom"))
+    let all = store
+        .referrers(&r, &subject, None, None, None)
         .await
         .unwrap();
+    assert_eq!(all.descriptors.len(), 2);
+    assert!(all.next.is_none());
+    let sboms = store
+        .referrers(
+            &r,
+            &subject,
+            Some("application/vnd.example.sbom"),
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .descriptors;
     assert_eq!(sboms.len(), 1);
     assert_eq!(sboms[0].annotations.as_ref().unwrap()["n"], "0");
+    // One at a time: the first page names where the second starts.
+    let first = store
+        .referrers(&r, &subject, None, None, Some(1))
+        .await
+        .unwrap();
+    assert_eq!(first.descriptors.len(), 1);
+    let second = store
+        .referrers(&r, &subject, None, first.next.as_deref(), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(second.descriptors.len(), 1);
+    assert!(second.next.is_none());
+    assert_ne!(first.descriptors[0].digest, second.descriptors[0].digest);
     store
         .manifest_delete(&r, &Target::Digest(pushed[0].clone()))
         .await
         .unwrap();
-    assert_eq!(store.referrers(&r, &subject, None).await.unwrap().len(), 1);
+    let left = store
+        .referrers(&r, &subject, None, None, None)
+        .await
+        .unwrap();
+    assert_eq!(left.descriptors.len(), 1);
 }
 
 async fn catalog_lists_nested_repositories(b: Arc<dyn Backend>) {

@@ -50,7 +50,19 @@ fn set_password(args: &HtpasswdArgs) -> anyhow::Result<ExitCode> {
     ))?;
     let password = read_password(&args.user)?;
     let existing = read_existing(&args.file)?;
-    let hash = htpasswd::hash_password(&password, args.cost)?;
+    let hash = match htpasswd::hash_password(&password, args.cost) {
+        Err(e @ wharf_auth::AuthError::PasswordTooLong(_)) => {
+            return Err(e)
+                .with_context(|| format!("cannot set the password for {:?}", args.user))
+                .context(Hint(format!(
+                    "choose a password of at most {} bytes (bcrypt ignores the rest); \
+                     nothing was written to {}",
+                    htpasswd::MAX_PASSWORD_BYTES,
+                    args.file.display()
+                )))
+        }
+        hashed => hashed?,
+    };
     let updated = htpasswd::upsert_entry(&existing, &args.user, &hash);
     // What is written must load: refuse to save a file the registry would refuse.
     htpasswd::Htpasswd::parse(&updated, &args.file).context(Hint(

@@ -6,11 +6,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use common::image::{self, digest_hex, host_arch, write_dir_transport, Artifact, Format};
 use common::server::Wharf;
-use common::tools::{podman, require_root, run, run_unchecked, skopeo, Output};
+use common::tools::{podman, require_root, run, run_unchecked, skopeo, wharf_htpasswd, Output};
 use tempfile::TempDir;
 
 const CI_PASSWORD: &str = "ci-Pa55word";
@@ -18,27 +17,11 @@ const READER_PASSWORD: &str = "reader-Pa55word";
 
 /// `wharf auth htpasswd FILE USER` with the password on stdin.
 fn add_user(file: &Path, user: &str, password: &str) {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["auth", "htpasswd", "--cost", "4"])
-        .arg(file)
-        .arg(user)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wharf auth htpasswd");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().expect("wharf auth htpasswd runs");
+    let out = wharf_htpasswd(file, user, password);
     assert!(
         out.status.success(),
         "wharf auth htpasswd failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        out.describe()
     );
 }
 

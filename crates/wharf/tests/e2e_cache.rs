@@ -17,7 +17,7 @@ use common::netns::in_private_netns;
 use common::redirector::Redirector;
 use common::server::Wharf;
 use common::standin::StandIn;
-use common::tools::run;
+use common::tools::{run, wharf_htpasswd};
 
 /// Push `artifact` (and, for an index, its children) to `repo:tag`.
 fn push(api: &Api, repo: &str, tag: &str, artifact: &Artifact) {
@@ -284,4 +284,99 @@ fn cache_max_age_lets_wharf_gc_remove_images_not_pulled_since() {
             redirector.lines()
         );
     }
+}
+
+/// One `wharf serve` that keeps a private repository and caches `docker.io`
+/// for anonymous nodes: reading the private blob by its digest through the
+/// cached namespace must fail exactly as for a blob nobody has.
+#[test]
+fn an_anonymous_node_cannot_read_a_private_blob_through_the_cache() {
+    const CI_PASSWORD: &str = "ci-Pa55word";
+    let work = tempfile::tempdir().expect("temp dir");
+    let upstream = Wharf::start(&work.path().join("upstream"));
+    let public = image::image(Format::Oci, "wharf-cache-public", host_arch());
+    push(&Api::new(&upstream.url()), "library/app", "1.0", &public);
+    let redirector = Redirector::start(&upstream.host());
+    let htpasswd = work.path().join("htpasswd");
+    let added = wharf_htpasswd(&htpasswd, "ci", CI_PASSWORD);
+    assert!(added.status.success(), "{}", added.describe());
+    let cache = Wharf::start_with_config_text(
+        &work.path().join("cache"),
+        &format!(
+            "[auth]\nmode = \"basic\"\nhtpasswd = {htpasswd:?}\n\n\
+             [[access]]\nrepos = \"**\"\nusers = [\"ci\"]\nactions = [\"pull\", \"push\"]\n\n\
+             [[access]]\nrepos = \"docker.io/**\"\nusers = [\"anonymous\"]\nactions = [\"pull\"]\n\n\
+             [cache]\nread_timeout = \"5s\"\nconnect_timeout = \"2s\"\nattempts = 1\n\n\
+             [[upstream]]\nhost = \"docker.io\"\nendpoint = \"http://{}\"\n",
+            redirector.host()
+        ),
+    );
+    let http = reqwest::blocking::Client::new();
+    let secret = b"private build secret: never on any upstream".to_vec();
+    let digest = image::sha256_digest(&secret);
+    let pushed = http
+        .post(format!(
+            "{}/v2/private/app/blobs/uploads/?digest={digest}",
+            cache.url()
+        ))
+        .basic_auth("ci", Some(CI_PASSWORD))
+        .header("content-type", "application/octet-stream")
+        .body(secret.clone())
+        .send()
+        .expect("push the private blob");
+    assert_eq!(pushed.status().as_u16(), 201, "the private blob is stored");
+    let anonymous_private = http
+        .get(format!("{}/v2/private/app/blobs/{digest}", cache.url()))
+        .send()
+        .expect("GET");
+    assert_eq!(anonymous_private.status().as_u16(), 401, "private indeed");
+
+    for path in [
+        format!("/v2/docker.io/library/anything/blobs/{digest}"),
+        format!("/v2/library/anything/blobs/{digest}?ns=docker.io"),
+    ] {
+        let url = format!("{}{path}", cache.url());
+        let got = http.get(&url).send().expect("GET through the cache");
+        assert_eq!(got.status().as_u16(), 404, "GET {path}");
+        let body: serde_json::Value = got.json().expect("a spec error body");
+        assert_eq!(body["errors"][0]["code"], "BLOB_UNKNOWN", "GET {path}");
+        let head = http.head(&url).send().expect("HEAD through the cache");
+        assert_eq!(
+            head.status().as_u16(),
+            404,
+            "HEAD {path} must not reveal that the store holds the blob"
+        );
+    }
+    assert_eq!(
+        redirector.count(&format!("GET /v2/library/anything/blobs/{digest} ")),
+        2,
+        "each GET was the upstream's to answer: {:?}",
+        redirector.lines()
+    );
+    // Nothing was linked into the cached repository for later either.
+    let again = http
+        .get(format!(
+            "{}/v2/docker.io/library/anything/blobs/{digest}",
+            cache.url()
+        ))
+        .basic_auth("ci", Some(CI_PASSWORD))
+        .send()
+        .expect("GET as ci");
+    assert_eq!(again.status().as_u16(), 404);
+
+    // What the upstream does serve comes through as before.
+    let layer = &public.blobs[0];
+    let pulled = http
+        .get(format!(
+            "{}/v2/docker.io/library/app/blobs/{}",
+            cache.url(),
+            layer.digest()
+        ))
+        .send()
+        .expect("GET a public blob");
+    assert_eq!(pulled.status().as_u16(), 200);
+    assert_eq!(
+        pulled.bytes().expect("body").as_ref(),
+        layer.bytes.as_slice()
+    );
 }

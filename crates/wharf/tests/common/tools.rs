@@ -72,12 +72,25 @@ impl Output {
 /// Runs `cmd` to completion (at most [`COMMAND_TIMEOUT`]) and returns its output,
 /// whatever its exit status.
 pub fn run_unchecked(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    run_with_stdin(cmd, None)
+}
+
+/// Like [`run_unchecked`], with `input` written to the command's stdin.
+pub fn run_with_stdin(cmd: &mut Command, input: Option<&[u8]>) -> Output {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        stdin.write_all(input).expect("write the command's stdin");
+    }
     // Drain both pipes on their own threads so a chatty tool cannot block on a full pipe.
     let stdout = drain(child.stdout.take().expect("piped stdout"));
     let stderr = drain(child.stderr.take().expect("piped stderr"));
@@ -110,6 +123,18 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// `wharf auth htpasswd --cost 4 FILE USER` with `password` and a newline
+/// on stdin, whatever its outcome.
+pub fn wharf_htpasswd(file: &Path, user: &str, password: &str) -> Output {
+    run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["auth", "htpasswd", "--cost", "4"])
+            .arg(file)
+            .arg(user),
+        Some(format!("{password}\n").as_bytes()),
+    )
 }
 
 /// A `skopeo` command that talks plain HTTP to the test registry and needs
