@@ -22,7 +22,7 @@ use wharf_transfer::{
 };
 
 use crate::format::OmittedBlob;
-use crate::writer::{BundleWriter, DockerImage, ImageRecord, WriteError};
+use crate::writer::{index_names, BundleWriter, DockerImage, ImageRecord, WriteError};
 
 /// Chunks buffered per blob between the network and the tar.
 const CHUNKS_PER_BLOB: usize = 16;
@@ -107,6 +107,7 @@ pub async fn save(
         .map(|n| ImageReport::new(n.to_string(), Some(out.display().to_string())))
         .collect();
     let resolved = resolve_all(client, names, &options.platforms, jobs, &mut reports).await;
+    refuse_name_collisions(&resolved, &options.extra, &mut reports);
     if reports.iter().any(ImageReport::is_failed) {
         return Ok(SaveOutcome {
             reports,
@@ -140,6 +141,51 @@ pub async fn save(
         }
         (_, Err(write)) => Err(write),
         (Err(fetch), Ok(_)) => Err(fetch),
+    }
+}
+
+/// Two different images under one name would make the bundle's index name
+/// one of them wrongly: the image that takes the name second fails, before
+/// anything is written.
+fn refuse_name_collisions(
+    resolved: &[Resolved],
+    extra: &[LocalImage],
+    reports: &mut [ImageReport],
+) {
+    let top = |digest: Digest| descriptor(media_type::OCI_MANIFEST, digest, 0);
+    let mut records: Vec<(Option<usize>, ImageRecord)> = Vec::new();
+    for image in resolved {
+        let digest = reports[image.index].digest.clone();
+        let digest = digest.expect("a resolved image has its digest");
+        records.push((
+            Some(image.index),
+            ImageRecord {
+                name: image.name.clone(),
+                manifest: top(digest),
+                docker: None,
+            },
+        ));
+    }
+    for local in extra {
+        records.push((
+            None,
+            ImageRecord {
+                name: local.name.clone(),
+                manifest: top(Digest::sha256_of(&local.manifest)),
+                docker: None,
+            },
+        ));
+    }
+    let only: Vec<ImageRecord> = records.iter().map(|(_, r)| r.clone()).collect();
+    if let Err(collision) = index_names(&only) {
+        // The report of a saved image involved (an extra image has none).
+        let index = records
+            .iter()
+            .filter_map(|(i, r)| i.filter(|_| r.name.to_string() == collision.second || r.name.to_string() == collision.first))
+            .last();
+        if let Some(i) = index.or(resolved.first().map(|r| r.index)) {
+            reports[i].fail("invalid", collision.to_string());
+        }
     }
 }
 

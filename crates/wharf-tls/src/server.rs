@@ -68,6 +68,32 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
     }
 }
 
+/// The DNS names and IP addresses the server certificate (the first of the
+/// PEM chain at `cert`) is issued for: the names the registry is known by.
+/// Wildcards name no one host and are left out; IPv6 addresses come in
+/// brackets, as in a `host:port`.
+pub fn certificate_names(cert: &Path) -> Result<Vec<String>, TlsError> {
+    let chain = read_chain(cert)?;
+    let params = rcgen::CertificateParams::from_ca_cert_der(&chain[0]).map_err(|e| {
+        TlsError::Unusable {
+            path: cert.to_owned(),
+            reason: format!("cannot read the certificate's names: {e}"),
+        }
+    })?;
+    Ok(params
+        .subject_alt_names
+        .iter()
+        .filter_map(|san| match san {
+            rcgen::SanType::DnsName(name) if !name.as_str().starts_with('*') => {
+                Some(name.as_str().to_ascii_lowercase())
+            }
+            rcgen::SanType::IpAddress(std::net::IpAddr::V6(ip)) => Some(format!("[{ip}]")),
+            rcgen::SanType::IpAddress(ip) => Some(ip.to_string()),
+            _ => None,
+        })
+        .collect())
+}
+
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let text = files::read_to_string(path)?;
     let chain = CertificateDer::pem_slice_iter(text.as_bytes())

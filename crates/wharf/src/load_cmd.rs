@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::Args;
 use wharf_bundle::{Bundle, BundleBlobs, BundleSource};
 use wharf_transfer::{
-    DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer, DEFAULT_JOBS,
+    check_collisions, DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer, DEFAULT_JOBS,
 };
 
 use crate::cli::Hint;
@@ -48,6 +48,9 @@ pub struct LoadArgs {
     /// Drop the upstream host from destination paths.
     #[arg(long)]
     pub flatten: bool,
+    /// Another name of the destination registry (host[:port]; a bare host means the destination's port): images under it land at their plain path. Repeatable.
+    #[arg(long = "registry-name", value_name = "HOST[:PORT]")]
+    pub registry_names: Vec<String>,
     /// Credentials for the destination registry, as USER:PASS.
     #[arg(
         long,
@@ -166,7 +169,8 @@ async fn push_all(
         args.dest_creds.as_deref(),
         &BTreeSet::from([to.to_string()]),
     )?;
-    let map = DestinationMap::new(to, args.flatten);
+    let map = DestinationMap::new(to, args.flatten).with_names(args.registry_names.clone());
+    refuse_collisions(&map, &bundles)?;
     let events: Arc<dyn Events> = match &progress {
         Some(p) => p.clone(),
         None => Arc::new(NoEvents),
@@ -181,7 +185,7 @@ async fn push_all(
         for image in bundle.images() {
             match map.map(&image.name) {
                 Ok(destination) => {
-                    names.push(image.name.to_string());
+                    names.push((image.name.to_string(), map.plain_path_note(&image.name)));
                     jobs.push(ImageJob::new(source.reference(image), destination));
                 }
                 Err(e) => reports.push(ImageReport::failed(
@@ -201,9 +205,10 @@ async fn push_all(
             .with_local_blobs(Arc::new(BundleBlobs(bundle.clone())))
             .run(jobs)
             .await;
-        for (mut report, name) in done.into_iter().zip(names) {
+        for (mut report, (name, note)) in done.into_iter().zip(names) {
             // Name the image as the bundle does, not by the loopback source.
             report.source = name;
+            report.notes.extend(note);
             reports.push(report);
         }
         drop(source);
@@ -212,6 +217,22 @@ async fn push_all(
         p.finish();
     }
     Ok(reports)
+}
+
+/// Two different images of the bundles landing under one name: refused
+/// before anything is pushed.
+fn refuse_collisions(map: &DestinationMap, bundles: &[Arc<Bundle>]) -> anyhow::Result<()> {
+    let mut landing = Vec::new();
+    for image in bundles.iter().flat_map(|b| b.images()) {
+        if let Ok(destination) = map.map(&image.name) {
+            landing.push((image.name.clone(), destination, image.manifest.digest.to_string()));
+        }
+    }
+    check_collisions(landing.iter().map(|(s, d, c)| (s, d, Some(c.as_str()))))
+        .map_err(anyhow::Error::from)
+        .context(Hint(
+            "nothing was loaded; drop the --registry-name that maps one image onto the other, or load the bundles apart".into(),
+        ))
 }
 
 /// `ctr images import` of the verified tar (the spool copy of a compressed
