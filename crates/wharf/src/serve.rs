@@ -80,7 +80,7 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, storage = %where_, "wharf registry listening on {scheme}://{addr}");
-    match &settings.registry.auth {
+    match &registry_config.auth {
         Some(auth) => tracing::info!(?auth, "authentication required"),
         None => {
             tracing::warn!("no [auth] section: anyone who reaches this port may push and delete")

@@ -629,6 +629,7 @@ mod tests {
             jobs: 4,
             platforms: vec![],
             flatten: false,
+            registry_names: vec![],
             all_tags: false,
             referrers: false,
             dry_run: false,
