@@ -67,7 +67,12 @@ pub fn image_name(given: Option<&str>) -> Result<Reference, String> {
             reference.repository()
         ));
     }
-    match reference.tag().map(|t| t.as_str()) {
+    // A reference without a tag reads as `latest`; only a written tag counts.
+    let tag_written = given
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'));
+    match reference.tag().map(|t| t.as_str()).filter(|_| tag_written) {
         Some("latest") => Err(format!(
             "{given:?} uses `latest`, a name that moves: a node that has one `latest` never pulls the next; use {}/{}:{version}",
             reference.host(),
