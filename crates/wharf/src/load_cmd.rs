@@ -35,6 +35,9 @@ pub struct LoadArgs {
     /// Import into containerd (with `ctr images import`) instead.
     #[arg(long, conflicts_with = "to")]
     pub containerd: bool,
+    /// Import into containers-storage (CRI-O, podman) instead, each image with `skopeo copy --preserve-digests`, so every registry digest is kept. Storage settings as skopeo reads them (CONTAINERS_STORAGE_CONF).
+    #[arg(long, conflicts_with_all = ["to", "containerd"])]
+    pub containers_storage: bool,
     /// containerd's socket.
     #[arg(
         long,
@@ -89,8 +92,8 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     }
-    if to.is_none() && !args.containerd {
-        eprintln!("error: say where to load: --to HOST[:PORT] (a registry) or --containerd");
+    if to.is_none() && !args.containerd && !args.containers_storage {
+        eprintln!("error: say where to load: --to HOST[:PORT] (a registry), --containerd or --containers-storage");
         return Ok(ExitCode::from(EXIT_USAGE));
     }
     if args.jobs == 0 {
@@ -108,6 +111,14 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if let Some(to) = to {
         let runtime = crate::transfer_cmd::transfer_runtime()?;
         reports = runtime.block_on(push_all(&args, &to, bundles, &notes))?;
+    } else if args.containers_storage {
+        for note in &notes {
+            eprintln!("note: {note}");
+        }
+        let runtime = crate::transfer_cmd::transfer_runtime()?;
+        for bundle in &bundles {
+            reports.extend(runtime.block_on(import_containers_storage(bundle))?);
+        }
     } else {
         for note in &notes {
             eprintln!("note: {note}");
@@ -233,6 +244,70 @@ fn refuse_collisions(map: &DestinationMap, bundles: &[Arc<Bundle>]) -> anyhow::R
         .context(Hint(
             "nothing was loaded; drop the --registry-name that maps one image onto the other, or load the bundles apart".into(),
         ))
+}
+
+/// Each image of the verified bundle, served on loopback, copied by digest
+/// into containers-storage with `skopeo copy --preserve-digests`. `podman
+/// load` of a bundle with more than one image (podman 4.3) falls back to
+/// Docker's `manifest.json` and writes new manifests, so the digests a
+/// CRI-O node's pods are pinned to would be missing; this way they are the
+/// registry's. One report per image; a failed image does not stop the others.
+async fn import_containers_storage(bundle: &Arc<Bundle>) -> anyhow::Result<Vec<ImageReport>> {
+    let source = BundleSource::start(bundle.clone())
+        .await
+        .context("cannot serve the bundle on loopback")?;
+    let mut reports = Vec::new();
+    for image in bundle.images() {
+        let mut report =
+            ImageReport::new(image.name.to_string(), Some("containers-storage".into()));
+        report.digest = Some(image.manifest.digest.clone());
+        match image.name.tag() {
+            None => report.fail(
+                "invalid",
+                "named only by digest: containers-storage needs a tag to name the image; save it as host/repo:tag".to_string(),
+            ),
+            Some(tag) => {
+                let to = format!(
+                    "containers-storage:{}/{}:{tag}",
+                    image.name.host(),
+                    image.name.repository()
+                );
+                let from = format!("docker://{}", source.reference(image));
+                if let Some(failure) = skopeo_copy(from, to).await {
+                    report.fail("containers-storage", failure);
+                }
+            }
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// `skopeo copy --preserve-digests` (the loopback source is plain HTTP);
+/// what went wrong, if anything.
+async fn skopeo_copy(from: String, to: String) -> Option<String> {
+    let outcome = tokio::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &from,
+            &to,
+        ])
+        .output()
+        .await;
+    match outcome {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "skopeo copy failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!(
+            "cannot run skopeo: {e}; install skopeo, or load --to a registry the node pulls from"
+        )),
+    }
 }
 
 /// `ctr images import` of the verified tar (the spool copy of a compressed
