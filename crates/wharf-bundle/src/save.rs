@@ -181,7 +181,11 @@ fn refuse_name_collisions(
         // The report of a saved image involved (an extra image has none).
         let index = records
             .iter()
-            .filter_map(|(i, r)| i.filter(|_| r.name.to_string() == collision.second || r.name.to_string() == collision.first))
+            .filter_map(|(i, r)| {
+                i.filter(|_| {
+                    r.name.to_string() == collision.second || r.name.to_string() == collision.first
+                })
+            })
             .last();
         if let Some(i) = index.or(resolved.first().map(|r| r.index)) {
             reports[i].fail("invalid", collision.to_string());

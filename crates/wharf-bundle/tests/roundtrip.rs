@@ -220,7 +220,11 @@ fn two_images_under_one_name_are_refused_and_nothing_is_named_twice() {
     let pinned = format!("example.com/team/a@{}", Digest::sha256_of(&a.manifest));
     assert_eq!(
         names,
-        ["example.com/team/a:v1", pinned.as_str(), "example.com/team/a:v2"]
+        [
+            "example.com/team/a:v1",
+            pinned.as_str(),
+            "example.com/team/a:v2"
+        ]
     );
     let collide = [
         record("example.com/team/a:v1", &a),

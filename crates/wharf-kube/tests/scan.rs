@@ -190,7 +190,11 @@ fn helm_values_maps_and_their_pull_policy() {
     assert_eq!(
         found,
         [
-            ("registry.home.arpa:5000/repo/registry:1.2", 3, Some("IfNotPresent")),
+            (
+                "registry.home.arpa:5000/repo/registry:1.2",
+                3,
+                Some("IfNotPresent")
+            ),
             (controller.as_str(), 9, Some("IfNotPresent")),
             ("bitnami/redis:7.4.1", 15, Some("Always")),
             ("busybox:stable", 19, Some("IfNotPresent")),
@@ -199,7 +203,10 @@ fn helm_values_maps_and_their_pull_policy() {
     );
     let findings = lint(&r.uses);
     let at = |code: &str, line: usize| findings.iter().any(|f| f.code == code && f.line == line);
-    assert!(at("WK003", 3), "mutable 1.2 with pullPolicy IfNotPresent: {findings:#?}");
+    assert!(
+        at("WK003", 3),
+        "mutable 1.2 with pullPolicy IfNotPresent: {findings:#?}"
+    );
     assert!(!at("WK003", 9), "a digest pin is immutable");
     let bare = findings
         .iter()
@@ -210,7 +217,10 @@ fn helm_values_maps_and_their_pull_policy() {
         "the fully-qualified name to use: {}",
         bare.fix
     );
-    assert!(at("WK001", 19) && at("WK003", 19), "busybox:stable: {findings:#?}");
+    assert!(
+        at("WK001", 19) && at("WK003", 19),
+        "busybox:stable: {findings:#?}"
+    );
     assert!(
         !findings.iter().any(|f| f.line == 23),
         "qualified and immutable: {findings:#?}"

@@ -124,8 +124,8 @@ pub fn check_collisions<'a>(
         let key = destination.to_string();
         match by_destination.get(&key) {
             Some((first, first_content)) => {
-                let same_image = *first == source
-                    || (content.is_some() && *first_content == content);
+                let same_image =
+                    *first == source || (content.is_some() && *first_content == content);
                 if !same_image {
                     return Err(TransferError::Invalid(format!(
                         "{first} and {source} would both be stored as {destination}; \
@@ -183,7 +183,10 @@ mod tests {
             map.map(&source).unwrap().to_string(),
             "registry.home.arpa:5000/repo/registry:v0.4.2"
         );
-        assert!(map.plain_path_note(&source).unwrap().contains("repo/registry"));
+        assert!(map
+            .plain_path_note(&source)
+            .unwrap()
+            .contains("repo/registry"));
         // Hosts are case-insensitive.
         let upper = reference("Registry.Home.Arpa:5000/repo/registry:v0.4.2");
         assert!(map.is_destination(upper.host()));
@@ -217,8 +220,8 @@ mod tests {
         assert!(map.is_destination("wharf.lan:443"));
         assert!(!map.is_destination("wharf.lan:5000"));
         // Without a port the destination is at the default port, and so are its names.
-        let default_port = DestinationMap::new("registry.home.arpa", false)
-            .with_names(["mirror.lan".to_string()]);
+        let default_port =
+            DestinationMap::new("registry.home.arpa", false).with_names(["mirror.lan".to_string()]);
         assert!(default_port.is_destination("mirror.lan"));
         assert!(!default_port.is_destination("mirror.lan:5000"));
     }

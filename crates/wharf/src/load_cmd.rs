@@ -16,7 +16,8 @@ use anyhow::Context;
 use clap::Args;
 use wharf_bundle::{Bundle, BundleBlobs, BundleSource};
 use wharf_transfer::{
-    check_collisions, DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer, DEFAULT_JOBS,
+    check_collisions, DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer,
+    DEFAULT_JOBS,
 };
 
 use crate::cli::Hint;
@@ -236,7 +237,11 @@ fn refuse_collisions(map: &DestinationMap, bundles: &[Arc<Bundle>]) -> anyhow::R
     let mut landing = Vec::new();
     for image in bundles.iter().flat_map(|b| b.images()) {
         if let Ok(destination) = map.map(&image.name) {
-            landing.push((image.name.clone(), destination, image.manifest.digest.to_string()));
+            landing.push((
+                image.name.clone(),
+                destination,
+                image.manifest.digest.to_string(),
+            ));
         }
     }
     check_collisions(landing.iter().map(|(s, d, c)| (s, d, Some(c.as_str()))))

@@ -49,8 +49,8 @@ pub fn image_name(given: Option<&str>) -> Result<Reference, String> {
             .expect("a valid name"));
     };
     let first = given.split('/').next().unwrap_or_default();
-    let qualified = given.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
+    let qualified =
+        given.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     if !qualified {
         return Err(format!(
             "{given:?} names no registry; the kubelet would pull it from docker.io: write it in full, e.g. registry.home.arpa:5000/{}",
@@ -247,7 +247,11 @@ fn write_layer(file: &File, files: &[LayerFile]) -> anyhow::Result<()> {
         let size = f.metadata()?.len();
         let mut h = tar::Header::new_gnu();
         h.set_size(size);
-        h.set_mode(if file.inside == CA_BUNDLE_IN_IMAGE { 0o644 } else { 0o755 });
+        h.set_mode(if file.inside == CA_BUNDLE_IN_IMAGE {
+            0o644
+        } else {
+            0o755
+        });
         tar.append_data(&mut h, &file.inside, &mut f)?;
     }
     let mut h = tar::Header::new_gnu();

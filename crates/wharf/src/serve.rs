@@ -127,7 +127,9 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
 async fn publish_self(registry: wharf_registry::Registry, name: wharf_oci::Reference) {
     match publish_self_image(registry.store(), &name).await {
         Ok(digest) => tracing::info!(image = %name, %digest, "published this binary's own image"),
-        Err(e) => tracing::error!(image = %name, error = format!("{e:#}"), "cannot publish this binary's own image; serving goes on without it"),
+        Err(e) => {
+            tracing::error!(image = %name, error = format!("{e:#}"), "cannot publish this binary's own image; serving goes on without it")
+        }
     }
 }
 
@@ -139,11 +141,10 @@ async fn publish_self_image(
     let dir = tempfile::tempdir().context("cannot create a temp directory")?;
     let build_dir = dir.path().to_path_buf();
     let reference = name.clone();
-    let (image, _layer) = tokio::task::spawn_blocking(move || {
-        crate::self_image::build(&build_dir, reference, &[])
-    })
-    .await
-    .context("the image build stopped")??;
+    let (image, _layer) =
+        tokio::task::spawn_blocking(move || crate::self_image::build(&build_dir, reference, &[]))
+            .await
+            .context("the image build stopped")??;
     let repo = name.repository();
     let digest = Digest::sha256_of(&image.manifest);
     let tag = Target::Tag(name.tag().expect("a self name has a tag").clone());
@@ -155,7 +156,11 @@ async fn publish_self_image(
     let config_digest = Digest::sha256_of(&image.config);
     let config = image.config.clone();
     store
-        .put_blob(repo, &config_digest, Box::pin(futures_util::stream::once(async move { Ok(config) })))
+        .put_blob(
+            repo,
+            &config_digest,
+            Box::pin(futures_util::stream::once(async move { Ok(config) })),
+        )
         .await
         .context("cannot store the image config")?;
     for (layer, path) in &image.layers {
@@ -183,7 +188,8 @@ async fn publish_self_image(
 /// A file as a stream of 1 MiB chunks, read on the blocking pool.
 fn file_stream(path: &std::path::Path) -> anyhow::Result<wharf_storage::ByteStream> {
     use std::io::Read;
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file = std::sync::Arc::new(std::sync::Mutex::new(file));
     let chunks = futures_util::stream::unfold(file, |file| async move {
         let reader = file.clone();

@@ -18,8 +18,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_client::{Client, ClientConfig, Credential, CredentialSources};
 use wharf_oci::{Reference, Target};
 use wharf_transfer::{
-    check_collisions, parse_list, parse_sync_file, plan_jobs, DestinationMap, Events, ImageReport, Input, NoEvents,
-    Options, PlatformSpec, Status, TagSelection, Transfer, DEFAULT_JOBS, REPORT_VERSION,
+    check_collisions, parse_list, parse_sync_file, plan_jobs, DestinationMap, Events, ImageReport,
+    Input, NoEvents, Options, PlatformSpec, Status, TagSelection, Transfer, DEFAULT_JOBS,
+    REPORT_VERSION,
 };
 
 /// Exit code for invalid arguments, matching clap's own usage errors.

@@ -626,7 +626,10 @@ fn load_copy_and_sync_onto_the_images_own_registry_keep_its_plain_path() {
     let same = Wharf::start_on(&work.path().join("same"), port, &[]);
     let (code, out, err) = wharf(&["load", "-q", "--to", &name, bundle.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(err.contains("is the destination registry"), "the plan says so: {err}");
+    assert!(
+        err.contains("is the destination registry"),
+        "the plan says so: {err}"
+    );
     assert_eq!(catalog(&same), ["repo/registry"]);
     assert_eq!(
         digest_at(&same, "repo/registry", "v0.4.2"),
@@ -636,13 +639,24 @@ fn load_copy_and_sync_onto_the_images_own_registry_keep_its_plain_path() {
     // Under another name, given with --registry-name: load, copy and sync.
     let other = Wharf::start(&work.path().join("other"));
     let (code, out, err) = wharf(&[
-        "load", "-q", "--to", &other.host(), "--registry-name", &name, bundle.to_str().unwrap(),
+        "load",
+        "-q",
+        "--to",
+        &other.host(),
+        "--registry-name",
+        &name,
+        bundle.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(catalog(&other), ["repo/registry"]);
     let copied = Wharf::start(&work.path().join("copied"));
     let (code, out, err) = wharf(&[
-        "copy", "-q", &reference, &copied.host(), "--registry-name", &name,
+        "copy",
+        "-q",
+        &reference,
+        &copied.host(),
+        "--registry-name",
+        &name,
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
@@ -653,7 +667,13 @@ fn load_copy_and_sync_onto_the_images_own_registry_keep_its_plain_path() {
     std::fs::write(&list, format!("{reference}\n")).unwrap();
     let synced = Wharf::start(&work.path().join("synced"));
     let (code, out, err) = wharf(&[
-        "sync", "-q", "--to", &synced.host(), "--registry-name", &name, list.to_str().unwrap(),
+        "sync",
+        "-q",
+        "--to",
+        &synced.host(),
+        "--registry-name",
+        &name,
+        list.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(err.contains("is the destination registry"), "{err}");
@@ -661,7 +681,13 @@ fn load_copy_and_sync_onto_the_images_own_registry_keep_its_plain_path() {
 
     // Any other registry keeps the ?ns= layout.
     let mirror = Wharf::start(&work.path().join("mirror"));
-    let (code, out, err) = wharf(&["load", "-q", "--to", &mirror.host(), bundle.to_str().unwrap()]);
+    let (code, out, err) = wharf(&[
+        "load",
+        "-q",
+        "--to",
+        &mirror.host(),
+        bundle.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         catalog(&mirror),

@@ -90,10 +90,20 @@ fn digest_records_survive_import(release: Release) {
         let bundle = work.path().join("site.tar");
         wharf(
             release,
-            &["save", "-q", "-o", bundle.to_str().unwrap(), &names[0].0, &names[1].0],
+            &[
+                "save",
+                "-q",
+                "-o",
+                bundle.to_str().unwrap(),
+                &names[0].0,
+                &names[1].0,
+            ],
         );
-        let containerd =
-            Containerd::start_cri(&work.path().join("containerd"), release, &no_mirrors(work.path()));
+        let containerd = Containerd::start_cri(
+            &work.path().join("containerd"),
+            release,
+            &no_mirrors(work.path()),
+        );
         run(
             containerd
                 .ctr()
@@ -156,7 +166,13 @@ fn build_bundles(work: &Path, release: Release, port: u16, name: &str) -> Day {
     let day2 = work.join("day2.tar");
     wharf(
         release,
-        &["save", "-q", "-o", day2.to_str().unwrap(), &format!("{name}/repo/app:v0.4.3")],
+        &[
+            "save",
+            "-q",
+            "-o",
+            day2.to_str().unwrap(),
+            &format!("{name}/repo/app:v0.4.3"),
+        ],
     );
     build.shutdown();
     day
@@ -218,8 +234,10 @@ fn day_one_then_day_two(release: Release) {
             &["--publish-self".to_string(), self_name.clone()],
         );
         let api = Api::new(&node.url());
-        let published = wait_for(PUBLISH_TIMEOUT, || api.manifest("wharf/wharf", VERSION).ok())
-            .unwrap_or_else(|| panic!("wharf/wharf:{VERSION} never appeared\n{}", node.log_tail()));
+        let published = wait_for(PUBLISH_TIMEOUT, || {
+            api.manifest("wharf/wharf", VERSION).ok()
+        })
+        .unwrap_or_else(|| panic!("wharf/wharf:{VERSION} never appeared\n{}", node.log_tail()));
         assert_eq!(
             format!("{name}/wharf/wharf@{}", published.digest),
             self_pin,
@@ -227,7 +245,13 @@ fn day_one_then_day_two(release: Release) {
         );
         wharf(
             release,
-            &["load", "-q", "--to", &name, work.join("day1.tar").to_str().unwrap()],
+            &[
+                "load",
+                "-q",
+                "--to",
+                &name,
+                work.join("day1.tar").to_str().unwrap(),
+            ],
         );
         assert_eq!(
             api.manifest("repo/app", "v0.4.2").unwrap().digest,
@@ -238,7 +262,13 @@ fn day_one_then_day_two(release: Release) {
         // Day 2: a new tag, pulled by the same name through the CRI.
         wharf(
             release,
-            &["load", "-q", "--to", &name, work.join("day2.tar").to_str().unwrap()],
+            &[
+                "load",
+                "-q",
+                "--to",
+                &name,
+                work.join("day2.tar").to_str().unwrap(),
+            ],
         );
         let next = format!("{name}/repo/app:v0.4.3");
         let pulled = containerd.cri_pull(&next);
@@ -255,7 +285,11 @@ fn day_one_then_day_two(release: Release) {
         );
         let mut repos = api.catalog().unwrap();
         repos.sort();
-        assert_eq!(repos, ["repo/app", "wharf/wharf"], "no host-prefixed copies");
+        assert_eq!(
+            repos,
+            ["repo/app", "wharf/wharf"],
+            "no host-prefixed copies"
+        );
     });
 }
 

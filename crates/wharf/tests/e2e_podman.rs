@@ -114,8 +114,14 @@ fn load_into_containers_storage_keeps_every_registry_digest() {
     push_artifact(&api, "team/single", "v1.0.0", &single);
     push_artifact(&api, "team/multi", "v2.0.0", &multi);
     let images = [
-        (format!("{}/team/single:v1.0.0", source.host()), single.digest()),
-        (format!("{}/team/multi:v2.0.0", source.host()), multi.digest()),
+        (
+            format!("{}/team/single:v1.0.0", source.host()),
+            single.digest(),
+        ),
+        (
+            format!("{}/team/multi:v2.0.0", source.host()),
+            multi.digest(),
+        ),
     ];
     let bundle = work.path().join("site.tar");
     run(
