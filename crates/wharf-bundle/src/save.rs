@@ -152,44 +152,33 @@ fn refuse_name_collisions(
     extra: &[LocalImage],
     reports: &mut [ImageReport],
 ) {
-    let top = |digest: Digest| descriptor(media_type::OCI_MANIFEST, digest, 0);
-    let mut records: Vec<(Option<usize>, ImageRecord)> = Vec::new();
+    let record = |name: &Reference, digest: Digest| ImageRecord {
+        name: name.clone(),
+        manifest: descriptor(media_type::OCI_MANIFEST, digest, 0),
+        docker: None,
+    };
+    let mut records = Vec::new();
     for image in resolved {
         let digest = reports[image.index].digest.clone();
-        let digest = digest.expect("a resolved image has its digest");
-        records.push((
-            Some(image.index),
-            ImageRecord {
-                name: image.name.clone(),
-                manifest: top(digest),
-                docker: None,
-            },
+        records.push(record(
+            &image.name,
+            digest.expect("a resolved image has its digest"),
         ));
     }
     for local in extra {
-        records.push((
-            None,
-            ImageRecord {
-                name: local.name.clone(),
-                manifest: top(Digest::sha256_of(&local.manifest)),
-                docker: None,
-            },
-        ));
+        records.push(record(&local.name, Digest::sha256_of(&local.manifest)));
     }
-    let only: Vec<ImageRecord> = records.iter().map(|(_, r)| r.clone()).collect();
-    if let Err(collision) = index_names(&only) {
-        // The report of a saved image involved (an extra image has none).
-        let index = records
-            .iter()
-            .filter_map(|(i, r)| {
-                i.filter(|_| {
-                    r.name.to_string() == collision.second || r.name.to_string() == collision.first
-                })
-            })
-            .last();
-        if let Some(i) = index.or(resolved.first().map(|r| r.index)) {
-            reports[i].fail("invalid", collision.to_string());
-        }
+    let Err(collision) = index_names(&records) else {
+        return;
+    };
+    // The report of a saved image involved (an extra image has none).
+    let involved = |image: &&Resolved| {
+        let name = image.name.to_string();
+        name == collision.first || name == collision.second
+    };
+    let failed = resolved.iter().rfind(involved).or(resolved.first());
+    if let Some(image) = failed {
+        reports[image.index].fail("invalid", collision.to_string());
     }
 }
 

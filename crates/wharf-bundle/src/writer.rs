@@ -181,7 +181,7 @@ impl<W: Write> BundleWriter<W> {
         base: Option<String>,
     ) -> Result<W, WriteError> {
         self.append(OCI_LAYOUT_FILE, OCI_LAYOUT.as_bytes(), true)?;
-        let index = oci_index(images).map_err(|e| WriteError::Names(Box::new(e)))?;
+        let index = oci_index(images).map_err(WriteError::Names)?;
         let index = serde_json::to_vec_pretty(&index).expect("index serialises");
         self.append(INDEX_FILE, &index, true)?;
         let docker =
@@ -277,7 +277,9 @@ impl<R: Read> Read for CheckingReader<R> {
 /// digest only through a `repo@sha256:` record, the one a pull would have
 /// written; without it a pod pinned by digest makes the kubelet pull an
 /// image the node has.
-pub fn index_names(images: &[ImageRecord]) -> Result<Vec<(Reference, &Descriptor)>, NameCollision> {
+pub fn index_names(
+    images: &[ImageRecord],
+) -> Result<Vec<(Reference, &Descriptor)>, Box<NameCollision>> {
     let mut names: Vec<(Reference, &Descriptor)> = Vec::new();
     let mut by_name: BTreeMap<String, (usize, &Digest)> = BTreeMap::new();
     for (n, image) in images.iter().enumerate() {
@@ -301,13 +303,13 @@ pub fn index_names(images: &[ImageRecord]) -> Result<Vec<(Reference, &Descriptor
             match by_name.get(&key) {
                 Some((_, d)) if *d == digest => {}
                 Some((first, d)) => {
-                    return Err(NameCollision {
+                    return Err(Box::new(NameCollision {
                         name: key,
                         first: images[*first].name.to_string(),
                         first_digest: (*d).clone(),
                         second: image.name.to_string(),
                         second_digest: digest.clone(),
-                    })
+                    }))
                 }
                 None => {
                     by_name.insert(key, (n, digest));
@@ -336,7 +338,7 @@ pub struct NameCollision {
 /// The OCI `index.json`: every name of [`index_names`], with containerd's
 /// full-name annotation and, for tags, the OCI ref name (the tag, as
 /// containerd writes it).
-fn oci_index(images: &[ImageRecord]) -> Result<serde_json::Value, NameCollision> {
+fn oci_index(images: &[ImageRecord]) -> Result<serde_json::Value, Box<NameCollision>> {
     let manifests: Vec<serde_json::Value> = index_names(images)?
         .into_iter()
         .map(|(name, manifest)| {

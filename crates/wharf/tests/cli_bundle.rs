@@ -767,3 +767,28 @@ fn a_self_name_that_is_not_qualified_or_uses_latest_is_refused_with_the_fix() {
         assert!(!work.path().join("wharf-pod.yaml").exists());
     }
 }
+
+#[test]
+fn a_bundle_whose_names_collide_is_not_written() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Wharf::start(&work.path().join("src"));
+    // Another image already under the name the self image is to take.
+    push(
+        &Api::new(&src.url()),
+        "wharf/wharf",
+        "9.9.9",
+        &image::image(Format::Oci, "not-wharf", host_arch()),
+    );
+    let name = format!("{}/wharf/wharf:9.9.9", src.host());
+    let bundle = work.path().join("clash.tar");
+    let (code, out, err) = save(&["--self", &name, &name, "-o", bundle.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("would both be named"), "{err}");
+    assert!(!bundle.exists(), "no bundle names one of them wrongly");
+    assert!(
+        files_under(work.path())
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("clash")),
+        "no temp file left"
+    );
+}
