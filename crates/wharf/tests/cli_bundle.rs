@@ -792,3 +792,68 @@ fn a_bundle_whose_names_collide_is_not_written() {
         "no temp file left"
     );
 }
+
+/// The entries of a tar held in memory, by path.
+fn tar_entries(bytes: &[u8]) -> std::collections::HashMap<String, Vec<u8>> {
+    let mut archive = tar::Archive::new(bytes);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (path, data)
+        })
+        .collect()
+}
+
+#[test]
+fn a_self_image_with_ca_files_carries_them_and_the_pod_mounts_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let ca = common::tls::ca_init(&work.path().join("ca"));
+    let name = "registry.home.arpa:5000/wharf/wharf:0.2.0";
+    let bundle = work.path().join("self.tar");
+    let (code, out, err) = save(&[
+        "--self",
+        name,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let files = tar_entries(&std::fs::read(&bundle).unwrap());
+    let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["io.containerd.image.name"] == name)
+        .expect("the self image under its name");
+    let blob = |digest: &serde_json::Value| {
+        let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+        files[&format!("blobs/sha256/{hex}")].clone()
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(&entry["digest"])).unwrap();
+    let layer = tar_entries(&blob(&manifest["layers"][0]["digest"]));
+    assert_eq!(
+        layer["etc/ssl/certs/ca-certificates.crt"],
+        std::fs::read(&ca).unwrap(),
+        "the CA where the system roots are looked for"
+    );
+    let list = String::from_utf8(layer["etc/wharf/self-image.files"].clone()).unwrap();
+    assert!(list.lines().any(|l| l == "usr/local/bin/wharf"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l == "etc/ssl/certs/ca-certificates.crt"),
+        "{list}"
+    );
+    let pod = std::fs::read_to_string(work.path().join("wharf-pod.yaml")).unwrap();
+    assert!(pod.contains(&format!("image: {name}")), "{pod}");
+    assert!(
+        !pod.contains("/etc/ssl/certs"),
+        "the image trusts its own CA: {pod}"
+    );
+}
