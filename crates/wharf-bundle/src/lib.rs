@@ -26,4 +26,4 @@ pub use error::{BundleError, Result};
 pub use reader::{Bundle, BundleImage, Format, Location};
 pub use save::{blobs_of, save, LocalImage, SaveOptions, SaveOutcome};
 pub use source::{BundleBlobs, BundleSource};
-pub use writer::{BundleWriter, DockerImage, ImageRecord, WriteError};
+pub use writer::{index_names, BundleWriter, DockerImage, ImageRecord, NameCollision, WriteError};

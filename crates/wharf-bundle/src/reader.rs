@@ -389,7 +389,24 @@ impl Bundle {
                 Err(why) => self.notes.push(format!("{}: {why}", descriptor.digest)),
             }
         }
+        self.drop_digest_aliases();
         Ok(())
+    }
+
+    /// A wharf bundle lists each tagged image a second time as
+    /// `host/repo@digest`, the record containerd's CRI looks a digest pin up
+    /// by. That entry is the same image, not one more to load.
+    fn drop_digest_aliases(&mut self) {
+        let tagged: HashSet<(String, String, Digest)> = self
+            .images
+            .iter()
+            .filter(|i| i.name.tag().is_some())
+            .map(|i| alias_key(&i.name, &i.manifest.digest))
+            .collect();
+        self.images.retain(|i| {
+            let alias = i.name.tag().is_none() && i.name.digest() == Some(&i.manifest.digest);
+            !(alias && tagged.contains(&alias_key(&i.name, &i.manifest.digest)))
+        });
     }
 
     fn read_docker_manifest(&mut self, scan: &Scan, bytes: &[u8]) -> Result<()> {
@@ -550,6 +567,14 @@ fn image_name(d: &Descriptor) -> std::result::Result<Reference, String> {
         )),
         None => Err("the index entry has no name; it is not loaded".into()),
     }
+}
+
+fn alias_key(name: &Reference, digest: &Digest) -> (String, String, Digest) {
+    (
+        name.host().to_string(),
+        name.repository().to_string(),
+        digest.clone(),
+    )
 }
 
 fn normalize(path: &str) -> String {

@@ -22,7 +22,7 @@ use wharf_transfer::{
 };
 
 use crate::format::OmittedBlob;
-use crate::writer::{BundleWriter, DockerImage, ImageRecord, WriteError};
+use crate::writer::{index_names, BundleWriter, DockerImage, ImageRecord, WriteError};
 
 /// Chunks buffered per blob between the network and the tar.
 const CHUNKS_PER_BLOB: usize = 16;
@@ -107,6 +107,7 @@ pub async fn save(
         .map(|n| ImageReport::new(n.to_string(), Some(out.display().to_string())))
         .collect();
     let resolved = resolve_all(client, names, &options.platforms, jobs, &mut reports).await;
+    refuse_name_collisions(&resolved, &options.extra, &mut reports);
     if reports.iter().any(ImageReport::is_failed) {
         return Ok(SaveOutcome {
             reports,
@@ -140,6 +141,44 @@ pub async fn save(
         }
         (_, Err(write)) => Err(write),
         (Err(fetch), Ok(_)) => Err(fetch),
+    }
+}
+
+/// Two different images under one name would make the bundle's index name
+/// one of them wrongly: the image that takes the name second fails, before
+/// anything is written.
+fn refuse_name_collisions(
+    resolved: &[Resolved],
+    extra: &[LocalImage],
+    reports: &mut [ImageReport],
+) {
+    let record = |name: &Reference, digest: Digest| ImageRecord {
+        name: name.clone(),
+        manifest: descriptor(media_type::OCI_MANIFEST, digest, 0),
+        docker: None,
+    };
+    let mut records = Vec::new();
+    for image in resolved {
+        let digest = reports[image.index].digest.clone();
+        records.push(record(
+            &image.name,
+            digest.expect("a resolved image has its digest"),
+        ));
+    }
+    for local in extra {
+        records.push(record(&local.name, Digest::sha256_of(&local.manifest)));
+    }
+    let Err(collision) = index_names(&records) else {
+        return;
+    };
+    // The report of a saved image involved (an extra image has none).
+    let involved = |image: &&Resolved| {
+        let name = image.name.to_string();
+        name == collision.first || name == collision.second
+    };
+    let failed = resolved.iter().rfind(involved).or(resolved.first());
+    if let Some(image) = failed {
+        reports[image.index].fail("invalid", collision.to_string());
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use wharf_oci::{media_type, Algorithm, Descriptor, Digest, Reference};
+use wharf_oci::{media_type, Algorithm, Descriptor, Digest, Reference, Target};
 
 use crate::format::{
     blob_path, Checksums, FileSum, Marker, OmittedBlob, CHECKSUM_FILE, CONTAINERD_NAME,
@@ -48,6 +48,8 @@ pub enum WriteError {
     LongBlob { digest: Digest, expected: u64 },
     #[error("blob {digest}: the content hashes to {actual}")]
     WrongDigest { digest: Digest, actual: Digest },
+    #[error(transparent)]
+    Names(Box<NameCollision>),
 }
 
 /// A bundle being written to `W` (a temp file, maybe through zstd).
@@ -179,7 +181,8 @@ impl<W: Write> BundleWriter<W> {
         base: Option<String>,
     ) -> Result<W, WriteError> {
         self.append(OCI_LAYOUT_FILE, OCI_LAYOUT.as_bytes(), true)?;
-        let index = serde_json::to_vec_pretty(&oci_index(images)).expect("index serialises");
+        let index = oci_index(images).map_err(WriteError::Names)?;
+        let index = serde_json::to_vec_pretty(&index).expect("index serialises");
         self.append(INDEX_FILE, &index, true)?;
         let docker =
             serde_json::to_vec_pretty(&docker_manifest(images)).expect("manifest serialises");
@@ -268,28 +271,93 @@ impl<R: Read> Read for CheckingReader<R> {
     }
 }
 
-/// The OCI `index.json`: every name, with containerd's full-name
-/// annotation and the OCI ref name (the tag, as containerd writes it).
-fn oci_index(images: &[ImageRecord]) -> serde_json::Value {
-    let manifests: Vec<serde_json::Value> = images
-        .iter()
-        .map(|image| {
+/// Every name the index lists, with the manifest it names: for each image
+/// its own name and `host/repo@digest`, once each. containerd's importer
+/// creates one image record per entry, and its CRI finds an image pinned by
+/// digest only through a `repo@sha256:` record, the one a pull would have
+/// written; without it a pod pinned by digest makes the kubelet pull an
+/// image the node has.
+pub fn index_names(
+    images: &[ImageRecord],
+) -> Result<Vec<(Reference, &Descriptor)>, Box<NameCollision>> {
+    let mut names: Vec<(Reference, &Descriptor)> = Vec::new();
+    let mut by_name: BTreeMap<String, (usize, &Digest)> = BTreeMap::new();
+    for (n, image) in images.iter().enumerate() {
+        let digest = &image.manifest.digest;
+        let pinned = Reference::new(
+            image.name.host(),
+            image.name.repository().clone(),
+            Target::Digest(digest.clone()),
+        );
+        // `name:tag@digest` is listed as `name:tag`: the pin is the second entry.
+        let own = match image.name.tag() {
+            Some(tag) => Reference::new(
+                image.name.host(),
+                image.name.repository().clone(),
+                Target::Tag(tag.clone()),
+            ),
+            None => pinned.clone(),
+        };
+        for name in [own, pinned] {
+            let key = name.to_string();
+            match by_name.get(&key) {
+                Some((_, d)) if *d == digest => {}
+                Some((first, d)) => {
+                    return Err(Box::new(NameCollision {
+                        name: key,
+                        first: images[*first].name.to_string(),
+                        first_digest: (*d).clone(),
+                        second: image.name.to_string(),
+                        second_digest: digest.clone(),
+                    }))
+                }
+                None => {
+                    by_name.insert(key, (n, digest));
+                    names.push((name, &image.manifest));
+                }
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Two different images under one name.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{first} ({first_digest}) and {second} ({second_digest}) would both be named {name}; \
+     give each image its own name"
+)]
+pub struct NameCollision {
+    pub name: String,
+    pub first: String,
+    pub first_digest: Digest,
+    pub second: String,
+    pub second_digest: Digest,
+}
+
+/// The OCI `index.json`: every name of [`index_names`], with containerd's
+/// full-name annotation and, for tags, the OCI ref name (the tag, as
+/// containerd writes it).
+fn oci_index(images: &[ImageRecord]) -> Result<serde_json::Value, Box<NameCollision>> {
+    let manifests: Vec<serde_json::Value> = index_names(images)?
+        .into_iter()
+        .map(|(name, manifest)| {
             let mut annotations = BTreeMap::new();
-            annotations.insert(CONTAINERD_NAME.to_string(), image.name.to_string());
-            if let Some(tag) = image.name.tag() {
+            annotations.insert(CONTAINERD_NAME.to_string(), name.to_string());
+            if let Some(tag) = name.tag() {
                 annotations.insert(OCI_REF_NAME.to_string(), tag.as_str().to_string());
             }
-            let mut d = image.manifest.clone();
+            let mut d = manifest.clone();
             d.annotations = Some(annotations);
             d.platform = None;
             serde_json::to_value(d).expect("descriptor serialises")
         })
         .collect();
-    json!({
+    Ok(json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_INDEX,
         "manifests": manifests,
-    })
+    }))
 }
 
 /// Docker's `manifest.json`: one entry per name that has a default-platform

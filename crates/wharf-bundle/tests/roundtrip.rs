@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use wharf_bundle::format::{blob_path, OmittedBlob};
-use wharf_bundle::{Bundle, BundleError, BundleWriter, DockerImage, Format, ImageRecord};
+use wharf_bundle::{
+    index_names, Bundle, BundleError, BundleWriter, DockerImage, Format, ImageRecord,
+};
 use wharf_oci::{media_type, Descriptor, Digest, Reference};
 
 struct Image {
@@ -171,12 +173,76 @@ fn the_tar_has_what_ctr_podman_and_docker_read() {
     let first = &index["manifests"][0]["annotations"];
     assert_eq!(first["io.containerd.image.name"], "example.com/team/a:v1");
     assert_eq!(first["org.opencontainers.image.ref.name"], "v1");
+    // Each image is listed again by digest: containerd's importer creates
+    // the `repo@sha256:` record the CRI resolves digest pins through.
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "two names per image: {index:#}");
+    let pinned = &entries[1];
+    let digest = pinned["digest"].as_str().unwrap();
+    assert_eq!(digest, entries[0]["digest"].as_str().unwrap());
+    assert_eq!(
+        pinned["annotations"]["io.containerd.image.name"],
+        format!("example.com/team/a@{digest}")
+    );
+    assert!(
+        pinned["annotations"]
+            .get("org.opencontainers.image.ref.name")
+            .is_none(),
+        "a digest entry has no tag: {pinned}"
+    );
     let docker: serde_json::Value = serde_json::from_str(&docker).unwrap();
     assert_eq!(docker[1]["RepoTags"][0], "example.com/team/b:v2");
     assert!(docker[1]["Config"]
         .as_str()
         .unwrap()
         .starts_with("blobs/sha256/"));
+}
+
+#[test]
+fn two_images_under_one_name_are_refused_and_nothing_is_named_twice() {
+    let layer = b"layer".to_vec();
+    let (a, b) = (image("a", &layer), image("b", &layer));
+    let record = |name: &str, img: &Image| ImageRecord {
+        name: name.parse().unwrap(),
+        manifest: descriptor(media_type::OCI_MANIFEST, &img.manifest),
+        docker: None,
+    };
+    let same_twice = [
+        record("example.com/team/a:v1", &a),
+        record("example.com/team/a:v1", &a),
+        record("example.com/team/a:v2", &a),
+    ];
+    let names: Vec<String> = index_names(&same_twice)
+        .unwrap()
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let pinned = format!("example.com/team/a@{}", Digest::sha256_of(&a.manifest));
+    assert_eq!(
+        names,
+        [
+            "example.com/team/a:v1",
+            pinned.as_str(),
+            "example.com/team/a:v2"
+        ]
+    );
+    let collide = [
+        record("example.com/team/a:v1", &a),
+        record("example.com/team/a:v1", &b),
+    ];
+    let err = index_names(&collide).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("example.com/team/a:v1"), "{message}");
+    assert!(
+        message.contains(&Digest::sha256_of(&b.manifest).to_string()),
+        "{message}"
+    );
+    // The writer refuses such an index too, so no bundle names it wrongly.
+    let writer = BundleWriter::new(Vec::new()).unwrap();
+    assert!(matches!(
+        writer.finish(&collide, Vec::new(), None),
+        Err(wharf_bundle::WriteError::Names(_))
+    ));
 }
 
 #[test]

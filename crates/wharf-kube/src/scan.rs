@@ -37,8 +37,9 @@ struct MappingFrame {
     /// The key waiting for its value, when the next event is a value.
     pending_key: Option<String>,
     scalars: Vec<(String, String, usize)>,
-    /// A helm-style `image: {registry, repository, tag}` found inside.
-    nested_image: Option<(String, usize)>,
+    /// A helm-style `image: {registry, repository, tag}` found inside,
+    /// with its line and its own `pullPolicy`.
+    nested_image: Option<(String, usize, Option<String>)>,
 }
 
 enum Frame {
@@ -93,8 +94,12 @@ impl Walker {
         };
         let get = |k: &str| m.scalars.iter().find(|(key, _, _)| key == k);
         if get("__image_value__").is_some() {
-            // Helm values style: registry/repository/tag(/digest).
-            if let Some((_, repo, line)) = get("repository") {
+            // Helm values style: registry/repository/tag(/digest), the
+            // repository also written `image` or `name` by some charts.
+            let repository = ["repository", "image", "name"]
+                .iter()
+                .find_map(|k| get(k).filter(|(_, v, _)| !v.is_empty()));
+            if let Some((_, repo, line)) = repository {
                 let mut image = match get("registry") {
                     Some((_, reg, _)) if !reg.is_empty() => format!("{reg}/{repo}"),
                     _ => repo.clone(),
@@ -105,15 +110,19 @@ impl Walker {
                 if let Some((_, d, _)) = get("digest").filter(|(_, d, _)| !d.is_empty()) {
                     image = format!("{image}@{d}");
                 }
+                let policy = get("pullPolicy").map(|(_, p, _)| p.clone());
                 if let Some(Frame::Mapping(parent)) = self.stack.last_mut() {
-                    parent.nested_image = Some((image, *line));
+                    parent.nested_image = Some((image, *line, policy));
                 }
             }
             return;
         }
         let policy = get("imagePullPolicy").map(|(_, v, _)| v.clone());
-        let direct = get("image").map(|(_, v, l)| (v.clone(), *l));
-        if let Some((image, line)) = direct.or(m.nested_image) {
+        let direct = get("image").map(|(_, v, l)| (v.clone(), *l, None));
+        if let Some((image, line, own_policy)) = direct.or(m.nested_image) {
+            // A values file keeps the policy beside the image: `pullPolicy`
+            // in the image map, or `imagePullPolicy` next to it.
+            let policy = policy.or(own_policy);
             if !image.trim().is_empty() {
                 self.uses.push(ImageUse {
                     image: image.trim().to_string(),

@@ -147,3 +147,84 @@ fn invalid_references_are_findings() {
     assert_eq!(bad[0].code, "WK000");
     assert_eq!(bad[0].line, 1);
 }
+
+/// A chart's values file: the image maps charts use, with the pull policy
+/// inside them, next to plain `image:` strings.
+const VALUES: &str = r#"image:
+  registry: registry.home.arpa:5000
+  repository: repo/registry
+  tag: "1.2"
+  pullPolicy: IfNotPresent
+controller:
+  image:
+    registry: registry.k8s.io
+    image: ingress-nginx/controller
+    tag: v1.11.3
+    digest: sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+    pullPolicy: IfNotPresent
+worker:
+  image:
+    repository: bitnami/redis
+    tag: 7.4.1
+    pullPolicy: Always
+sidecar:
+  image: busybox:stable
+  imagePullPolicy: IfNotPresent
+exporter:
+  image:
+    name: quay.io/org/exporter
+    tag: v0.9.0
+"#;
+
+#[test]
+fn helm_values_maps_and_their_pull_policy() {
+    let r = scan_text("values.yaml", VALUES);
+    assert!(r.failure.is_none(), "{:?}", r.failure);
+    let mut found: Vec<(&str, usize, Option<&str>)> = r
+        .uses
+        .iter()
+        .map(|u| (u.image.as_str(), u.line, u.pull_policy.as_deref()))
+        .collect();
+    // The top-level image is found when its mapping, the document, ends.
+    found.sort_by_key(|(_, line, _)| *line);
+    let digest = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let controller = format!("registry.k8s.io/ingress-nginx/controller:v1.11.3@{digest}");
+    assert_eq!(
+        found,
+        [
+            (
+                "registry.home.arpa:5000/repo/registry:1.2",
+                3,
+                Some("IfNotPresent")
+            ),
+            (controller.as_str(), 9, Some("IfNotPresent")),
+            ("bitnami/redis:7.4.1", 15, Some("Always")),
+            ("busybox:stable", 19, Some("IfNotPresent")),
+            ("quay.io/org/exporter:v0.9.0", 23, None),
+        ]
+    );
+    let findings = lint(&r.uses);
+    let at = |code: &str, line: usize| findings.iter().any(|f| f.code == code && f.line == line);
+    assert!(
+        at("WK003", 3),
+        "mutable 1.2 with pullPolicy IfNotPresent: {findings:#?}"
+    );
+    assert!(!at("WK003", 9), "a digest pin is immutable");
+    let bare = findings
+        .iter()
+        .find(|f| f.code == "WK001" && f.line == 15)
+        .expect("bitnami/redis names no registry");
+    assert!(
+        bare.fix.contains("docker.io/bitnami/redis:7.4.1"),
+        "the fully-qualified name to use: {}",
+        bare.fix
+    );
+    assert!(
+        at("WK001", 19) && at("WK003", 19),
+        "busybox:stable: {findings:#?}"
+    );
+    assert!(
+        !findings.iter().any(|f| f.line == 23),
+        "qualified and immutable: {findings:#?}"
+    );
+}

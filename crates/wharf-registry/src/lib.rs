@@ -37,6 +37,10 @@ pub struct RegistryConfig {
     pub delete_enabled: bool,
     /// Users and access rules; `None` serves everyone everything.
     pub auth: Option<Arc<auth::AuthLayer>>,
+    /// The names this registry is known by (`host:port`, or a host at any
+    /// port). A containerd mirror request with `?ns=` one of them asks for
+    /// the registry's own images, which live at their plain path.
+    pub names: Vec<String>,
 }
 
 impl Default for RegistryConfig {
@@ -46,7 +50,23 @@ impl Default for RegistryConfig {
             sparse_indexes: false,
             delete_enabled: true,
             auth: None,
+            names: Vec::new(),
         }
+    }
+}
+
+impl RegistryConfig {
+    /// Whether `host` (a `?ns=` value) is this registry under one of its names.
+    pub fn is_own_name(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let bare = match host.rsplit_once(':') {
+            Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host.as_str(),
+        };
+        self.names.iter().any(|name| {
+            let name = name.to_ascii_lowercase();
+            name == host || name == bare
+        })
     }
 }
 
@@ -113,5 +133,24 @@ impl Registry {
     ) -> Option<(&dyn Upstream, Coverage)> {
         let upstream = self.inner.upstream.as_deref()?;
         upstream.covers(repo).map(|c| (upstream, c))
+    }
+}
+
+#[cfg(test)]
+mod own_name_tests {
+    use super::RegistryConfig;
+
+    #[test]
+    fn ns_of_an_own_name_is_no_namespace() {
+        let config = RegistryConfig {
+            names: vec!["registry.home.arpa".into(), "10.0.0.5:5000".into()],
+            ..RegistryConfig::default()
+        };
+        assert!(config.is_own_name("registry.home.arpa:5000"));
+        assert!(config.is_own_name("Registry.Home.Arpa"));
+        assert!(config.is_own_name("10.0.0.5:5000"));
+        assert!(!config.is_own_name("10.0.0.5:5001"));
+        assert!(!config.is_own_name("registry.k8s.io"));
+        assert!(!RegistryConfig::default().is_own_name("registry.home.arpa:5000"));
     }
 }

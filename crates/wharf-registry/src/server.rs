@@ -181,9 +181,11 @@ async fn handle(
     let started = Instant::now();
     let (parts, incoming) = req.into_parts();
     let query = Query::parse(parts.uri.query());
+    // `?ns=` naming this very registry asks for its own images, stored at
+    // their plain path (where a node pulling the name directly finds them).
     let ns = query
         .get("ns")
-        .filter(|n| !n.is_empty())
+        .filter(|n| !n.is_empty() && !registry.config().is_own_name(n))
         .map(str::to_string);
     let parsed = routes::parse(&parts.method, parts.uri.path(), ns.as_deref());
     let route = parsed

@@ -23,5 +23,5 @@ mod server;
 pub use ca::{init_ca, CaPaths, IssuedCert, LocalCa, ServerNames};
 pub use error::TlsError;
 pub use reload::ReloadingCert;
-pub use server::{acceptor, load_certified_key, server_config};
+pub use server::{acceptor, certificate_names, load_certified_key, server_config};
 pub use tokio_rustls::TlsAcceptor;

@@ -68,6 +68,45 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
     }
 }
 
+/// The DNS names and IP addresses the server certificate (the first of the
+/// PEM chain at `cert`) is issued for: the names the registry is known by.
+/// Wildcards name no one host and are left out; IPv6 addresses come in
+/// brackets, as in a `host:port`.
+pub fn certificate_names(cert: &Path) -> Result<Vec<String>, TlsError> {
+    let chain = read_chain(cert)?;
+    let unreadable = |reason: String| TlsError::Unusable {
+        path: cert.to_owned(),
+        reason: format!("cannot read the certificate's names: {reason}"),
+    };
+    let (_, parsed) = x509_parser::parse_x509_certificate(chain[0].as_ref())
+        .map_err(|e| unreadable(e.to_string()))?;
+    let sans = parsed
+        .subject_alternative_name()
+        .map_err(|e| unreadable(e.to_string()))?;
+    let names = sans.iter().flat_map(|ext| ext.value.general_names.iter());
+    Ok(names
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) if !dns.starts_with('*') => {
+                Some(dns.to_ascii_lowercase())
+            }
+            x509_parser::extensions::GeneralName::IPAddress(bytes) => ip_name(bytes),
+            _ => None,
+        })
+        .collect())
+}
+
+/// An IP address SAN as a registry host: IPv6 in brackets.
+fn ip_name(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?).to_string()),
+        16 => Some(format!(
+            "[{}]",
+            std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?)
+        )),
+        _ => None,
+    }
+}
+
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let text = files::read_to_string(path)?;
     let chain = CertificateDer::pem_slice_iter(text.as_bytes())

@@ -195,3 +195,26 @@ fn bad_names_and_missing_ca_are_explained() {
         Err(TlsError::NoCa { .. })
     ));
 }
+
+#[test]
+fn a_certificates_names_are_read_back_for_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    init_ca(dir.path(), false).unwrap();
+    let issued = LocalCa::load(dir.path())
+        .unwrap()
+        .issue(
+            &names(&["registry.home.arpa", "wharf.lan"], &["10.0.0.5", "::1"]),
+            30,
+        )
+        .unwrap();
+    let (cert, _key) = issued.write(&dir.path().join("server")).unwrap();
+    let found = wharf_tls::certificate_names(&cert).unwrap();
+    assert_eq!(
+        found,
+        ["registry.home.arpa", "wharf.lan", "10.0.0.5", "[::1]"],
+        "DNS names, then addresses"
+    );
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    assert!(wharf_tls::certificate_names(&not_pem).is_err());
+}

@@ -260,6 +260,9 @@ pub async fn plan_jobs(
                 notes.push(format!("{source}: listed more than once; copied once"));
                 continue;
             }
+            if let Some(note) = map.plain_path_note(&source) {
+                notes.push(format!("{source}: {note}"));
+            }
             match map.map(&source) {
                 Ok(destination) => jobs.push(ImageJob {
                     source,

@@ -26,7 +26,7 @@ mod report;
 pub use copy::{
     filtered_index, resolve_tree, unique_blobs, ImageJob, Options, Transfer, TreeNode, DEFAULT_JOBS,
 };
-pub use destination::DestinationMap;
+pub use destination::{check_collisions, DestinationMap};
 pub use error::{Result, TransferError};
 pub use input::{parse_list, parse_sync_file, plan_jobs, Input, Request, TagFilter, TagSelection};
 pub use local::{BlobBody, LocalBlobs};

@@ -81,6 +81,12 @@ pub struct ServeArgs {
     /// With object storage: start even when the bucket does not answer yet, report not ready on /readyz, and keep retrying (instead of exiting).
     #[arg(long)]
     pub wait_for_storage: bool,
+    /// A name this registry is known by (host[:port]); `?ns=` of it serves the plain path. Repeatable; the TLS certificate's names count too.
+    #[arg(long = "registry-name", value_name = "HOST[:PORT]")]
+    pub registry_names: Vec<String>,
+    /// At start-up, store this binary's own image under REF (e.g. registry.home.arpa:5000/wharf/wharf:0.2.0), as `wharf save --self REF` builds it.
+    #[arg(long, value_name = "REF")]
+    pub publish_self: Option<String>,
 }
 
 /// A next step to print under an error (`hint: …`).

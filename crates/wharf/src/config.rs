@@ -115,6 +115,8 @@ pub struct ServerSection {
     /// HTTPS: PEM certificate chain and private key (both or neither).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Store this binary's own image under this reference at start-up.
+    pub publish_self: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -152,6 +154,8 @@ pub struct RegistrySection {
     pub max_manifest_bytes: Option<usize>,
     pub sparse_indexes: Option<bool>,
     pub delete_enabled: Option<bool>,
+    /// The names this registry is known by (`host[:port]`).
+    pub names: Option<Vec<String>>,
 }
 
 /// `[gc]`: garbage collection for `wharf gc` and `wharf serve`'s schedule.
@@ -298,6 +302,8 @@ pub struct ServeSettings {
     pub tls: Option<TlsFiles>,
     /// Present when at least one `[[upstream]]` is configured.
     pub cache: Option<wharf_cache::CacheConfig>,
+    /// This binary's own image, stored under this name at start-up.
+    pub publish_self: Option<wharf_oci::Reference>,
 }
 
 /// The certificate chain and key `wharf serve` answers HTTPS with.
@@ -342,7 +348,24 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
             "run the caching wharf on a filesystem root (it may sit next to replicas on S3), or fill the S3 registry with `wharf sync` instead".into(),
         )));
     }
+    let publish_self = args
+        .publish_self
+        .clone()
+        .or(file.server.publish_self.clone())
+        .map(|name| crate::self_image::image_name(Some(&name)))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--publish-self (or [server] publish_self): {e}"))
+        .context(Hint(crate::self_image::NAME_HINT.into()))?;
+    // The name the registry publishes itself under is one of its names.
+    let names: Vec<String> = args
+        .registry_names
+        .iter()
+        .chain(file.registry.names.iter().flatten())
+        .cloned()
+        .chain(publish_self.iter().map(|r| r.host().to_string()))
+        .collect();
     Ok(ServeSettings {
+        publish_self,
         tls,
         listen: args
             .listen
@@ -367,6 +390,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
                 .delete_enabled
                 .unwrap_or(defaults.delete_enabled),
             auth,
+            names,
         },
         gc,
         cache,
@@ -646,7 +670,32 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             wait_for_storage: false,
+            registry_names: Vec::new(),
+            publish_self: None,
         }
+    }
+
+    #[test]
+    fn registry_names_come_from_flags_the_file_and_the_self_name() {
+        let file: FileConfig = toml::from_str(
+            "[server]\npublish_self = \"registry.home.arpa:5000/wharf/wharf:0.2.0\"\n[registry]\nnames = [\"10.0.0.5:5000\"]\n",
+        )
+        .unwrap();
+        let mut a = args();
+        a.registry_names = vec!["wharf.lan".into()];
+        let s = merge(&a, file).unwrap();
+        assert_eq!(
+            s.registry.names,
+            ["wharf.lan", "10.0.0.5:5000", "registry.home.arpa:5000"]
+        );
+        assert_eq!(
+            s.publish_self.unwrap().to_string(),
+            "registry.home.arpa:5000/wharf/wharf:0.2.0"
+        );
+        let mut latest = args();
+        latest.publish_self = Some("registry.home.arpa:5000/wharf/wharf:latest".into());
+        let err = format!("{:#}", merge(&latest, FileConfig::default()).unwrap_err());
+        assert!(err.contains("latest"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,8 @@ use anyhow::Context;
 use clap::Args;
 use wharf_bundle::{Bundle, BundleBlobs, BundleSource};
 use wharf_transfer::{
-    DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer, DEFAULT_JOBS,
+    check_collisions, DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer,
+    DEFAULT_JOBS,
 };
 
 use crate::cli::Hint;
@@ -35,6 +36,9 @@ pub struct LoadArgs {
     /// Import into containerd (with `ctr images import`) instead.
     #[arg(long, conflicts_with = "to")]
     pub containerd: bool,
+    /// Import into containers-storage (CRI-O, podman) instead, each image with `skopeo copy --preserve-digests`, so every registry digest is kept. Storage settings as skopeo reads them (CONTAINERS_STORAGE_CONF).
+    #[arg(long, conflicts_with_all = ["to", "containerd"])]
+    pub containers_storage: bool,
     /// containerd's socket.
     #[arg(
         long,
@@ -48,6 +52,9 @@ pub struct LoadArgs {
     /// Drop the upstream host from destination paths.
     #[arg(long)]
     pub flatten: bool,
+    /// Another name of the destination registry (host[:port]; a bare host means the destination's port): images under it land at their plain path. Repeatable.
+    #[arg(long = "registry-name", value_name = "HOST[:PORT]")]
+    pub registry_names: Vec<String>,
     /// Credentials for the destination registry, as USER:PASS.
     #[arg(
         long,
@@ -86,8 +93,8 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     }
-    if to.is_none() && !args.containerd {
-        eprintln!("error: say where to load: --to HOST[:PORT] (a registry) or --containerd");
+    if to.is_none() && !args.containerd && !args.containers_storage {
+        eprintln!("error: say where to load: --to HOST[:PORT] (a registry), --containerd or --containers-storage");
         return Ok(ExitCode::from(EXIT_USAGE));
     }
     if args.jobs == 0 {
@@ -105,6 +112,14 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if let Some(to) = to {
         let runtime = crate::transfer_cmd::transfer_runtime()?;
         reports = runtime.block_on(push_all(&args, &to, bundles, &notes))?;
+    } else if args.containers_storage {
+        for note in &notes {
+            eprintln!("note: {note}");
+        }
+        let runtime = crate::transfer_cmd::transfer_runtime()?;
+        for bundle in &bundles {
+            reports.extend(runtime.block_on(import_containers_storage(bundle))?);
+        }
     } else {
         for note in &notes {
             eprintln!("note: {note}");
@@ -166,7 +181,8 @@ async fn push_all(
         args.dest_creds.as_deref(),
         &BTreeSet::from([to.to_string()]),
     )?;
-    let map = DestinationMap::new(to, args.flatten);
+    let map = DestinationMap::new(to, args.flatten).with_names(args.registry_names.clone());
+    refuse_collisions(&map, &bundles)?;
     let events: Arc<dyn Events> = match &progress {
         Some(p) => p.clone(),
         None => Arc::new(NoEvents),
@@ -181,7 +197,7 @@ async fn push_all(
         for image in bundle.images() {
             match map.map(&image.name) {
                 Ok(destination) => {
-                    names.push(image.name.to_string());
+                    names.push((image.name.to_string(), map.plain_path_note(&image.name)));
                     jobs.push(ImageJob::new(source.reference(image), destination));
                 }
                 Err(e) => reports.push(ImageReport::failed(
@@ -201,9 +217,10 @@ async fn push_all(
             .with_local_blobs(Arc::new(BundleBlobs(bundle.clone())))
             .run(jobs)
             .await;
-        for (mut report, name) in done.into_iter().zip(names) {
+        for (mut report, (name, note)) in done.into_iter().zip(names) {
             // Name the image as the bundle does, not by the loopback source.
             report.source = name;
+            report.notes.extend(note);
             reports.push(report);
         }
         drop(source);
@@ -212,6 +229,90 @@ async fn push_all(
         p.finish();
     }
     Ok(reports)
+}
+
+/// Two different images of the bundles landing under one name: refused
+/// before anything is pushed.
+fn refuse_collisions(map: &DestinationMap, bundles: &[Arc<Bundle>]) -> anyhow::Result<()> {
+    let mut landing = Vec::new();
+    for image in bundles.iter().flat_map(|b| b.images()) {
+        if let Ok(destination) = map.map(&image.name) {
+            landing.push((
+                image.name.clone(),
+                destination,
+                image.manifest.digest.to_string(),
+            ));
+        }
+    }
+    check_collisions(landing.iter().map(|(s, d, c)| (s, d, Some(c.as_str()))))
+        .map_err(anyhow::Error::from)
+        .context(Hint(
+            "nothing was loaded; drop the --registry-name that maps one image onto the other, or load the bundles apart".into(),
+        ))
+}
+
+/// Each image of the verified bundle, served on loopback, copied by digest
+/// into containers-storage with `skopeo copy --preserve-digests`. `podman
+/// load` of a bundle with more than one image (podman 4.3) falls back to
+/// Docker's `manifest.json` and writes new manifests, so the digests a
+/// CRI-O node's pods are pinned to would be missing; this way they are the
+/// registry's. One report per image; a failed image does not stop the others.
+async fn import_containers_storage(bundle: &Arc<Bundle>) -> anyhow::Result<Vec<ImageReport>> {
+    let source = BundleSource::start(bundle.clone())
+        .await
+        .context("cannot serve the bundle on loopback")?;
+    let mut reports = Vec::new();
+    for image in bundle.images() {
+        let mut report =
+            ImageReport::new(image.name.to_string(), Some("containers-storage".into()));
+        report.digest = Some(image.manifest.digest.clone());
+        match image.name.tag() {
+            None => report.fail(
+                "invalid",
+                "named only by digest: containers-storage needs a tag to name the image; save it as host/repo:tag".to_string(),
+            ),
+            Some(tag) => {
+                let to = format!(
+                    "containers-storage:{}/{}:{tag}",
+                    image.name.host(),
+                    image.name.repository()
+                );
+                let from = format!("docker://{}", source.reference(image));
+                if let Some(failure) = skopeo_copy(from, to).await {
+                    report.fail("containers-storage", failure);
+                }
+            }
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// `skopeo copy --preserve-digests` (the loopback source is plain HTTP);
+/// what went wrong, if anything.
+async fn skopeo_copy(from: String, to: String) -> Option<String> {
+    let outcome = tokio::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            &from,
+            &to,
+        ])
+        .output()
+        .await;
+    match outcome {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!(
+            "skopeo copy failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+        Err(e) => Some(format!(
+            "cannot run skopeo: {e}; install skopeo, or load --to a registry the node pulls from"
+        )),
+    }
 }
 
 /// `ctr images import` of the verified tar (the spool copy of a compressed

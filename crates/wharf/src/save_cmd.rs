@@ -44,9 +44,9 @@ pub struct SaveArgs {
     /// zstd compression level.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub zstd_level: i32,
-    /// Also add an image of this wharf binary, and write wharf-pod.yaml and wharf.service next to the bundle.
-    #[arg(long = "self")]
-    pub with_self: bool,
+    /// Also add an image of this wharf binary named REF (registry.home.arpa:5000/wharf/wharf[:TAG]; the tag defaults to this version), and write wharf-pod.yaml and wharf.service that start it by that name. With --ca-file, the image carries those CAs; else the Pod mounts the node's /etc/ssl/certs.
+    #[arg(long = "self", value_name = "REF", num_args = 0..=1, default_missing_value = "")]
+    pub self_name: Option<String>,
     /// Credentials for the source registries, as USER:PASS.
     #[arg(
         long,
@@ -89,7 +89,15 @@ fn check(args: &SaveArgs) -> Result<(Input, SaveOptions), Usage> {
     if args.jobs == 0 {
         return Err(Usage("--jobs must be at least 1".into()));
     }
-    if args.images.is_empty() && !args.with_self {
+    if let Some(name) = &args.self_name {
+        crate::self_image::image_name(Some(name)).map_err(|e| {
+            Usage(format!(
+                "--self: {e}\nhint: {}",
+                crate::self_image::NAME_HINT
+            ))
+        })?;
+    }
+    if args.images.is_empty() && args.self_name.is_none() {
         return Err(Usage(
             "name the images to save (references, a list file, or - for stdin)".into(),
         ));
@@ -151,8 +159,13 @@ async fn execute(
     }
     // The layer file lives until the bundle is written.
     let mut _self_layer = None;
-    if args.with_self {
-        let (image, layer) = crate::self_image::build(&args.out)
+    let self_name = match &args.self_name {
+        Some(name) => Some(crate::self_image::image_name(Some(name)).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    if let Some(name) = &self_name {
+        let dir = bundle_dir(&args.out);
+        let (image, layer) = crate::self_image::build(&dir, name.clone(), &args.trust.ca_file)
             .context("cannot build the image of wharf itself")?;
         options.extra.push(image);
         _self_layer = Some(layer);
@@ -197,8 +210,9 @@ async fn execute(
         );
         return Ok(ExitCode::FAILURE);
     }
-    if args.with_self {
-        let written = crate::self_image::write_companions(&args.out)?;
+    if let Some(name) = &self_name {
+        let carries_ca = !args.trust.ca_file.is_empty();
+        let written = crate::self_image::write_companions(&args.out, name, carries_ca)?;
         for path in written {
             eprintln!("wrote {}", path.display());
         }

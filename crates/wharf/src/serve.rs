@@ -66,18 +66,28 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     // Certificates are checked before the port is taken, so a bad pair
     // fails start-up instead of every handshake.
     let tls = settings.tls.as_ref().map(tls_acceptor).transpose()?;
+    let mut registry_config = settings.registry;
+    if let Some(files) = &settings.tls {
+        // The names the certificate is issued for are names of this registry.
+        let names = wharf_tls::certificate_names(&files.cert)
+            .context("cannot read the names of the TLS certificate")?;
+        registry_config.names.extend(names);
+    }
+    if !registry_config.names.is_empty() {
+        tracing::info!(names = ?registry_config.names, "known by these names: their images are served at their plain path");
+    }
     let listener = bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, storage = %where_, "wharf registry listening on {scheme}://{addr}");
-    match &settings.registry.auth {
+    match &registry_config.auth {
         Some(auth) => tracing::info!(?auth, "authentication required"),
         None => {
             tracing::warn!("no [auth] section: anyone who reaches this port may push and delete")
         }
     }
     let registry = match &settings.cache {
-        None => wharf_registry::Registry::new(store, settings.registry),
+        None => wharf_registry::Registry::new(store, registry_config),
         Some(cache) => {
             let metrics = std::sync::Arc::new(wharf_registry::metrics::Metrics::default());
             let upstream = wharf_cache::Cache::new(store.clone(), metrics.clone(), cache)
@@ -90,13 +100,16 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
             }
             wharf_registry::Registry::with_upstream(
                 store,
-                settings.registry,
+                registry_config,
                 metrics,
                 std::sync::Arc::new(upstream),
             )
         }
     };
     tokio::spawn(scan_storage_usage(registry.clone()));
+    if let Some(name) = settings.publish_self {
+        tokio::spawn(publish_self(registry.clone(), name));
+    }
     if let Some((every, options)) = settings.gc {
         tracing::info!(every = ?every, "garbage collection scheduled");
         tokio::spawn(collect_garbage(registry.clone(), every, options));
@@ -104,6 +117,97 @@ async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
     let options = wharf_registry::ServeOptions { tls };
     wharf_registry::serve_with(listener, registry, options, shutdown_signal()).await?;
     Ok(())
+}
+
+/// `--publish-self REF`: store this binary's own image under REF's
+/// repository and tag, the image `wharf save --self REF` side-loads (byte
+/// for byte when running inside that image), so the registry holds itself
+/// and the next version is an ordinary push and pull of a new tag. Runs in
+/// the background: serving does not wait for it.
+async fn publish_self(registry: wharf_registry::Registry, name: wharf_oci::Reference) {
+    match publish_self_image(registry.store(), &name).await {
+        Ok(digest) => tracing::info!(image = %name, %digest, "published this binary's own image"),
+        Err(e) => {
+            tracing::error!(image = %name, error = format!("{e:#}"), "cannot publish this binary's own image; serving goes on without it")
+        }
+    }
+}
+
+async fn publish_self_image(
+    store: &wharf_storage::Store,
+    name: &wharf_oci::Reference,
+) -> anyhow::Result<wharf_oci::Digest> {
+    use wharf_oci::{media_type, Digest, Target};
+    let dir = tempfile::tempdir().context("cannot create a temp directory")?;
+    let build_dir = dir.path().to_path_buf();
+    let reference = name.clone();
+    let (image, _layer) =
+        tokio::task::spawn_blocking(move || crate::self_image::build(&build_dir, reference, &[]))
+            .await
+            .context("the image build stopped")??;
+    let repo = name.repository();
+    let digest = Digest::sha256_of(&image.manifest);
+    let tag = Target::Tag(name.tag().expect("a self name has a tag").clone());
+    if let Ok(stored) = store.manifest_get(repo, &tag).await {
+        if stored.digest == digest {
+            return Ok(digest);
+        }
+    }
+    let config_digest = Digest::sha256_of(&image.config);
+    let config = image.config.clone();
+    store
+        .put_blob(
+            repo,
+            &config_digest,
+            Box::pin(futures_util::stream::once(async move { Ok(config) })),
+        )
+        .await
+        .context("cannot store the image config")?;
+    for (layer, path) in &image.layers {
+        if store.blob_size(repo, &layer.digest).await?.is_some() {
+            continue;
+        }
+        store
+            .put_blob(repo, &layer.digest, file_stream(path)?)
+            .await
+            .with_context(|| format!("cannot store the layer {}", layer.digest))?;
+    }
+    store
+        .manifest_put(
+            repo,
+            &tag,
+            image.manifest.clone(),
+            Some(media_type::OCI_MANIFEST),
+            &wharf_storage::ManifestPutOptions::default(),
+        )
+        .await
+        .context("cannot store the manifest")?;
+    Ok(digest)
+}
+
+/// A file as a stream of 1 MiB chunks, read on the blocking pool.
+fn file_stream(path: &std::path::Path) -> anyhow::Result<wharf_storage::ByteStream> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file = std::sync::Arc::new(std::sync::Mutex::new(file));
+    let chunks = futures_util::stream::unfold(file, |file| async move {
+        let reader = file.clone();
+        let chunk = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let n = reader.lock().expect("one reader").read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, io::Error>(buf)
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+        match chunk {
+            Ok(buf) if buf.is_empty() => None,
+            Ok(buf) => Some((Ok(bytes::Bytes::from(buf)), file)),
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    Ok(Box::pin(chunks))
 }
 
 /// Fill the storage-size gauge once at start-up, in the background: a large

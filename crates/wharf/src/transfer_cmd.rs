@@ -18,8 +18,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_client::{Client, ClientConfig, Credential, CredentialSources};
 use wharf_oci::{Reference, Target};
 use wharf_transfer::{
-    parse_list, parse_sync_file, plan_jobs, DestinationMap, Events, ImageReport, Input, NoEvents,
-    Options, PlatformSpec, Status, TagSelection, Transfer, DEFAULT_JOBS, REPORT_VERSION,
+    check_collisions, parse_list, parse_sync_file, plan_jobs, DestinationMap, Events, ImageReport,
+    Input, NoEvents, Options, PlatformSpec, Status, TagSelection, Transfer, DEFAULT_JOBS,
+    REPORT_VERSION,
 };
 
 /// Exit code for invalid arguments, matching clap's own usage errors.
@@ -75,6 +76,9 @@ pub struct TransferFlags {
     /// Drop the source registry from destination paths (registry.k8s.io/pause → <dst>/pause).
     #[arg(long)]
     pub flatten: bool,
+    /// Another name of the destination registry (host[:port]; a bare host means the destination's port): images under it land at their plain path. Repeatable.
+    #[arg(long = "registry-name", value_name = "HOST[:PORT]")]
+    pub registry_names: Vec<String>,
     /// Copy every tag of each repository.
     #[arg(long)]
     pub all_tags: bool,
@@ -217,7 +221,8 @@ fn copy_input(args: &CopyArgs) -> Outcome<Plan> {
     if !dst.contains('/') {
         return Ok(Plan {
             input,
-            map: DestinationMap::new(dst, args.flags.flatten),
+            map: DestinationMap::new(dst, args.flags.flatten)
+                .with_names(args.flags.registry_names.clone()),
             fixed: None,
         });
     }
@@ -258,7 +263,8 @@ fn sync_input(args: &SyncArgs) -> Outcome<Plan> {
     };
     Ok(Plan {
         input,
-        map: DestinationMap::new(to, args.flags.flatten),
+        map: DestinationMap::new(to, args.flags.flatten)
+            .with_names(args.flags.registry_names.clone()),
         fixed: None,
     })
 }
@@ -333,6 +339,12 @@ async fn execute(
     }
     for note in &notes {
         print_line(progress.as_deref(), &format!("note: {note}"));
+    }
+    let landing = jobs.iter().map(|j| (&j.source, &j.destination, None));
+    if let Err(e) = check_collisions(landing) {
+        eprintln!("error: {e}");
+        eprintln!("hint: a --registry-name maps an image of that registry onto its plain path; drop the name, or one of the images");
+        return Ok(ExitCode::from(EXIT_USAGE));
     }
     let events: Arc<dyn Events> = match &progress {
         Some(p) => p.clone(),
@@ -618,6 +630,7 @@ mod tests {
             jobs: 4,
             platforms: vec![],
             flatten: false,
+            registry_names: vec![],
             all_tags: false,
             referrers: false,
             dry_run: false,

@@ -10,23 +10,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::api::Api;
+use common::api::{push_artifact as push, Api};
 use common::image::{self, host_arch, Artifact, Format};
 use common::server::Wharf;
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
-
-fn push(api: &Api, repo: &str, tag: &str, artifact: &Artifact) {
-    for child in &artifact.children {
-        push(api, repo, &child.digest(), child);
-    }
-    for blob in &artifact.blobs {
-        api.push_blob_monolithic(repo, &blob.bytes)
-            .expect("push blob");
-    }
-    api.put_manifest(repo, tag, artifact.media_type, &artifact.manifest)
-        .expect("push manifest");
-}
 
 fn wharf(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(WHARF).args(args).output().expect("run wharf");
@@ -609,4 +597,263 @@ fn images_lint_flags_what_a_bundle_or_registry_lacks() {
         "{err}"
     );
     assert!(!err.contains(":3: error[WK010]"), "{err}");
+}
+
+/// The catalog of `server`, sorted.
+fn catalog(server: &Wharf) -> Vec<String> {
+    let mut repos = Api::new(&server.url()).catalog().unwrap();
+    repos.sort();
+    repos
+}
+
+#[test]
+fn load_copy_and_sync_onto_the_images_own_registry_keep_its_plain_path() {
+    let work = tempfile::tempdir().unwrap();
+    let own = Wharf::start(&work.path().join("own"));
+    let name = own.host();
+    let app = image::image(Format::Oci, "own-app", host_arch());
+    push(&Api::new(&own.url()), "repo/registry", "v0.4.2", &app);
+    let reference = format!("{name}/repo/registry:v0.4.2");
+    let bundle = work.path().join("own.tar");
+    let (code, out, err) = save(&["-o", bundle.to_str().unwrap(), &reference]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // As given: the bundle back into the registry it names.
+    let fresh_root = own.root().to_path_buf();
+    drop(own);
+    std::fs::remove_dir_all(&fresh_root).unwrap();
+    let port: u16 = name.rsplit(':').next().unwrap().parse().unwrap();
+    let same = Wharf::start_on(&work.path().join("same"), port, &[]);
+    let (code, out, err) = wharf(&["load", "-q", "--to", &name, bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("is the destination registry"),
+        "the plan says so: {err}"
+    );
+    assert_eq!(catalog(&same), ["repo/registry"]);
+    assert_eq!(
+        digest_at(&same, "repo/registry", "v0.4.2"),
+        Some(app.digest())
+    );
+
+    // Under another name, given with --registry-name: load, copy and sync.
+    let other = Wharf::start(&work.path().join("other"));
+    let (code, out, err) = wharf(&[
+        "load",
+        "-q",
+        "--to",
+        &other.host(),
+        "--registry-name",
+        &name,
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(catalog(&other), ["repo/registry"]);
+    let copied = Wharf::start(&work.path().join("copied"));
+    let (code, out, err) = wharf(&[
+        "copy",
+        "-q",
+        &reference,
+        &copied.host(),
+        "--registry-name",
+        &name,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        digest_at(&copied, "repo/registry", "v0.4.2"),
+        Some(app.digest())
+    );
+    let list = work.path().join("images.txt");
+    std::fs::write(&list, format!("{reference}\n")).unwrap();
+    let synced = Wharf::start(&work.path().join("synced"));
+    let (code, out, err) = wharf(&[
+        "sync",
+        "-q",
+        "--to",
+        &synced.host(),
+        "--registry-name",
+        &name,
+        list.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("is the destination registry"), "{err}");
+    assert_eq!(catalog(&synced), ["repo/registry"]);
+
+    // Any other registry keeps the ?ns= layout.
+    let mirror = Wharf::start(&work.path().join("mirror"));
+    let (code, out, err) = wharf(&[
+        "load",
+        "-q",
+        "--to",
+        &mirror.host(),
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        catalog(&mirror),
+        [format!("{}/repo/registry", name.replace(':', "_"))]
+    );
+}
+
+#[test]
+fn names_that_map_two_images_onto_one_are_refused_and_nothing_is_copied() {
+    let work = tempfile::tempdir().unwrap();
+    let a = Wharf::start(&work.path().join("a"));
+    let b = Wharf::start(&work.path().join("b"));
+    push(
+        &Api::new(&a.url()),
+        "repo/app",
+        "v1",
+        &image::image(Format::Oci, "from-a", host_arch()),
+    );
+    push(
+        &Api::new(&b.url()),
+        "repo/app",
+        "v1",
+        &image::image(Format::Oci, "from-b", host_arch()),
+    );
+    let refs = [
+        format!("{}/repo/app:v1", a.host()),
+        format!("{}/repo/app:v1", b.host()),
+    ];
+    let dst = Wharf::start(&work.path().join("dst"));
+    let aliases = ["--registry-name", &a.host(), "--registry-name", &b.host()];
+
+    let list = work.path().join("images.txt");
+    std::fs::write(&list, refs.join("\n")).unwrap();
+    let dst_host = dst.host();
+    let mut sync = vec!["sync", "-q", "--to", &dst_host];
+    sync.extend(aliases);
+    sync.push(list.to_str().unwrap());
+    let (code, out, err) = wharf(&sync);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("would both be stored as"), "{err}");
+    assert!(err.contains(&refs[0]) && err.contains(&refs[1]), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(catalog(&dst).is_empty(), "nothing was copied");
+
+    // The same through two bundles: all are checked before anything is pushed.
+    let (bundle_a, bundle_b) = (work.path().join("a.tar"), work.path().join("b.tar"));
+    for (bundle, reference) in [(&bundle_a, &refs[0]), (&bundle_b, &refs[1])] {
+        let (code, out, err) = save(&["-o", bundle.to_str().unwrap(), reference]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let mut load = vec!["load", "-q", "--to", &dst_host];
+    load.extend(aliases);
+    load.extend([bundle_a.to_str().unwrap(), bundle_b.to_str().unwrap()]);
+    let (code, out, err) = wharf(&load);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("would both be stored as"), "{err}");
+    assert!(err.contains("nothing was loaded"), "{err}");
+    assert!(catalog(&dst).is_empty(), "nothing was loaded");
+}
+
+#[test]
+fn a_self_name_that_is_not_qualified_or_uses_latest_is_refused_with_the_fix() {
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("self.tar");
+    for (name, says) in [
+        ("wharf/wharf:0.2.0", "names no registry"),
+        ("registry.home.arpa:5000/wharf/wharf:latest", "latest"),
+    ] {
+        let (code, out, err) = save(&["--self", name, "-o", bundle.to_str().unwrap()]);
+        assert_eq!(code, 2, "{name}: {out}{err}");
+        assert!(err.contains(says), "{name}: {err}");
+        assert!(
+            err.contains("hint: name the image as nodes will pull it"),
+            "{name}: {err}"
+        );
+        assert!(!bundle.exists(), "no bundle for {name}");
+        assert!(!work.path().join("wharf-pod.yaml").exists());
+    }
+}
+
+#[test]
+fn a_bundle_whose_names_collide_is_not_written() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Wharf::start(&work.path().join("src"));
+    // Another image already under the name the self image is to take.
+    push(
+        &Api::new(&src.url()),
+        "wharf/wharf",
+        "9.9.9",
+        &image::image(Format::Oci, "not-wharf", host_arch()),
+    );
+    let name = format!("{}/wharf/wharf:9.9.9", src.host());
+    let bundle = work.path().join("clash.tar");
+    let (code, out, err) = save(&["--self", &name, &name, "-o", bundle.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("would both be named"), "{err}");
+    assert!(!bundle.exists(), "no bundle names one of them wrongly");
+    assert!(
+        files_under(work.path())
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("clash")),
+        "no temp file left"
+    );
+}
+
+/// The entries of a tar held in memory, by path.
+fn tar_entries(bytes: &[u8]) -> std::collections::HashMap<String, Vec<u8>> {
+    let mut archive = tar::Archive::new(bytes);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (path, data)
+        })
+        .collect()
+}
+
+#[test]
+fn a_self_image_with_ca_files_carries_them_and_the_pod_mounts_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let ca = common::tls::ca_init(&work.path().join("ca"));
+    let name = "registry.home.arpa:5000/wharf/wharf:0.2.0";
+    let bundle = work.path().join("self.tar");
+    let (code, out, err) = save(&[
+        "--self",
+        name,
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let files = tar_entries(&std::fs::read(&bundle).unwrap());
+    let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["io.containerd.image.name"] == name)
+        .expect("the self image under its name");
+    let blob = |digest: &serde_json::Value| {
+        let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+        files[&format!("blobs/sha256/{hex}")].clone()
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(&entry["digest"])).unwrap();
+    let layer = tar_entries(&blob(&manifest["layers"][0]["digest"]));
+    assert_eq!(
+        layer["etc/ssl/certs/ca-certificates.crt"],
+        std::fs::read(&ca).unwrap(),
+        "the CA where the system roots are looked for"
+    );
+    let list = String::from_utf8(layer["etc/wharf/self-image.files"].clone()).unwrap();
+    assert!(list.lines().any(|l| l == "usr/local/bin/wharf"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l == "etc/ssl/certs/ca-certificates.crt"),
+        "{list}"
+    );
+    let pod = std::fs::read_to_string(work.path().join("wharf-pod.yaml")).unwrap();
+    assert!(pod.contains(&format!("image: {name}")), "{pod}");
+    assert!(
+        !pod.contains("/etc/ssl/certs"),
+        "the image trusts its own CA: {pod}"
+    );
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::api::{descriptors, Api, Findings};
+use common::api::{descriptors, push_artifact, Api, Findings};
 use common::image::{self, digest_hex, host_arch, write_dir_transport, Format};
 use common::server::Wharf;
 use common::tools::{podman, require_root, run, skopeo};
@@ -98,4 +98,80 @@ fn podman_pulls_from_and_pushes_to_wharf_keeping_layer_digests() {
         Some(artifact.config().digest()),
         "podman push changed the config digest"
     );
+}
+
+/// A CRI-O or podman node side-loading a bundle of several images: every
+/// image keeps the digest its registry serves (a pod pinned by digest finds
+/// it), which `podman load` of such a bundle does not do on podman 4.3.
+#[test]
+fn load_into_containers_storage_keeps_every_registry_digest() {
+    require_root("podman with its own storage root");
+    let work = tempfile::tempdir().expect("temp dir");
+    let source = Wharf::start(&work.path().join("source"));
+    let api = Api::new(&source.url());
+    let single = image::image(Format::Docker, "cs-single", host_arch());
+    let multi = image::multi_arch(Format::Oci, "cs-multi");
+    push_artifact(&api, "team/single", "v1.0.0", &single);
+    push_artifact(&api, "team/multi", "v2.0.0", &multi);
+    let images = [
+        (
+            format!("{}/team/single:v1.0.0", source.host()),
+            single.digest(),
+        ),
+        (
+            format!("{}/team/multi:v2.0.0", source.host()),
+            multi.digest(),
+        ),
+    ];
+    let bundle = work.path().join("site.tar");
+    run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["save", "-q", "-o"])
+            .arg(&bundle)
+            .args(images.iter().map(|(name, _)| name)),
+        "wharf save",
+    );
+
+    // skopeo and podman read the same private storage.
+    let podman_dir = work.path().join("podman");
+    std::fs::create_dir_all(&podman_dir).expect("create podman dir");
+    let storage_conf = work.path().join("storage.conf");
+    std::fs::write(
+        &storage_conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            podman_dir.join("storage").display(),
+            podman_dir.join("run").display()
+        ),
+    )
+    .unwrap();
+    run(
+        std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .env("CONTAINERS_STORAGE_CONF", &storage_conf)
+            .env("TMPDIR", &podman_dir)
+            .args(["load", "-q", "--containers-storage"])
+            .arg(&bundle),
+        "wharf load --containers-storage",
+    );
+    for (name, digest) in &images {
+        let out = run(
+            podman(&podman_dir).args(["image", "inspect", name]),
+            "podman image inspect",
+        );
+        let inspected: Value = serde_json::from_str(&out.stdout).expect("podman prints JSON");
+        let repo = name.rsplit_once(':').unwrap().0;
+        let pinned = format!("{repo}@{digest}");
+        let repo_digests: Vec<&str> = inspected[0]["RepoDigests"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(
+            repo_digests.contains(&pinned.as_str()),
+            "{name}: the registry digest {digest} is not among {repo_digests:?}"
+        );
+        run(
+            podman(&podman_dir).args(["image", "inspect", &pinned]),
+            "podman finds the image by its registry digest",
+        );
+    }
 }

@@ -402,6 +402,19 @@ pub fn oci_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Push `artifact` (children of an index first) as `repo:tag`.
+pub fn push_artifact(api: &Api, repo: &str, tag: &str, artifact: &super::image::Artifact) {
+    for child in &artifact.children {
+        push_artifact(api, repo, &child.digest(), child);
+    }
+    for blob in &artifact.blobs {
+        api.push_blob_monolithic(repo, &blob.bytes)
+            .expect("push blob");
+    }
+    api.put_manifest(repo, tag, artifact.media_type, &artifact.manifest)
+        .expect("push manifest");
+}
+
 /// Push blobs and manifest; returns the manifest digest.
 pub fn push_image(
     api: &Api,

@@ -43,6 +43,30 @@ impl Wharf {
         }
     }
 
+    /// Like [`Wharf::start_with`], on `port`: a registry whose name, and so
+    /// its port, is chosen before it starts (images are named after it).
+    pub fn start_on(work_dir: &Path, port: u16, extra: &[String]) -> Wharf {
+        std::fs::create_dir_all(work_dir).expect("create wharf work dir");
+        let root = work_dir.join("root");
+        let log = work_dir.join("wharf-1.log");
+        let mut process = spawn(&root, port, &log, extra);
+        if let Err(why) = wait_ready(&mut process, port) {
+            panic!(
+                "{why}\n--- log {} ---\n{}",
+                log.display(),
+                super::process::log_tail(&log, 40)
+            );
+        }
+        Wharf {
+            process,
+            port,
+            root,
+            work_dir: work_dir.to_owned(),
+            starts: 1,
+            extra: extra.to_vec(),
+        }
+    }
+
     /// Like [`Wharf::start`], with `--config FILE` (kept across restarts).
     pub fn start_with_config(work_dir: &Path, config: Option<&Path>) -> Wharf {
         let extra: Vec<String> = config
