@@ -350,12 +350,6 @@ matrix! {
     right_1_6: Cell::Right, Release::Debian;
     right_2x: Cell::Right, Release::Latest;
     v3_section_in_v2_file_1_6: Cell::V3SectionInV2File, Release::Debian;
-    // Any version-2 file started by the test launcher on 2.4.2 fails every
-    // CRI pull with "unable to initialize unpacker: no unpack platforms
-    // defined": the launcher's native-snapshotter unpack settings for the
-    // transfer service do not survive the version-2 migration. Until the
-    // launcher writes them so that they do, this cell cannot be observed.
-    #[ignore = "the launcher's unpack settings do not survive 2.x's version-2 migration"]
     v3_section_in_v2_file_2x: Cell::V3SectionInV2File, Release::Latest;
     v3_file_v3_paths_1_6: Cell::V3FileV3Paths, Release::Debian;
     v3_file_v3_paths_2x: Cell::V3FileV3Paths, Release::Latest;

@@ -602,6 +602,19 @@ fn make_private(doc: &mut DocumentMut, release: Release, dir: &Path, socket: &Pa
             );
             set(root, &[cri[0], cri[1], "cni"], "conf_dir", path(&cni_conf));
             set(root, &[cri[0], cri[1], "cni"], "bin_dir", path(&cni_bin));
+            if release != Release::Debian {
+                // 2.x's migration of a version-2 file moves the table's
+                // `snapshotter` to the runtime, not to the image service,
+                // which keeps overlayfs and finds no unpack platform for it
+                // (`containerd config dump` of 2.0.14 and 2.4.2). The image
+                // service's own table is read next to a version-2 one.
+                set(
+                    root,
+                    &["plugins", "io.containerd.cri.v1.images"],
+                    "snapshotter",
+                    "native",
+                );
+            }
         }
         CriSchema::CriV1 { cni_bin_dirs } => {
             set(
