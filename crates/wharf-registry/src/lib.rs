@@ -12,6 +12,7 @@ pub mod auth;
 mod body;
 pub mod error;
 mod handlers;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 mod server;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use wharf_storage::Store;
 
+pub use limits::Limits;
 pub use server::{serve, serve_with, ServeOptions};
 /// The TLS acceptor type [`ServeOptions::tls`] takes.
 pub use tokio_rustls::TlsAcceptor;
@@ -37,6 +39,8 @@ pub struct RegistryConfig {
     pub delete_enabled: bool,
     /// Users and access rules; `None` serves everyone everything.
     pub auth: Option<Arc<auth::AuthLayer>>,
+    /// Connections, uploads and timeouts.
+    pub limits: Limits,
 }
 
 impl Default for RegistryConfig {
@@ -46,6 +50,7 @@ impl Default for RegistryConfig {
             sparse_indexes: false,
             delete_enabled: true,
             auth: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -61,12 +66,14 @@ struct Inner {
     config: RegistryConfig,
     metrics: Arc<metrics::Metrics>,
     upstream: Option<Arc<dyn Upstream>>,
+    uploads: limits::UploadSlots,
 }
 
 impl Registry {
     pub fn new(store: Store, config: RegistryConfig) -> Registry {
         Registry {
             inner: Arc::new(Inner {
+                uploads: limits::UploadSlots::new(config.limits.max_uploads),
                 store,
                 config,
                 metrics: Arc::default(),
@@ -86,6 +93,7 @@ impl Registry {
     ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
+                uploads: limits::UploadSlots::new(config.limits.max_uploads),
                 store,
                 config,
                 metrics,
@@ -100,6 +108,10 @@ impl Registry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn uploads(&self) -> &limits::UploadSlots {
+        &self.inner.uploads
     }
 
     pub fn metrics(&self) -> &metrics::Metrics {

@@ -237,6 +237,9 @@ After=network-online.target
 [Service]
 ExecStart=/usr/local/bin/wharf serve --listen {LISTEN} --root {ROOT}
 Restart=on-failure
+# Room for [server] max_connections (4096 by default) plus the files open
+# for blobs in flight; the usual 1024 would run out first.
+LimitNOFILE=65536
 StateDirectory=wharf
 KillSignal=SIGTERM
 
@@ -244,4 +247,24 @@ KillSignal=SIGTERM
 WantedBy=multi-user.target
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// systemd's default of 1024 open files would run out long before the
+    /// server's connection limit: a thousand silent sockets would lock
+    /// everyone out.
+    #[test]
+    fn systemd_unit_allows_more_files_than_connections() {
+        let unit = systemd_unit();
+        let limit: usize = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitNOFILE="))
+            .expect("the unit sets LimitNOFILE")
+            .parse()
+            .expect("a number");
+        assert!(limit >= 2 * wharf_registry::Limits::default().max_connections);
+    }
 }
