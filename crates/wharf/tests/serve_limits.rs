@@ -38,7 +38,8 @@ fn silent_tcp_connection_is_closed() {
     let wharf = quick_server(dir.path());
     let mut conn = net::connect(wharf.port());
     let sock = conn.try_clone().unwrap();
-    let took = net::wait_closed(&mut conn, &sock, CLOSE_BOUND).expect("a silent connection is closed");
+    let took =
+        net::wait_closed(&mut conn, &sock, CLOSE_BOUND).expect("a silent connection is closed");
     assert!(took >= Duration::from_secs(1), "closed too early: {took:?}");
 }
 
@@ -64,7 +65,9 @@ fn silent_tls_connection_is_closed() {
     std::fs::write(&config, QUICK_LIMITS).unwrap();
     let extra = ["--config".to_string(), config.display().to_string()];
     let wharf = HttpsWharf::start_with(&dir.path().join("w"), &cert, &key, &ca, &extra);
-    let mut conn = TlsClient::trusting(&ca).connect(wharf.port()).expect("TLS handshake");
+    let mut conn = TlsClient::trusting(&ca)
+        .connect(wharf.port())
+        .expect("TLS handshake");
     let took = conn
         .wait_closed(CLOSE_BOUND)
         .expect("a TLS connection silent after its handshake is closed");
@@ -76,11 +79,13 @@ fn keep_alive_connection_is_closed_when_idle_but_serves_first() {
     let dir = tempfile::tempdir().unwrap();
     let wharf = quick_server(dir.path());
     let mut conn = net::connect(wharf.port());
-    conn.write_all(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    conn.write_all(b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
     let head = net::read_head(&mut conn, CLOSE_BOUND).expect("an answer");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let sock = conn.try_clone().unwrap();
-    net::wait_closed(&mut conn, &sock, CLOSE_BOUND).expect("the idle keep-alive connection is closed");
+    net::wait_closed(&mut conn, &sock, CLOSE_BOUND)
+        .expect("the idle keep-alive connection is closed");
 }
 
 #[test]
@@ -102,7 +107,8 @@ fn trickling_patch_body_is_cut_off_with_408() {
             std::thread::sleep(Duration::from_millis(50));
         }
     });
-    let head = net::read_head(&mut conn, CLOSE_BOUND).expect("the server answers the trickling PATCH");
+    let head =
+        net::read_head(&mut conn, CLOSE_BOUND).expect("the server answers the trickling PATCH");
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
     drop(conn);
     trickle.join().unwrap();
@@ -134,14 +140,18 @@ fn stalled_uploads_hold_no_threads() {
             .all(|l| api.upload_size(l).is_ok_and(|s| s >= 256 << 10))
             .then_some(())
     });
-    assert!(all_writing.is_some(), "the stalled uploads did not all reach storage");
+    assert!(
+        all_writing.is_some(),
+        "the stalled uploads did not all reach storage"
+    );
     let during = net::threads(wharf.pid());
     assert!(
         during < before + 24,
         "{STALLED} stalled uploads grew the server from {before} to {during} threads"
     );
     // Pushes still work meanwhile.
-    push_image(&api, "normal", "v1", b"{}", &[&[1u8; 300_000]]).expect("a push beside stalled uploads");
+    push_image(&api, "normal", "v1", b"{}", &[&[1u8; 300_000]])
+        .expect("a push beside stalled uploads");
     drop(stalled);
 }
 
@@ -188,14 +198,18 @@ fn stalled_http2_streams_hold_no_threads() {
             .all(|l| api.upload_size(l).is_ok_and(|s| s >= 256 << 10))
             .then_some(())
     });
-    assert!(all_writing.is_some(), "the stalled streams did not all reach storage");
+    assert!(
+        all_writing.is_some(),
+        "the stalled streams did not all reach storage"
+    );
     let during = net::threads(wharf.pid());
     assert!(
         during < before + 24,
         "{} stalled HTTP/2 streams grew the server from {before} to {during} threads",
         CONNECTIONS * STREAMS
     );
-    push_image(&api, "normal", "v1", b"{}", &[&[2u8; 300_000]]).expect("a push beside stalled streams");
+    push_image(&api, "normal", "v1", b"{}", &[&[2u8; 300_000]])
+        .expect("a push beside stalled streams");
     drop((held, held_clients));
 }
 
@@ -222,7 +236,10 @@ fn uploads_beyond_the_limit_get_429_with_retry_after() {
     let mut conn = stalled_patch(wharf.port(), &path(&third), 10, 10);
     let head = net::read_head(&mut conn, CLOSE_BOUND).expect("an answer beyond the limit");
     assert!(head.starts_with("HTTP/1.1 429"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("retry-after: "), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: "),
+        "{head}"
+    );
     let mut body = [0u8; 512];
     let n = std::io::Read::read(&mut conn, &mut body).unwrap();
     assert!(
@@ -237,7 +254,10 @@ fn uploads_beyond_the_limit_get_429_with_retry_after() {
         let head = net::read_head(&mut conn, CLOSE_BOUND).ok()?;
         head.starts_with("HTTP/1.1 202").then_some(())
     });
-    assert!(accepted.is_some(), "an upload is accepted once a slot is free");
+    assert!(
+        accepted.is_some(),
+        "an upload is accepted once a slot is free"
+    );
 }
 
 #[test]
@@ -248,7 +268,8 @@ fn connection_limit_closes_idle_connections_for_a_new_client() {
     let silent: Vec<_> = (0..20).map(|_| net::connect(wharf.port())).collect();
     let api = Api::new(&wharf.url());
     let started = std::time::Instant::now();
-    push_image(&api, "past-the-limit", "v1", b"{}", &[b"layer"]).expect("a client past the connection limit is served");
+    push_image(&api, "past-the-limit", "v1", b"{}", &[b"layer"])
+        .expect("a client past the connection limit is served");
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "served only after {:?}",
@@ -270,8 +291,13 @@ fn http2_closing_put_without_content_length_is_hashed() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (status, headers, body) = runtime.block_on(async {
         let mut client = net::h2_connect(wharf.port()).await;
-        let (status, headers, _) =
-            net::h2_send(&mut client, "POST", &format!("{base}/v2/h2/blobs/uploads/"), &[]).await;
+        let (status, headers, _) = net::h2_send(
+            &mut client,
+            "POST",
+            &format!("{base}/v2/h2/blobs/uploads/"),
+            &[],
+        )
+        .await;
         assert_eq!(status, 202);
         let location = headers["location"].to_str().unwrap().to_string();
         let url = format!("{base}{location}?digest={digest}");

@@ -84,14 +84,19 @@ fn idle_connections_and_slow_uploads_do_not_stop_a_normal_client() {
     let accepted = wait_for(Duration::from_secs(60), || {
         (net::open_files(pid) >= at_rest.open_files + crowd).then_some(())
     });
-    assert!(accepted.is_some(), "the server did not accept all {crowd} connections");
+    assert!(
+        accepted.is_some(),
+        "the server did not accept all {crowd} connections"
+    );
 
     let started = Instant::now();
     let layer: Vec<u8> = (0..4u32 << 20).map(|i| (i % 253) as u8).collect();
     let manifest = push_image(&api, "normal", "v1", b"{\"load\":true}", &[&layer])
         .expect("a normal push under load");
     let pushed = started.elapsed();
-    let fetched = api.manifest("normal", "v1").expect("a normal manifest pull under load");
+    let fetched = api
+        .manifest("normal", "v1")
+        .expect("a normal manifest pull under load");
     assert_eq!(fetched.digest, manifest);
     assert_eq!(api.blob("normal", &sha256_digest(&layer)).unwrap(), layer);
     let served = started.elapsed();
@@ -116,7 +121,10 @@ fn idle_connections_and_slow_uploads_do_not_stop_a_normal_client() {
         at_rest.rss_kib / 1024,
         loaded.open_files,
     );
-    assert!(served < NORMAL_CLIENT_BOUND, "push and pull took {served:?}");
+    assert!(
+        served < NORMAL_CLIENT_BOUND,
+        "push and pull took {served:?}"
+    );
     assert!(
         loaded.threads < MAX_THREADS,
         "{} threads under load",
@@ -132,7 +140,12 @@ fn idle_connections_and_slow_uploads_do_not_stop_a_normal_client() {
 
 /// A PATCH announcing 64 MiB and sending [`SLOW_STEP`] bytes every
 /// [`SLOW_EVERY`] until `stop`; an error if the server cut it off.
-async fn slow_upload(port: u16, path: String, stop: Arc<AtomicBool>, n: usize) -> std::io::Result<()> {
+async fn slow_upload(
+    port: u16,
+    path: String,
+    stop: Arc<AtomicBool>,
+    n: usize,
+) -> std::io::Result<()> {
     // Spread the starts, so the crowd arrives over a second, not at once.
     tokio::time::sleep(SLOW_EVERY * (n % 4) as u32).await;
     let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;

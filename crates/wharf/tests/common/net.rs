@@ -12,7 +12,11 @@ use bytes::Bytes;
 /// reset, or a TLS stream ending without close_notify); how long that took,
 /// or an error of kind `TimedOut` if it is still open after `bound`. Bytes
 /// the server sends meanwhile (an HTTP/2 SETTINGS or GOAWAY) are skipped.
-pub fn wait_closed(reader: &mut impl Read, sock: &TcpStream, bound: Duration) -> io::Result<Duration> {
+pub fn wait_closed(
+    reader: &mut impl Read,
+    sock: &TcpStream,
+    bound: Duration,
+) -> io::Result<Duration> {
     let started = Instant::now();
     let mut buf = [0u8; 4096];
     loop {
@@ -27,11 +31,19 @@ pub fn wait_closed(reader: &mut impl Read, sock: &TcpStream, bound: Duration) ->
         match reader.read(&mut buf) {
             Ok(0) => return Ok(started.elapsed()),
             Ok(_) => {}
-            Err(e) if matches!(
-                e.kind(),
-                io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
-            ) => return Ok(started.elapsed()),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return Ok(started.elapsed())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e),
         }
     }
@@ -44,7 +56,8 @@ pub fn connect(port: u16) -> TcpStream {
 
 /// The HTTP/2 connection preface and an empty SETTINGS frame: all a client
 /// must send before the server may expect requests.
-pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+pub const H2_PREFACE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 /// A `PATCH` of `location` announcing `announced` bytes, of which only
 /// `sent` are sent; the connection is returned open, the rest never comes.
@@ -54,7 +67,9 @@ pub fn stalled_patch(port: u16, location: &str, announced: usize, sent: usize) -
         "PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/octet-stream\r\nContent-Length: {announced}\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).expect("send PATCH head");
-    stream.write_all(&vec![7u8; sent]).expect("send part of the body");
+    stream
+        .write_all(&vec![7u8; sent])
+        .expect("send part of the body");
     stream
 }
 
@@ -144,8 +159,12 @@ pub async fn h2_send(
     if !body.is_empty() {
         // Two frames, so the body is not a single DATA frame with END_STREAM.
         let (first, rest) = body.split_at(body.len() / 2);
-        stream.send_data(Bytes::copy_from_slice(first), false).expect("send data");
-        stream.send_data(Bytes::copy_from_slice(rest), true).expect("send data");
+        stream
+            .send_data(Bytes::copy_from_slice(first), false)
+            .expect("send data");
+        stream
+            .send_data(Bytes::copy_from_slice(rest), true)
+            .expect("send data");
     }
     let response = response.await.expect("HTTP/2 response");
     let (parts, mut recv) = response.into_parts();
