@@ -676,7 +676,7 @@ pub async fn token_endpoint(registry: &Registry, req: Request<'_>) -> HandlerRes
         return Err(RegistryError::not_found());
     };
     let (user, scopes, oauth) = if *req.method == Method::POST {
-        let form = body::read_limited(req.body, MAX_TOKEN_FORM).await?;
+        let form = body::read_limited(req.body, MAX_TOKEN_FORM, &registry.config().limits).await?;
         let form = Query::parse_form(&form);
         if form.get("grant_type") != Some("password") {
             return Err(RegistryError::new(

@@ -1,14 +1,20 @@
 //! Request and response bodies.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::TryStreamExt;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
+use tokio::time::{Instant, Sleep};
 use wharf_storage::ByteStream;
 
 use crate::error::{Code, RegistryError};
+use crate::limits::Limits;
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
@@ -26,22 +32,127 @@ pub fn stream(s: ByteStream) -> Body {
     StreamBody::new(s.map_ok(Frame::data)).boxed_unsync()
 }
 
-/// The request body as a stream of data chunks.
-pub fn request_stream(body: Incoming) -> ByteStream {
+/// The request body as a stream of data chunks that ends in an error of
+/// kind `TimedOut` when the client stops making progress (see
+/// [`Limits::body_timeout`]).
+pub fn request_stream(body: Incoming, limits: &Limits) -> ByteStream {
     let frames = TryStreamExt::map_err(http_body_util::BodyStream::new(body), io::Error::other);
-    Box::pin(frames.try_filter_map(|frame| async move { Ok(frame.into_data().ok()) }))
+    let data = frames.try_filter_map(|frame| async move { Ok(frame.into_data().ok()) });
+    Box::pin(ProgressGuard::new(Box::pin(data), limits))
+}
+
+/// Cuts a body off when it brings fewer than `window_bytes` in a window of
+/// `window` spent waiting for it. Only time spent waiting on the client
+/// counts: while the server is busy writing (and so not reading), the clock
+/// stands still, so a slow disk is never blamed on the client. A stalled
+/// client then holds its connection and upload slot for one window at most;
+/// a trickling one, sending a byte now and then to dodge a plain idle
+/// timeout, too.
+struct ProgressGuard {
+    inner: ByteStream,
+    window: Duration,
+    window_bytes: u64,
+    /// Time spent waiting for the client in the current window, and bytes
+    /// received in it.
+    waited: Duration,
+    received: u64,
+    waiting_since: Option<Instant>,
+    timer: Pin<Box<Sleep>>,
+    finished: bool,
+}
+
+impl ProgressGuard {
+    fn new(inner: ByteStream, limits: &Limits) -> ProgressGuard {
+        ProgressGuard {
+            inner,
+            window: limits.body_timeout,
+            window_bytes: limits.body_window_bytes(),
+            waited: Duration::ZERO,
+            received: 0,
+            waiting_since: None,
+            timer: Box::pin(tokio::time::sleep(limits.body_timeout)),
+            finished: false,
+        }
+    }
+
+    fn received(&mut self, bytes: usize) {
+        if let Some(since) = self.waiting_since.take() {
+            self.waited += since.elapsed();
+        }
+        self.received += bytes as u64;
+        if self.received >= self.window_bytes {
+            self.received = 0;
+            self.waited = Duration::ZERO;
+        }
+    }
+
+    fn too_slow(&self) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the request body brought {} of the {} bytes due within {:?}; the client is too slow or stalled",
+                self.received, self.window_bytes, self.window
+            ),
+        )
+    }
+}
+
+impl Stream for ProgressGuard {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.received(chunk.len());
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(other) => {
+                self.finished = true;
+                Poll::Ready(other)
+            }
+            Poll::Pending => {
+                let since = *self.waiting_since.get_or_insert_with(Instant::now);
+                let deadline = since + self.window.saturating_sub(self.waited);
+                if self.timer.deadline() != deadline {
+                    self.timer.as_mut().reset(deadline);
+                }
+                if self.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.finished = true;
+                Poll::Ready(Some(Err(self.too_slow())))
+            }
+        }
+    }
+}
+
+/// Whether a body error is the [`ProgressGuard`] cutting a slow client off.
+pub fn is_timeout(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut
 }
 
 /// Read a whole body, refusing it as soon as it exceeds `limit` bytes, so a
 /// huge manifest never sits in memory.
-pub async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, RegistryError> {
-    let mut stream = request_stream(body);
+pub async fn read_limited(
+    body: Incoming,
+    limit: usize,
+    limits: &Limits,
+) -> Result<Bytes, RegistryError> {
+    let mut stream = request_stream(body, limits);
     let mut buf = Vec::new();
     while let Some(chunk) = stream.try_next().await.map_err(|e| {
-        RegistryError::new(
+        let err = RegistryError::new(
             Code::ManifestInvalid,
             format!("could not read the request body: {e}"),
-        )
+        );
+        if is_timeout(&e) {
+            err.with_status(http::StatusCode::REQUEST_TIMEOUT)
+        } else {
+            err
+        }
     })? {
         if buf.len() + chunk.len() > limit {
             return Err(too_large(limit));

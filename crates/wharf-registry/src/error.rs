@@ -194,6 +194,10 @@ impl From<StorageError> for RegistryError {
             StorageError::ManifestBlobUnknown(missing) => {
                 RegistryError::manifest_blobs_unknown(&missing)
             }
+            StorageError::BodyInterrupted(ref cause) if crate::body::is_timeout(cause) => {
+                RegistryError::new(Code::BlobUploadInvalid, msg)
+                    .with_status(StatusCode::REQUEST_TIMEOUT)
+            }
             StorageError::BodyInterrupted(_) => RegistryError::new(Code::BlobUploadInvalid, msg),
             StorageError::Corrupt { .. } | StorageError::Io { .. } => {
                 tracing::error!(error = %msg, "storage failure");

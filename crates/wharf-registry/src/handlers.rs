@@ -3,7 +3,7 @@
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use serde_json::json;
 use wharf_oci::{media_type, Algorithm, Digest, RepositoryName, Tag, Target};
 use wharf_storage::{ManifestPutOptions, StorageError, TagPage};
@@ -26,6 +26,10 @@ pub struct Request<'a> {
     pub body: Incoming,
     /// Who asked; the auth layer already allowed the endpoint's action.
     pub caller: &'a Caller,
+}
+
+fn limits(registry: &Registry) -> &crate::Limits {
+    &registry.config().limits
 }
 
 fn hv(s: &str) -> HeaderValue {
@@ -321,7 +325,7 @@ async fn put_manifest(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let extra_tags = extra_tags(req.query, target)?;
-    let bytes = body::read_limited(req.body, limit).await?;
+    let bytes = body::read_limited(req.body, limit, limits(registry)).await?;
     let options = ManifestPutOptions {
         sparse_indexes: registry.config().sparse_indexes,
         extra_tags,
@@ -654,8 +658,9 @@ async fn start_upload(
         // Not mountable: the spec says to start an ordinary upload instead.
     }
     if let Some(d) = query_digest(req.query)? {
+        let _slot = registry.uploads().take()?;
         store
-            .put_blob(repo, &d, body::request_stream(req.body))
+            .put_blob(repo, &d, body::request_stream(req.body, limits(registry)))
             .await?;
         return blob_created(repo, &d);
     }
@@ -730,7 +735,8 @@ async fn patch_upload(
 ) -> HandlerResult {
     let result = async {
         let start = chunk_start(req.headers)?;
-        let stream = body::request_stream(req.body);
+        let _slot = registry.uploads().take()?;
+        let stream = body::request_stream(req.body, limits(registry));
         Ok::<_, RegistryError>(
             registry
                 .store()
@@ -759,10 +765,12 @@ async fn put_upload(
     })?;
     let result = async {
         let start = chunk_start(req.headers)?;
-        let has_body = declared_length(req.headers) != Some(0)
-            && (declared_length(req.headers).is_some()
-                || req.headers.contains_key(header::TRANSFER_ENCODING));
-        let last = has_body.then(|| (start, body::request_stream(req.body)));
+        // Whether a final chunk follows is the body's to say, not the
+        // headers': an HTTP/2 request may carry data frames without a
+        // `Content-Length`, and only its end-of-stream flag marks it empty.
+        let has_body = !req.body.is_end_stream();
+        let _slot = has_body.then(|| registry.uploads().take()).transpose()?;
+        let last = has_body.then(|| (start, body::request_stream(req.body, limits(registry))));
         Ok::<_, RegistryError>(registry.store().finish_upload(repo, id, &d, last).await?)
     }
     .await;

@@ -12,6 +12,7 @@ pub mod auth;
 mod body;
 pub mod error;
 mod handlers;
+pub mod limits;
 pub mod metrics;
 pub mod routes;
 mod server;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 use wharf_storage::Store;
 
+pub use limits::Limits;
 pub use server::{serve, serve_with, ServeOptions};
 /// The TLS acceptor type [`ServeOptions::tls`] takes.
 pub use tokio_rustls::TlsAcceptor;
@@ -41,6 +43,8 @@ pub struct RegistryConfig {
     /// port). A containerd mirror request with `?ns=` one of them asks for
     /// the registry's own images, which live at their plain path.
     pub names: Vec<String>,
+    /// Connections, uploads and timeouts.
+    pub limits: Limits,
 }
 
 impl Default for RegistryConfig {
@@ -51,6 +55,7 @@ impl Default for RegistryConfig {
             delete_enabled: true,
             auth: None,
             names: Vec::new(),
+            limits: Limits::default(),
         }
     }
 }
@@ -81,12 +86,14 @@ struct Inner {
     config: RegistryConfig,
     metrics: Arc<metrics::Metrics>,
     upstream: Option<Arc<dyn Upstream>>,
+    uploads: limits::UploadSlots,
 }
 
 impl Registry {
     pub fn new(store: Store, config: RegistryConfig) -> Registry {
         Registry {
             inner: Arc::new(Inner {
+                uploads: limits::UploadSlots::new(config.limits.max_uploads),
                 store,
                 config,
                 metrics: Arc::default(),
@@ -106,6 +113,7 @@ impl Registry {
     ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
+                uploads: limits::UploadSlots::new(config.limits.max_uploads),
                 store,
                 config,
                 metrics,
@@ -120,6 +128,10 @@ impl Registry {
 
     pub fn config(&self) -> &RegistryConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn uploads(&self) -> &limits::UploadSlots {
+        &self.inner.uploads
     }
 
     pub fn metrics(&self) -> &metrics::Metrics {

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -25,17 +26,27 @@ use crate::auth;
 use crate::body::{self, Body};
 use crate::error::{Code, RegistryError};
 use crate::handlers::{self, Request as HandlerRequest};
+use crate::limits::Limits;
 use crate::routes::{self, Query};
 use crate::Registry;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long a client gets to finish the TLS handshake: a silent or
-/// plain-HTTP client must not hold a connection slot for longer.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection asked to close (idle, shed or shutting down) gets
+/// to say goodbye (an HTTP/2 GOAWAY) before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// At the connection limit, connections idle for at least this long are
+/// closed to make room; a client between two requests of a burst keeps its
+/// connection.
+const SHED_MIN_IDLE: Duration = Duration::from_secs(1);
+/// At the connection limit, how often idle connections are asked again to
+/// make room while the accept loop waits for a slot.
+const SHED_INTERVAL: Duration = Duration::from_secs(1);
+/// HTTP/2 pings on a busy connection find a peer that vanished.
+const H2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const H2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Concurrent streams one HTTP/2 connection may open (hyper's default).
+const H2_MAX_STREAMS: u32 = 200;
 
 /// How connections are served. The default is plain HTTP.
 #[derive(Clone, Default)]
@@ -57,42 +68,46 @@ pub async fn serve(
 
 /// [`serve`] with options, e.g. HTTPS. The accept loop only accepts: the TLS
 /// handshake runs on the connection's own task, so a slow client never
-/// delays the next accept.
+/// delays the next accept. At most [`Limits::max_connections`] connections
+/// are open at once; at the limit, idle ones are closed to make room and the
+/// next client waits in the listen backlog until a slot frees.
 pub async fn serve_with(
     listener: TcpListener,
     registry: Registry,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new(http_builder());
+    let limits = registry.config().limits.clone();
+    let shared = Arc::new(Shared {
+        builder: http_builder(&limits),
+        slots: Arc::new(Semaphore::new(limits.max_connections)),
+        shed: Notify::new(),
+        closing: watch::channel(false).0,
+        limits,
+    });
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Running out of file descriptors must not kill the server.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            accepted = next_connection(&listener, &shared) => accepted,
             () = &mut shutdown => break,
+        };
+        let Some((stream, peer, slot)) = accepted else {
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let connection = Connection {
-            builder: builder.clone(),
+            shared: shared.clone(),
             registry: registry.clone(),
-            watcher: graceful.watcher(),
             peer,
+            _slot: slot,
         };
         let tls = options.tls.clone();
         tokio::spawn(async move {
             match tls {
                 None => connection.serve(stream).await,
                 Some(acceptor) => {
-                    if let Some(stream) = tls_handshake(&acceptor, stream, peer).await {
+                    let timeout = shared_limits(&connection).tls_handshake_timeout;
+                    if let Some(stream) = tls_handshake(&acceptor, stream, peer, timeout).await {
                         connection.serve(stream).await;
                     }
                 }
@@ -101,23 +116,85 @@ pub async fn serve_with(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
+    shared.closing.send_replace(true);
+    // Every open connection holds a slot: all of them free means all closed.
+    let all = u32::try_from(shared.limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = shared.slots.acquire_many(all) => tracing::info!("all connections closed"),
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("gave up waiting for connections to close"),
     }
     Ok(())
 }
 
-fn http_builder() -> auto::Builder<TokioExecutor> {
+/// What every connection task shares with the accept loop.
+struct Shared {
+    builder: auto::Builder<TokioExecutor>,
+    limits: Limits,
+    /// One permit per open connection.
+    slots: Arc<Semaphore>,
+    /// Wakes idle connections to close when the slots run out.
+    shed: Notify,
+    /// Becomes `true` on shutdown.
+    closing: watch::Sender<bool>,
+}
+
+fn shared_limits(connection: &Connection) -> &Limits {
+    &connection.shared.limits
+}
+
+/// A connection slot, then the next connection. Without a free slot, idle
+/// connections are asked to make room until one frees; the waiting client
+/// sits in the listen backlog meanwhile. `None` when accept failed.
+async fn next_connection(
+    listener: &TcpListener,
+    shared: &Shared,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let slot = match shared.slots.clone().try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => wait_for_slot(shared).await,
+    };
+    match listener.accept().await {
+        Ok((stream, peer)) => Some((stream, peer, slot)),
+        Err(e) => {
+            // Running out of file descriptors must not kill the server.
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+async fn wait_for_slot(shared: &Shared) -> OwnedSemaphorePermit {
+    tracing::warn!(
+        max_connections = shared.limits.max_connections,
+        "connection limit reached: closing idle connections, new ones wait"
+    );
+    loop {
+        shared.shed.notify_waiters();
+        tokio::select! {
+            slot = shared.slots.clone().acquire_owned() => return slot.expect("the slots are never closed"),
+            () = tokio::time::sleep(SHED_INTERVAL) => {}
+        }
+    }
+}
+
+fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that never finishes its headers must not hold a connection
-    // forever (slowloris); bodies are bounded by the upload logic instead.
+    // forever (slowloris); bodies are bounded by `body::request_stream`, idle
+    // connections by `Connection::serve`.
     builder
         .http1()
         .keep_alive(true)
         .max_buf_size(1024 * 1024)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT);
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .keep_alive_interval(H2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEP_ALIVE_TIMEOUT);
     builder
 }
 
@@ -128,15 +205,16 @@ async fn tls_handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
+    timeout: Duration,
 ) -> Option<TlsStream<TcpStream>> {
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, %peer, "TLS handshake failed");
             None
         }
         Err(_) => {
-            tracing::debug!(%peer, timeout = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake timed out");
+            tracing::debug!(%peer, ?timeout, "TLS handshake timed out");
             None
         }
     }
@@ -144,32 +222,120 @@ async fn tls_handshake(
 
 /// One accepted connection and what it needs to be served.
 struct Connection {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    shared: Arc<Shared>,
     registry: Registry,
-    watcher: Watcher,
     peer: SocketAddr,
+    /// Held for as long as the connection is open.
+    _slot: OwnedSemaphorePermit,
+}
+
+/// Why a connection is being closed by the server.
+#[derive(Debug, Clone, Copy)]
+enum Close {
+    Idle,
+    Shed,
+    Shutdown,
 }
 
 impl Connection {
-    /// HTTP/1.1 or HTTP/2 over `io` until the client or a shutdown ends it.
+    /// HTTP/1.1 or HTTP/2 over `io` until the client ends it, it stays idle
+    /// (no request in flight) for `idle_timeout`, the server needs its slot
+    /// or shuts down. A request is in flight from its headers until its
+    /// response body is sent or dropped.
     async fn serve<I>(self, io: I)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let Connection {
-            builder,
-            registry,
-            watcher,
-            peer,
-        } = self;
+        let (in_flight, mut activity) = watch::channel(0usize);
+        let in_flight = Arc::new(in_flight);
+        let (registry, peer) = (self.registry.clone(), self.peer);
         let service = service_fn(move |req| {
             let registry = registry.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(&registry, req, peer).await) }
+            let guard = InFlight::start(&in_flight);
+            async move {
+                let response = handle(&registry, req, peer).await;
+                Ok::<_, std::convert::Infallible>(guard.until_sent(response))
+            }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        if let Err(e) = watcher.watch(conn.into_owned()).await {
-            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        let conn = self
+            .shared
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let limits = &self.shared.limits;
+        let mut closing = self.shared.closing.subscribe();
+        let mut idle_since = Some(tokio::time::Instant::now());
+        let close = loop {
+            let idle_deadline = idle_since.map(|t| t + limits.idle_timeout);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                    return;
+                }
+                Ok(()) = activity.changed() => {
+                    let busy = *activity.borrow_and_update() > 0;
+                    idle_since = match (busy, idle_since) {
+                        (true, _) => None,
+                        (false, None) => Some(tokio::time::Instant::now()),
+                        (false, since) => since,
+                    };
+                }
+                () = sleep_until(idle_deadline) => break Close::Idle,
+                () = self.shared.shed.notified(), if idle_since.is_some() => {
+                    if idle_since.is_some_and(|t| t.elapsed() >= SHED_MIN_IDLE) {
+                        break Close::Shed;
+                    }
+                }
+                _ = closing.wait_for(|closing| *closing) => break Close::Shutdown,
+            }
+        };
+        tracing::debug!(%peer, reason = ?close, "closing connection");
+        conn.as_mut().graceful_shutdown();
+        let grace = match close {
+            Close::Shutdown => DRAIN_TIMEOUT,
+            Close::Idle | Close::Shed => CLOSE_GRACE,
+        };
+        if tokio::time::timeout(grace, conn).await.is_err() {
+            tracing::debug!(%peer, "connection did not close in time; dropped");
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Counts one request as in flight on its connection from its headers until
+/// its response body is finished or dropped, so that a long download or
+/// upload is never taken for an idle connection.
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl InFlight {
+    fn start(counter: &Arc<watch::Sender<usize>>) -> InFlight {
+        counter.send_modify(|n| *n += 1);
+        InFlight(counter.clone())
+    }
+
+    fn until_sent(self, response: Response<Body>) -> Response<Body> {
+        response.map(|body| {
+            body.map_frame(move |frame| {
+                let _in_flight = &self;
+                frame
+            })
+            .boxed_unsync()
+        })
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
 

@@ -17,7 +17,6 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 use wharf_oci::{Digest, Hasher};
 
 use crate::backend::{AppendOutcome, Backend, ByteStream, Durability, UploadReader, WriteObserver};
@@ -32,11 +31,12 @@ const READ_CHUNK: usize = 512 * 1024;
 /// Bytes an upload writes before the disk is asked to start on them, so the
 /// fsync that publishes a blob finds little left to write.
 const WRITEBACK_WINDOW: u64 = 8 * 1024 * 1024;
-/// Network reads are gathered into chunks this large before they cross to
-/// the writing thread: one hand-off per 256 KiB instead of per socket read.
+/// Network reads are gathered into batches at least this large before they
+/// cross to the blocking pool: one hand-off per 256 KiB instead of per
+/// socket read.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Chunks in flight between the connection and the writing thread.
-const WRITE_AHEAD: usize = 16;
+/// Bytes received ahead while a batch is being written.
+const MAX_PENDING: usize = 2 * WRITE_BATCH;
 
 #[derive(Clone)]
 pub struct FsBackend {
@@ -623,130 +623,188 @@ impl Backend for FsBackend {
 }
 
 impl FsBackend {
-    /// Append `body` through one writing thread that hashes each chunk after
-    /// writing it, so the hash always covers exactly the bytes on disk.
+    /// Append `body`, hashing each batch on the blocking pool right after it
+    /// is written, so the hash always covers exactly the bytes on disk.
     async fn append(
         &self,
         id: &str,
         offset: u64,
-        mut body: ByteStream,
-        mut hasher: Hasher,
+        body: ByteStream,
+        hasher: Hasher,
     ) -> StorageResult<AppendOutcome> {
-        let path = self.inner.path(&layout::upload_data(id));
-        let id_owned = id.to_string();
-        let file = Arc::new(blocking(move || open_for_append(&path, &id_owned, offset)).await?);
-        let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_AHEAD);
-        let context = format!("writing upload {id}");
-        let inner = self.inner.clone();
-        // Hashing happens on the writing thread, after each write succeeds,
-        // so the hash always covers exactly the bytes on disk.
-        let writer = tokio::task::spawn_blocking(move || -> StorageResult<AppendOutcome> {
-            let mut size = offset;
-            let mut written_back = offset;
-            while let Some(chunk) = rx.blocking_recv() {
-                (&*file)
-                    .write_all(&chunk)
-                    .map_err(io_err(context.clone()))?;
-                hasher.update(&chunk);
-                size += chunk.len() as u64;
-                inner.write_back(&file, &mut written_back, size);
-            }
-            Ok(AppendOutcome { size, hasher })
-        });
-        let mut body_error = None;
-        let mut batch = bytes::BytesMut::new();
-        while let Some(item) = body.next().await {
-            match item {
-                Ok(chunk) => {
-                    batch.extend_from_slice(&chunk);
-                    if batch.len() >= WRITE_BATCH && tx.send(batch.split().freeze()).await.is_err()
-                    {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    body_error = Some(e);
-                    break;
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = tx.send(batch.freeze()).await;
-        }
-        drop(tx);
-        let outcome = writer
-            .await
-            .map_err(|e| StorageError::io("upload writer", io::Error::other(e)))?;
-        match body_error {
-            Some(e) => Err(StorageError::BodyInterrupted(e)),
-            None => outcome,
-        }
+        let file = self.open_upload(id, offset).await?;
+        let writer = BatchWriter::new(&self.inner, file, id, offset).hashing(hasher);
+        let writer = writer.pump(body, |_| {}).await?;
+        Ok(AppendOutcome {
+            size: writer.size,
+            hasher: writer.hasher.expect("the writer was given a hasher"),
+        })
     }
 
     /// Append `body` for readers following the upload (a pull-through
     /// cache's download), telling `on_written` how far the file got after
-    /// every write. Two stages overlap: the receiving task hashes each chunk
-    /// as it arrives and gathers chunks without copying them; the writing
-    /// thread writes each batch with one vectored write. The hash still
-    /// covers exactly the bytes on disk: it is handed back only when every
-    /// chunk it saw was written, and dropped on any failure.
+    /// every write. The receiving task hashes each chunk as it arrives, so
+    /// the hash overlaps the previous batch's write; it still covers exactly
+    /// the bytes on disk: it is handed back only when every chunk it saw was
+    /// written, and dropped on any failure.
     async fn append_observed(
         &self,
         id: &str,
         offset: u64,
-        mut body: ByteStream,
+        body: ByteStream,
         mut hasher: Hasher,
         on_written: WriteObserver,
     ) -> StorageResult<AppendOutcome> {
+        let file = self.open_upload(id, offset).await?;
+        let writer = BatchWriter::new(&self.inner, file, id, offset).observed(on_written);
+        let writer = writer.pump(body, |chunk| hasher.update(chunk)).await?;
+        Ok(AppendOutcome {
+            size: writer.size,
+            hasher,
+        })
+    }
+
+    async fn open_upload(&self, id: &str, offset: u64) -> StorageResult<Arc<File>> {
         let path = self.inner.path(&layout::upload_data(id));
-        let id_owned = id.to_string();
-        let file = Arc::new(blocking(move || open_for_append(&path, &id_owned, offset)).await?);
-        let (tx, mut rx) = mpsc::channel::<Vec<Bytes>>(WRITE_AHEAD);
-        let context = format!("writing upload {id}");
-        let inner = self.inner.clone();
-        let writer = tokio::task::spawn_blocking(move || -> StorageResult<u64> {
-            let mut size = offset;
-            let mut written_back = offset;
-            while let Some(batch) = rx.blocking_recv() {
-                size += write_all_vectored(&file, &batch).map_err(io_err(context.clone()))?;
-                on_written(size, &batch);
-                inner.write_back(&file, &mut written_back, size);
+        let id = id.to_string();
+        Ok(Arc::new(
+            blocking(move || open_for_append(&path, &id, offset)).await?,
+        ))
+    }
+}
+
+/// Writes an upload's body in batches. The body is received on the
+/// connection's task; a batch crosses to the blocking pool only once it is
+/// ready (at least [`WRITE_BATCH`] bytes, or the end of the body), and the
+/// writer moves there and back with it. So an upload whose client stalls
+/// holds no thread at all, however many there are, while a fast one still
+/// overlaps receiving the next batch with writing the last. At most
+/// [`MAX_PENDING`] bytes wait while a batch is being written; beyond that
+/// the body is not read, and the client's sending window closes.
+struct BatchWriter {
+    file: Arc<File>,
+    inner: Arc<Inner>,
+    context: String,
+    size: u64,
+    written_back: u64,
+    /// Hashes each batch after writing it (`append`).
+    hasher: Option<Hasher>,
+    /// Told the size and the chunks after each write (`append_observed`).
+    on_written: Option<WriteObserver>,
+}
+
+/// A batch being written: the writer comes back with the outcome.
+type Writing = tokio::task::JoinHandle<(BatchWriter, StorageResult<()>)>;
+
+impl BatchWriter {
+    fn new(inner: &Arc<Inner>, file: Arc<File>, id: &str, offset: u64) -> BatchWriter {
+        BatchWriter {
+            file,
+            inner: inner.clone(),
+            context: format!("writing upload {id}"),
+            size: offset,
+            written_back: offset,
+            hasher: None,
+            on_written: None,
+        }
+    }
+
+    fn hashing(mut self, hasher: Hasher) -> BatchWriter {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    fn observed(mut self, on_written: WriteObserver) -> BatchWriter {
+        self.on_written = Some(on_written);
+        self
+    }
+
+    /// Runs on the blocking pool.
+    fn write(&mut self, batch: &[Bytes]) -> StorageResult<()> {
+        self.size += write_all_vectored(&self.file, batch).map_err(io_err(self.context.clone()))?;
+        if let Some(hasher) = &mut self.hasher {
+            for chunk in batch {
+                hasher.update(chunk);
             }
-            Ok(size)
-        });
+        }
+        if let Some(on_written) = &self.on_written {
+            on_written(self.size, batch);
+        }
+        self.inner
+            .write_back(&self.file, &mut self.written_back, self.size);
+        Ok(())
+    }
+
+    fn start(mut self, batch: Vec<Bytes>) -> Writing {
+        tokio::task::spawn_blocking(move || {
+            let outcome = self.write(&batch);
+            (self, outcome)
+        })
+    }
+
+    /// Receive `body` (calling `on_chunk` for each chunk as it arrives) and
+    /// write it all; the writer afterwards. A write failure ends the upload
+    /// at once; a body that fails or is cut off has what arrived written
+    /// first, then the failure reported.
+    async fn pump(
+        self,
+        mut body: ByteStream,
+        mut on_chunk: impl FnMut(&Bytes),
+    ) -> StorageResult<BatchWriter> {
+        let mut idle = Some(self);
+        let mut writing: Option<Writing> = None;
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut body_done = false;
         let mut body_error = None;
-        let mut batch = Vec::new();
-        let mut batched = 0usize;
-        while let Some(item) = body.next().await {
-            match item {
-                Ok(chunk) => {
-                    hasher.update(&chunk);
-                    batched += chunk.len();
-                    batch.push(chunk);
-                    if batched >= WRITE_BATCH {
-                        batched = 0;
-                        if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                            break; // the writer failed; its error is reported below
-                        }
-                    }
-                }
-                Err(e) => {
-                    body_error = Some(e);
-                    break;
+        loop {
+            let batch_ready = pending_bytes >= WRITE_BATCH || (body_done && pending_bytes > 0);
+            if batch_ready {
+                if let Some(writer) = idle.take() {
+                    pending_bytes = 0;
+                    writing = Some(writer.start(std::mem::take(&mut pending)));
                 }
             }
+            if body_done && writing.is_none() {
+                break;
+            }
+            let may_read = !body_done && pending_bytes < MAX_PENDING;
+            tokio::select! {
+                written = finished(&mut writing) => {
+                    writing = None;
+                    let (writer, outcome) = written
+                        .map_err(|e| StorageError::io("upload writer", io::Error::other(e)))?;
+                    outcome?;
+                    idle = Some(writer);
+                }
+                item = body.next(), if may_read => match item {
+                    Some(Ok(chunk)) => {
+                        on_chunk(&chunk);
+                        pending_bytes += chunk.len();
+                        pending.push(chunk);
+                    }
+                    Some(Err(e)) => {
+                        body_done = true;
+                        body_error = Some(e);
+                    }
+                    None => body_done = true,
+                },
+            }
         }
-        if !batch.is_empty() {
-            let _ = tx.send(batch).await;
-        }
-        drop(tx);
-        let size = writer
-            .await
-            .map_err(|e| StorageError::io("upload writer", io::Error::other(e)))??;
         match body_error {
             Some(e) => Err(StorageError::BodyInterrupted(e)),
-            None => Ok(AppendOutcome { size, hasher }),
+            None => Ok(idle.expect("the writer is back once nothing is being written")),
         }
+    }
+}
+
+/// The batch being written, once it is; never without one.
+async fn finished(
+    writing: &mut Option<Writing>,
+) -> Result<(BatchWriter, StorageResult<()>), tokio::task::JoinError> {
+    match writing {
+        Some(handle) => handle.await,
+        None => std::future::pending().await,
     }
 }
 

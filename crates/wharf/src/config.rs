@@ -117,6 +117,58 @@ pub struct ServerSection {
     pub tls_key: Option<PathBuf>,
     /// Store this binary's own image under this reference at start-up.
     pub publish_self: Option<String>,
+    // Resource bounds (`wharf_registry::Limits`; defaults there).
+    pub max_connections: Option<usize>,
+    pub max_uploads: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub tls_handshake_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    /// Bytes per second a request body must average over `body_timeout`.
+    pub body_min_rate: Option<u64>,
+}
+
+impl ServerSection {
+    /// The server's resource bounds: defaults, overridden by what is set.
+    /// Counts and timeouts must be above zero: a zero would refuse every
+    /// client or cut every request off at once.
+    pub fn limits(&self) -> anyhow::Result<wharf_registry::Limits> {
+        let defaults = wharf_registry::Limits::default();
+        let count = |key: &str, value: Option<usize>, default: usize| {
+            let n = value.unwrap_or(default);
+            anyhow::ensure!(n > 0, "[server] {key} must be at least 1");
+            Ok(n)
+        };
+        let duration = |key: &str, value: &Option<String>, default: Duration| {
+            let Some(text) = value else {
+                return Ok(default);
+            };
+            let d = parse_duration(text).with_context(|| format!("[server] {key}"))?;
+            anyhow::ensure!(!d.is_zero(), "[server] {key} must be longer than zero");
+            Ok(d)
+        };
+        Ok(wharf_registry::Limits {
+            max_connections: count(
+                "max_connections",
+                self.max_connections,
+                defaults.max_connections,
+            )?,
+            max_uploads: count("max_uploads", self.max_uploads, defaults.max_uploads)?,
+            header_read_timeout: duration(
+                "header_read_timeout",
+                &self.header_read_timeout,
+                defaults.header_read_timeout,
+            )?,
+            idle_timeout: duration("idle_timeout", &self.idle_timeout, defaults.idle_timeout)?,
+            tls_handshake_timeout: duration(
+                "tls_handshake_timeout",
+                &self.tls_handshake_timeout,
+                defaults.tls_handshake_timeout,
+            )?,
+            body_timeout: duration("body_timeout", &self.body_timeout, defaults.body_timeout)?,
+            body_min_rate: self.body_min_rate.unwrap_or(defaults.body_min_rate),
+        })
+    }
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -333,6 +385,9 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         args.tls_key.clone().or(file.server.tls_key.clone()),
     )?;
     let auth = auth_layer(file.auth.as_ref(), &file.access)?;
+    let limits = file.server.limits().context(Hint(
+        "counts are whole numbers above zero, timeouts durations such as \"30s\" or \"2m\"".into(),
+    ))?;
     let max_manifest_bytes = args
         .max_manifest_bytes
         .or(file.registry.max_manifest_bytes)
@@ -391,6 +446,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
                 .unwrap_or(defaults.delete_enabled),
             auth,
             names,
+            limits,
         },
         gc,
         cache,
@@ -941,6 +997,44 @@ allow_push = true
         let unknown =
             toml::from_str::<FileConfig>("[[upstream]]\nhost = \"x.io\"\npassword = \"p\"\n");
         assert!(unknown.unwrap_err().to_string().contains("password"));
+    }
+
+    #[test]
+    fn server_limits_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "[server]\nmax_connections = 100\nmax_uploads = 7\nheader_read_timeout = \"5s\"\nidle_timeout = \"2m\"\ntls_handshake_timeout = \"3s\"\nbody_timeout = \"20s\"\nbody_min_rate = 0\n",
+        )
+        .unwrap();
+        let limits = merge(&args(), file).unwrap().registry.limits;
+        assert_eq!(
+            limits,
+            wharf_registry::Limits {
+                max_connections: 100,
+                max_uploads: 7,
+                header_read_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(120),
+                tls_handshake_timeout: Duration::from_secs(3),
+                body_timeout: Duration::from_secs(20),
+                body_min_rate: 0,
+            }
+        );
+        let defaults = merge(&args(), FileConfig::default()).unwrap();
+        assert_eq!(defaults.registry.limits, wharf_registry::Limits::default());
+    }
+
+    #[test]
+    fn server_limit_mistakes_are_errors() {
+        for text in [
+            "[server]\nmax_connections = 0\n",
+            "[server]\nmax_uploads = 0\n",
+            "[server]\nidle_timeout = \"0\"\n",
+            "[server]\nbody_timeout = \"soon\"\n",
+        ] {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            let err = merge(&args(), file).unwrap_err();
+            assert!(format!("{err:#}").contains("[server]"), "{text}: {err:#}");
+        }
+        assert!(toml::from_str::<FileConfig>("[server]\nmax_conections = 5\n").is_err());
     }
 
     #[test]

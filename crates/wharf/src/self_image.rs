@@ -392,6 +392,9 @@ After=network-online.target
 [Service]
 ExecStart=/usr/local/bin/wharf serve --listen {LISTEN} --root {ROOT} --publish-self {name}
 Restart=on-failure
+# Room for [server] max_connections (4096 by default) plus the files open
+# for blobs in flight; the usual 1024 would run out first.
+LimitNOFILE=65536
 StateDirectory=wharf
 KillSignal=SIGTERM
 
@@ -450,5 +453,21 @@ mod tests {
         assert!(!own_ca.contains("/etc/ssl/certs"), "{own_ca}");
         let unit = systemd_unit(&name);
         assert!(unit.contains("--publish-self registry.home.arpa:5000/wharf/wharf:0.2.0"));
+    }
+
+    /// systemd's default of 1024 open files would run out long before the
+    /// server's connection limit: a thousand silent sockets would lock
+    /// everyone out.
+    #[test]
+    fn systemd_unit_allows_more_files_than_connections() {
+        let name = image_name(Some("registry.home.arpa:5000/wharf/wharf:0.2.0")).unwrap();
+        let unit = systemd_unit(&name);
+        let limit: usize = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("LimitNOFILE="))
+            .expect("the unit sets LimitNOFILE")
+            .parse()
+            .expect("a number");
+        assert!(limit >= 2 * wharf_registry::Limits::default().max_connections);
     }
 }

@@ -61,7 +61,42 @@ async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
     })
 }
 
+/// Open files the server needs besides its connections: storage files
+/// being read and written, the listener, logs.
+const FILES_BESIDES_CONNECTIONS: u64 = 1024;
+
+/// Raise the soft limit on open files to the hard one (as Go programs do at
+/// start): each connection is one, and the usual soft limit of 1024 would
+/// run out long before `max_connections`. Warns when even the hard limit
+/// is too low, since accepting then fails before the connection limit is
+/// reached.
+fn raise_open_file_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    let wanted = max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+    if let Some(current) = getrlimit(Resource::Nofile).current {
+        if current < wanted {
+            tracing::warn!(
+                open_files = current,
+                max_connections,
+                "the open-file limit is below max_connections + {FILES_BESIDES_CONNECTIONS}: \
+                 raise it (LimitNOFILE= in the systemd unit, ulimit -n) or lower [server] max_connections"
+            );
+        }
+    }
+}
+
 async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
+    raise_open_file_limit(settings.registry.limits.max_connections);
     let (store, where_) = open_storage(&settings).await?;
     // Certificates are checked before the port is taken, so a bad pair
     // fails start-up instead of every handshake.

@@ -146,13 +146,25 @@ impl Api {
     }
 
     /// Starts an upload session and returns its absolute location.
-    fn start_upload(&self, repo: &str) -> Result<String, ApiError> {
+    pub fn start_upload(&self, repo: &str) -> Result<String, ApiError> {
         match self.post_upload(repo, "")? {
             (202, location) => Ok(location),
             (status, _) => Err(ApiError::failed(format!(
                 "POST /v2/{repo}/blobs/uploads/: expected 202, got {status}"
             ))),
         }
+    }
+
+    /// Bytes an upload session holds (`GET` of its location, `Range: 0-<last>`).
+    pub fn upload_size(&self, location: &str) -> Result<u64, ApiError> {
+        let what = format!("GET {location}");
+        let resp = send(self.client.get(location), &what, &[204])?;
+        let range = header(&resp, "range");
+        let last: u64 = range
+            .strip_prefix("0-")
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(|| ApiError::failed(format!("{what}: bad Range {range:?}")))?;
+        Ok(if last == 0 { 0 } else { last + 1 })
     }
 
     /// Closes an upload session with `PUT ?digest=`, sending `bytes` (may be empty).

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod containerd;
 pub mod image;
+pub mod net;
 pub mod netns;
 pub mod process;
 pub mod redirector;

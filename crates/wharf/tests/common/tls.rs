@@ -72,6 +72,17 @@ impl HttpsWharf {
     /// Starts the server with `cert`/`key`, storing under `<work_dir>/root`,
     /// and waits until `GET /v2/` over TLS, verified with `ca_cert`, answers 200.
     pub fn start(work_dir: &Path, cert: &Path, key: &Path, ca_cert: &Path) -> HttpsWharf {
+        HttpsWharf::start_with(work_dir, cert, key, ca_cert, &[])
+    }
+
+    /// Like [`HttpsWharf::start`], with extra `wharf serve` arguments.
+    pub fn start_with(
+        work_dir: &Path,
+        cert: &Path,
+        key: &Path,
+        ca_cert: &Path,
+        extra: &[String],
+    ) -> HttpsWharf {
         std::fs::create_dir_all(work_dir).expect("create wharf work dir");
         let client = TlsClient::trusting(ca_cert);
         let log = work_dir.join("wharf-https.log");
@@ -86,6 +97,7 @@ impl HttpsWharf {
             .arg(cert)
             .arg("--tls-key")
             .arg(key)
+            .args(extra)
             .env("WHARF_LOG", "info,wharf_tls=debug,wharf_registry=debug");
         let mut process = ChildGuard::spawn(cmd, "wharf serve (https)", &log);
         let ready = wait_for(READY_TIMEOUT, || {
@@ -187,6 +199,13 @@ impl TlsConnection {
             .peer_certificates()
             .expect("handshake finished");
         certs[0].as_ref().to_vec()
+    }
+
+    /// Waits, sending nothing, until the server closes the connection;
+    /// how long that took, or an error if it is still open after `bound`.
+    pub fn wait_closed(&mut self, bound: Duration) -> io::Result<Duration> {
+        let sock = self.stream.sock.try_clone()?;
+        super::net::wait_closed(&mut self.stream, &sock, bound)
     }
 
     /// `GET path` on this connection: (status, body).
