@@ -83,10 +83,13 @@ pub enum Code {
     SandboxImageNotMirrored,
     /// A hosts.toml with only `server`, which some releases ignore.
     ServerOnlyIgnored,
+    /// The CRI's image snapshotter is not one the transfer service unpacks
+    /// into, so every CRI pull fails (2.1+).
+    UnpackPlatformMissing,
 }
 
 impl Code {
-    pub const ALL: [Code; 23] = [
+    pub const ALL: [Code; 24] = [
         Code::InvalidToml,
         Code::WrongVersionPath,
         Code::UnknownKey,
@@ -110,6 +113,7 @@ impl Code {
         Code::SandboxImageNotQualified,
         Code::SandboxImageNotMirrored,
         Code::ServerOnlyIgnored,
+        Code::UnpackPlatformMissing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +141,7 @@ impl Code {
             Code::SandboxImageNotQualified => "WH021",
             Code::SandboxImageNotMirrored => "WH022",
             Code::ServerOnlyIgnored => "WH023",
+            Code::UnpackPlatformMissing => "WH024",
         }
     }
 
@@ -166,6 +171,7 @@ impl Code {
             Code::SandboxImageNotQualified => "sandbox-image-not-qualified",
             Code::SandboxImageNotMirrored => "sandbox-image-not-mirrored",
             Code::ServerOnlyIgnored => "server-only-ignored",
+            Code::UnpackPlatformMissing => "unpack-platform-missing",
         }
     }
 }

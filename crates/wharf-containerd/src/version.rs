@@ -196,6 +196,16 @@ impl ContainerdRelease {
             .find_map(|w| w.parse().ok())
     }
 
+    /// The CRI pulls through the transfer service unless
+    /// `use_local_image_pull = true`: from v2.1.0 (the key and the default
+    /// appear in 2.1's `ImageConfig`; 2.0.14's CRI still pulls itself,
+    /// 2.4.2's goes through the transfer service, both observed). That
+    /// path unpacks only into the snapshotters of the transfer service's
+    /// `unpack_config`.
+    pub fn cri_pulls_through_transfer_service(self) -> bool {
+        self.at_least(2, 1, 0)
+    }
+
     /// The `referrers` capability: added in v2.2.0. Older releases reject
     /// the whole hosts.toml on an unknown capability.
     pub fn supports_referrers(self) -> bool {

@@ -153,3 +153,62 @@ fn server_only_hosts_toml_is_an_error_on_the_releases_that_ignore_it() {
         "{any:?}"
     );
 }
+
+fn unpack_findings(release: &str, text: &str) -> Vec<Diagnostic> {
+    linter(release)
+        .lint_config(Path::new("config.toml"), text)
+        .into_iter()
+        .filter(|d| d.code == Code::UnpackPlatformMissing)
+        .collect()
+}
+
+#[test]
+fn an_image_snapshotter_the_transfer_service_does_not_unpack_into_is_an_error_from_2_1() {
+    let native =
+        "version = 3\n[plugins.\"io.containerd.cri.v1.images\"]\n  snapshotter = \"native\"\n";
+    let found = unpack_findings("2.4.2", native);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].severity, Severity::Error);
+    assert_eq!(found[0].position.map(|p| p.line), Some(3));
+    assert!(
+        found[0].message.contains("\"native\""),
+        "{}",
+        found[0].message
+    );
+    // 2.0's CRI pulls itself; the rule does not apply.
+    assert!(unpack_findings("2.0.14", native).is_empty());
+    // Pulling without the transfer service, or listing the snapshotter, is right.
+    let local = format!("{native}  use_local_image_pull = true\n");
+    assert!(unpack_findings("2.4.2", &local).is_empty());
+    let listed = format!(
+        "{native}[[plugins.\"io.containerd.transfer.v1.local\".unpack_config]]\n  platform = \"linux/amd64\"\n  snapshotter = \"native\"\n  differ = \"walking\"\n"
+    );
+    assert!(unpack_findings("2.4.2", &listed).is_empty());
+    // The default snapshotter needs nothing.
+    assert!(unpack_findings("2.4.2", "version = 3\n").is_empty());
+}
+
+#[test]
+fn an_unpack_list_without_the_image_snapshotter_is_flagged_at_the_list() {
+    let text = "version = 4\n[[plugins.\"io.containerd.transfer.v1.local\".unpack_config]]\n  platform = \"linux/amd64\"\n  snapshotter = \"native\"\n";
+    let found = unpack_findings("2.4", text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].message.contains("\"overlayfs\""),
+        "{}",
+        found[0].message
+    );
+    assert_eq!(found[0].position.map(|p| p.line), Some(2));
+}
+
+#[test]
+fn a_version_2_snapshotter_is_not_carried_to_the_image_service_on_2_x() {
+    let text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  snapshotter = \"native\"\n[[plugins.\"io.containerd.transfer.v1.local\".unpack_config]]\n  platform = \"linux/amd64\"\n  snapshotter = \"native\"\n";
+    let found = unpack_findings("2.4.2", text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].message.contains("does not carry over"),
+        "{}",
+        found[0].message
+    );
+}

@@ -85,7 +85,106 @@ pub(crate) fn lint_config_text(
         .and_then(|p| p.get("registry"));
     lint_registry(&src, registry, plugins, version, release, &mut out);
     lint_sandbox(&src, &doc, version, release, &mut out);
+    out.diagnostics
+        .extend(lint_unpack_platforms(&src, &doc, version, release));
     out
+}
+
+/// The transfer service's plugin, which unpacks what the CRI pulls on 2.1+.
+const TRANSFER_PLUGIN: &str = "io.containerd.transfer.v1.local";
+/// Snapshotters the transfer service unpacks into when `unpack_config` is
+/// not set: the platform's default snapshotter (and erofs where loaded).
+const DEFAULT_UNPACK_SNAPSHOTTERS: [&str; 2] = ["overlayfs", "erofs"];
+
+/// From 2.1 the CRI pulls through the transfer service, which unpacks only
+/// into the snapshotters its `unpack_config` names: an image snapshotter
+/// outside that list fails every CRI pull with "unable to initialize
+/// unpacker: no unpack platforms defined" (observed on 2.4.2 with
+/// `snapshotter = "native"`), though `ctr` and 2.0 pull fine.
+fn lint_unpack_platforms(
+    src: &Source<'_>,
+    doc: &Document<&str>,
+    version: ConfigVersion,
+    release: Option<ContainerdRelease>,
+) -> Option<Diagnostic> {
+    let release = release.filter(|r| r.cri_pulls_through_transfer_service())?;
+    let plugins = doc.get("plugins");
+    let images = plugins
+        .and_then(|p| p.get(CRI_IMAGES_PLUGIN))
+        .and_then(Item::as_table_like);
+    let setting = |key: &str| images.and_then(|t| t.get(key));
+    if setting("use_local_image_pull").and_then(Item::as_bool) == Some(true) {
+        return None;
+    }
+    let snapshotter = setting("snapshotter")
+        .and_then(Item::as_str)
+        .unwrap_or("overlayfs");
+    let transfer = plugins
+        .and_then(|p| p.get(TRANSFER_PLUGIN))
+        .and_then(Item::as_table_like);
+    let unpack = transfer.and_then(|t| t.get("unpack_config"));
+    let listed: Vec<&str> = match unpack {
+        Some(list) => unpack_snapshotters(list),
+        None => DEFAULT_UNPACK_SNAPSHOTTERS.to_vec(),
+    };
+    if listed.contains(&snapshotter) {
+        return None;
+    }
+    // A version-2 file's `containerd.snapshotter` is migrated to the
+    // runtime, not to the image service (2.0.14 and 2.4.2 `config dump`).
+    let migrated = (version < ConfigVersion::V3)
+        .then(|| {
+            plugins
+                .and_then(|p| p.get(CRI_V2_PLUGIN))
+                .and_then(|p| p.get("containerd"))
+                .and_then(|c| c.get("snapshotter"))
+                .and_then(Item::as_str)
+        })
+        .flatten()
+        .filter(|v2| *v2 != snapshotter && setting("snapshotter").is_none());
+    let span = match (unpack, transfer) {
+        (Some(_), Some(t)) => key_span(t, "unpack_config"),
+        _ => images.and_then(|t| key_span(t, "snapshotter")),
+    };
+    let mut message = format!(
+        "the CRI unpacks into the {snapshotter:?} snapshotter, but the transfer service containerd {release} \
+         pulls through unpacks only into {}",
+        listed.join(", ")
+    );
+    if let Some(v2) = migrated {
+        message.push_str(&format!(
+            " (this version-2 file sets `snapshotter = {v2:?}` under `{CRI_V2_PLUGIN}`, which 2.x does not carry over to \
+             the image service)"
+        ));
+    }
+    Some(
+        src.diag(Code::UnpackPlatformMissing, Severity::Error, span, message)
+            .containerd_will(
+                "fail every kubelet (CRI) pull with \"unable to initialize unpacker: no unpack platforms defined\", \
+                 while `ctr images pull` still works",
+            )
+            .fix(format!(
+                "add `[[plugins.\"{TRANSFER_PLUGIN}\".unpack_config]]` with `platform = \"linux/<arch>\"`, \
+                 `snapshotter = \"{snapshotter}\"` and `differ = \"walking\"` (or set `snapshotter` in \
+                 `[plugins.\"{CRI_IMAGES_PLUGIN}\"]` to one listed, or `use_local_image_pull = true` there)"
+            )),
+    )
+}
+
+/// The snapshotters an `unpack_config` array of tables names.
+fn unpack_snapshotters(list: &Item) -> Vec<&str> {
+    fn from_table(t: &dyn TableLike) -> Option<&str> {
+        t.get("snapshotter").and_then(Item::as_str)
+    }
+    match list {
+        Item::ArrayOfTables(tables) => tables.iter().filter_map(|t| from_table(t)).collect(),
+        Item::Value(toml_edit::Value::Array(values)) => values
+            .iter()
+            .filter_map(|v| v.as_inline_table())
+            .filter_map(|t| from_table(t))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The sandbox (pause) image: kubeadm's images are fully qualified, and a
