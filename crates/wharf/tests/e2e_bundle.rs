@@ -10,25 +10,13 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::api::Api;
+use common::api::{push_artifact as push, Api};
 use common::containerd::Containerd;
 use common::image::{self, digest_hex, host_arch, Artifact, Format};
 use common::server::Wharf;
 use common::tools::{podman, require_root, run, run_unchecked, skopeo};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
-
-fn push(api: &Api, repo: &str, tag: &str, artifact: &Artifact) {
-    for child in &artifact.children {
-        push(api, repo, &child.digest(), child);
-    }
-    for blob in &artifact.blobs {
-        api.push_blob_monolithic(repo, &blob.bytes)
-            .expect("push blob");
-    }
-    api.put_manifest(repo, tag, artifact.media_type, &artifact.manifest)
-        .expect("push manifest");
-}
 
 fn wharf(args: &[&str]) -> common::tools::Output {
     run_unchecked(Command::new(WHARF).args(args))

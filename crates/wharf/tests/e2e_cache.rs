@@ -10,27 +10,14 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::api::Api;
+use common::api::{push_artifact as push, Api};
 use common::containerd::{write_docker_io_mirror, Containerd};
-use common::image::{self, host_arch, Artifact, Format};
+use common::image::{self, host_arch, Format};
 use common::netns::in_private_netns;
 use common::redirector::Redirector;
 use common::server::Wharf;
 use common::standin::StandIn;
 use common::tools::{run, wharf_htpasswd};
-
-/// Push `artifact` (and, for an index, its children) to `repo:tag`.
-fn push(api: &Api, repo: &str, tag: &str, artifact: &Artifact) {
-    for child in &artifact.children {
-        push(api, repo, &child.digest(), child);
-    }
-    for blob in &artifact.blobs {
-        api.push_blob_monolithic(repo, &blob.bytes)
-            .expect("push a blob upstream");
-    }
-    api.put_manifest(repo, tag, artifact.media_type, &artifact.manifest)
-        .expect("push the manifest upstream");
-}
 
 /// A cache for `docker.io` whose endpoint is the redirector.
 fn start_cache(work: &Path, redirector: &Redirector, tag_ttl: &str) -> Wharf {
