@@ -6,7 +6,7 @@
 #   datacenter    1000 Mbit/s, 10 ms RTT, the 20-image / 2 GiB set, 1 GiB cache blob
 #   site-uplink    100 Mbit/s, 60 ms RTT, 20 images / 512 MiB (a cold sync at
 #                  full link speed takes ~45 s), 128 MiB cache blob
-#   smoke          200 Mbit/s, 20 ms RTT, 4 images / 8 MiB: seconds; the test
+#   smoke          200 Mbit/s, 20 ms RTT, 4 images / 8 MiB, 4 pullers: seconds; the test
 #                  suite runs it so this script cannot rot (its figures mean nothing)
 #
 # The link. Two network namespaces this script creates (and deletes on exit):
@@ -57,7 +57,7 @@
 #   BENCH_WAN_CACHES    caches (default wharf,distribution,distribution3)
 #   BENCH_RUNS          sync rounds (default 1; medians over rounds)
 #   BENCH_WAN_RATE_MBIT, BENCH_WAN_RTT_MS, BENCH_SYNC_IMAGES, BENCH_SYNC_MIB,
-#   BENCH_WAN_CACHE_MIB, BENCH_WAN_PULLERS (20): override the profile
+#   BENCH_WAN_CACHE_MIB, BENCH_WAN_PULLERS: override the profile
 #   BENCH_DATA          cache of generated image sets (default /tmp/regbench-data)
 #   BENCH_LOGDIR        logs of the last run (default /tmp/regbench-logs-wan)
 #
@@ -81,9 +81,9 @@ fail() {
 # ------------------------------------------------------------------ profiles
 set_profile() {
   case $1 in
-    datacenter) RATE_MBIT=1000 RTT_MS=10 IMAGES=20 SET_MIB=2048 CACHE_MIB=1024 ;;
-    site-uplink) RATE_MBIT=100 RTT_MS=60 IMAGES=20 SET_MIB=512 CACHE_MIB=128 ;;
-    smoke) RATE_MBIT=200 RTT_MS=20 IMAGES=4 SET_MIB=8 CACHE_MIB=4 ;;
+    datacenter) RATE_MBIT=1000 RTT_MS=10 IMAGES=20 SET_MIB=2048 CACHE_MIB=1024 PULLERS=20 ;;
+    site-uplink) RATE_MBIT=100 RTT_MS=60 IMAGES=20 SET_MIB=512 CACHE_MIB=128 PULLERS=20 ;;
+    smoke) RATE_MBIT=200 RTT_MS=20 IMAGES=4 SET_MIB=8 CACHE_MIB=4 PULLERS=4 ;;
     *) fail "unknown profile '$1'" "use datacenter, site-uplink or smoke" ;;
   esac
   RATE_MBIT=${BENCH_WAN_RATE_MBIT:-$RATE_MBIT}
@@ -91,7 +91,7 @@ set_profile() {
   IMAGES=${BENCH_SYNC_IMAGES:-$IMAGES}
   SET_MIB=${BENCH_SYNC_MIB:-$SET_MIB}
   CACHE_MIB=${BENCH_WAN_CACHE_MIB:-$CACHE_MIB}
-  PULLERS=${BENCH_WAN_PULLERS:-20}
+  PULLERS=${BENCH_WAN_PULLERS:-$PULLERS}
   local v
   for v in RATE_MBIT RTT_MS IMAGES SET_MIB CACHE_MIB PULLERS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || fail "$v must be a whole number, got '${!v}'"
@@ -219,6 +219,7 @@ inner() {
   rec set meta.wharf "$(jstr "$("$WHARF" --version 2>/dev/null | head -n 1)")"
   rec set link.tbf_rate_mbit "$RATE_MBIT"
   rec set link.delay_rtt_ms "$RTT_MS"
+  rec set meta.namespaces "[\"$NS_SITE\",\"$NS_UP\"]"
   rec set meta.load_start "$(load_json)"
   find_peers
   iso_prepare
@@ -238,7 +239,8 @@ def f(v, fmt="{:.2f}"):
     return "–" if v is None else fmt.format(v)
 print(f"## WAN profile `{r['meta']['profile']}`: tbf {link['tbf_rate_mbit']} Mbit/s, delay line {link['delay_rtt_ms']} ms RTT\n")
 print(f"Link as measured: **{f(link['capacity_mbit'], '{:.0f}')} Mbit/s** ({f(link['capacity_MiBps'], '{:.1f}')} MiB/s) goodput, "
-      f"**RTT {f(link['rtt_ms'], '{:.1f}')} ms** on an open connection, {f(link['new_conn_ms'], '{:.1f}')} ms for a request on a new one. "
+      f"**RTT {f(link['rtt_ms'], '{:.1f}')} ms** for a request on an open connection (the delay line adds {f(link['added_rtt_ms'], '{:.1f}')} ms, "
+      f"the upstream itself answers in {f(link['upstream_only_ms'], '{:.1f}')} ms), {f(link['new_conn_ms'], '{:.1f}')} ms on a new connection. "
       f"Load average at start {r['meta']['load_start']['1m']}, at end {r['meta']['load_end']['1m']}.\n")
 sync = r.get("sync")
 if sync:
@@ -404,18 +406,20 @@ measure_link() {
     # goodput after the first byte: the delay line's RTT is not capacity
     caps+=("$(awk -v b="$BLOB_BYTES" -v s="$G_BODY_S" 'BEGIN { printf "%.3f", b * 8 / 1e6 / s }')")
   done
-  # RTT: 11 GETs of /v2/ on one connection; the first also pays the connection.
-  local -a args=()
-  for i in $(seq 1 11); do args+=(-o /dev/null "http://$UPSTREAM/v2/"); done
-  mapfile -t rtts < <(curl -sS -w '%{time_starttransfer}\n' "${args[@]}" 2>/dev/null |
-    awk '{ printf "%.3f\n", $1 * 1000 }')
-  ((${#rtts[@]} == 11)) || die "the RTT probe got ${#rtts[@]} of 11 answers"
+  # RTT: 11 GETs of /v2/ on one connection (the first also pays the
+  # connection), over the link and, for the time the upstream itself takes,
+  # inside its namespace without the link and the delay line.
+  local base=()
+  mapfile -t rtts < <(rtt_probe curl)
+  mapfile -t base < <(rtt_probe up_run curl "127.0.0.1:$UP_COUNT_PORT")
+  ((${#rtts[@]} == 11 && ${#base[@]} == 11)) || die "the RTT probe got ${#rtts[@]} and ${#base[@]} of 11 answers"
   for i in 1 2 3 4 5; do
     news+=("$(curl -sS -o /dev/null -w '%{time_starttransfer}' "http://$UPSTREAM/v2/" | awk '{ printf "%.3f", $1 * 1000 }')")
   done
   CAP_MBIT=$(median "${caps[@]}")
   CAP_MIBPS=$(awk -v m="$CAP_MBIT" 'BEGIN { printf "%.3f", m * 1e6 / 8 / 1048576 }')
   LINK_RTT_MS=$(median "${rtts[@]:1}")
+  BASE_MS=$(median "${base[@]:1}")
   NEW_CONN_MS=$(median "${news[@]}")
   rec set link.capacity_mbit "$CAP_MBIT"
   rec set link.capacity_MiBps "$CAP_MIBPS"
@@ -423,9 +427,20 @@ measure_link() {
   rec set link.rtt_ms "$LINK_RTT_MS"
   rec set link.rtt_runs_ms "[$(IFS=,; echo "${rtts[*]:1}")]"
   rec set link.new_conn_ms "$NEW_CONN_MS"
+  rec set link.upstream_only_ms "$BASE_MS"
+  rec set link.added_rtt_ms "$(fsub "$LINK_RTT_MS" "$BASE_MS")"
   rec set link.probe_mib "$PROBE_MIB"
-  printf '[%s] link: %s Mbit/s goodput (%s MiB/s; tbf rate %s Mbit/s), RTT %s ms (delay line set to %s ms), request on a new connection %s ms\n' \
-    "$(date +%T)" "$CAP_MBIT" "$CAP_MIBPS" "$RATE_MBIT" "$LINK_RTT_MS" "$RTT_MS" "$NEW_CONN_MS" >&2
+  printf '[%s] link: %s Mbit/s goodput (%s MiB/s; tbf rate %s Mbit/s); RTT %s ms (the delay line adds %s ms, set to %s ms; the upstream answers in %s ms); request on a new connection %s ms\n' \
+    "$(date +%T)" "$CAP_MBIT" "$CAP_MIBPS" "$RATE_MBIT" "$LINK_RTT_MS" "$(fsub "$LINK_RTT_MS" "$BASE_MS")" "$RTT_MS" "$BASE_MS" "$NEW_CONN_MS" >&2
+}
+
+# rtt_probe [PREFIX...] [HOSTPORT]: TTFB in ms of 11 GETs of /v2/ on one
+# connection, one per line (the first includes connecting).
+rtt_probe() {
+  local hostport=$UPSTREAM i args=() cmd=("$@")
+  if [[ ${cmd[-1]} == *:* ]]; then hostport=${cmd[-1]}; unset 'cmd[-1]'; fi
+  for i in $(seq 1 11); do args+=(-o /dev/null "http://$hostport/v2/"); done
+  "${cmd[@]}" -sS -w '%{time_starttransfer}\n' "${args[@]}" 2>/dev/null | awk '{ printf "%.3f\n", $1 * 1000 }'
 }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
@@ -710,15 +725,19 @@ concurrent_pulls() {
   u0=$(wc -l <"$UP_LOG")
   t0=$EPOCHREALTIME
   for i in $(seq 1 "$PULLERS"); do
-    pull_image "$base" >"$WORK/logs/pull-$name-$i.log" 2>&1 &
+    pull_image "$base" >"$WORK/pull-$name-$i.log" 2>&1 &
     pids+=("$!")
   done
-  for i in "${pids[@]}"; do wait "$i" || bad=$((bad + 1)); done
+  for i in "${!pids[@]}"; do
+    wait "${pids[i]}" && continue
+    bad=$((bad + 1))
+    cp "$WORK/pull-$name-$((i + 1)).log" "$WORK/logs/"
+  done
   t1=$EPOCHREALTIME
   settle_log "$UP_LOG"
   rec run "$c.concurrent_s" "$(fsub "$t1" "$t0")"
   rec run "$c.concurrent_failed" "$bad"
-  ((bad == 0)) || err "$c.concurrent" "$bad of $PULLERS pulls failed: $(head -c 300 "$WORK/logs/pull-$name-1.log")"
+  ((bad == 0)) || err "$c.concurrent" "$bad of $PULLERS pulls failed: $(cat "$WORK"/logs/pull-"$name"-*.log | head -c 300)"
   local per
   per=$(tail -n +"$((u0 + 1))" "$UP_LOG" | jq -s -c '[.[] | select(.m == "GET" and (.p | test("/blobs/sha256:")))
       | {d: (.p | capture("/blobs/(?<d>sha256:[0-9a-f]+)").d), out}] | group_by(.d)

@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 GARAGE_VERSION=2.5.0
 
 # Debian packages the end-to-end tests need.
-PACKAGES=(containerd skopeo podman docker-registry iproute2 util-linux curl jq apache2-utils openssl procps)
+PACKAGES=(containerd skopeo podman docker-registry iproute2 util-linux curl jq apache2-utils openssl procps python3 time)
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
