@@ -6,16 +6,17 @@
 #   registry   CNCF distribution v3 (github.com/distribution/distribution/v3/cmd/registry)
 #   crane      github.com/google/go-containerregistry/cmd/crane
 #   regsync    github.com/regclient/regclient/cmd/regsync
-# into a cache folder keyed by the hash of go.mod and go.sum, so a build
-# happens once per pin and a changed pin never reuses an old binary. Each
-# command is built on its own: one that fails to build is reported and the
-# others are still built. Prints the folder on stdout.
+# into a cache folder keyed by a hash of the module files and the platform
+# (the way scripts/go-tools.sh caches the test tools), so a build happens
+# once per pin and a changed pin never reuses an old binary. Each command is
+# built on its own: one that fails to build is reported and the others are
+# still built. Prints the folder on stdout.
 #
 #   --print-dir   print the folder if a build already exists, build nothing
 #                 (exit 1 when there is none)
 #
 # Environment: GO (default: go on PATH, else /usr/local/go/bin/go),
-# WHARF_BENCH_TOOLS_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/wharf/bench-tools).
+# WHARF_BENCH_TOOLS_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/wharf-bench-tools).
 # Needs Go 1.26 or newer and the Go module proxy (or a filled module cache).
 set -euo pipefail
 
@@ -33,8 +34,10 @@ fail() {
   exit 1
 }
 
-key=$(cat "$MODULE/go.mod" "$MODULE/go.sum" | sha256sum | cut -c1-16)
-cache=${WHARF_BENCH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf/bench-tools}
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+platform=$("$GO" env GOOS 2>/dev/null)/$("$GO" env GOARCH 2>/dev/null) || platform=unknown
+key=$({ cat "$MODULE/go.mod" "$MODULE/go.sum" "$MODULE/tools.go"; echo "platform: $platform"; } | sha256sum | cut -c1-16)
+cache=${WHARF_BENCH_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf-bench-tools}
 dir=$cache/$key/bin
 
 if [[ ${1:-} == --print-dir ]]; then
@@ -44,7 +47,6 @@ if [[ ${1:-} == --print-dir ]]; then
 fi
 [[ $# == 0 ]] || fail "usage: scripts/bench-tools.sh [--print-dir]"
 
-GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 [[ -x $GO ]] || fail "no Go toolchain found" "install Go 1.26 or newer, or set GO to the go binary"
 
 mkdir -p "$dir"
@@ -57,7 +59,7 @@ for pkg in "${COMMANDS[@]}"; do
   fi
   printf 'bench-tools: building %s\n' "$pkg" >&2
   # Into a temporary name first: an interrupted build never looks finished.
-  if (cd "$MODULE" && CGO_ENABLED=0 nice -n 10 "$GO" build -trimpath -buildvcs=false \
+  if (cd "$MODULE" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0 nice -n 10 "$GO" build -trimpath -buildvcs=false \
     -o "$dir/.$name.tmp" "$pkg") >&2; then
     mv "$dir/.$name.tmp" "$dir/$name"
     built+=("$name")
@@ -65,6 +67,10 @@ for pkg in "${COMMANDS[@]}"; do
     rm -f "$dir/.$name.tmp"
     failed+=("$name")
   fi
+done
+# Builds for other pins are dead weight (tens of MB each).
+for old in "$cache"/*; do
+  if [[ -d $old && $old != "$cache/$key" ]]; then rm -rf "$old"; fi
 done
 printf 'bench-tools: built: %s%s\n' "${built[*]:-none}" "${failed[*]:+; failed: ${failed[*]}}" >&2
 echo "$dir"
