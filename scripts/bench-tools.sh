@@ -59,7 +59,7 @@ for pkg in "${COMMANDS[@]}"; do
   fi
   printf 'bench-tools: building %s\n' "$pkg" >&2
   # Into a temporary name first: an interrupted build never looks finished.
-  if (cd "$MODULE" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0 nice -n 10 "$GO" build -trimpath -buildvcs=false \
+  if (cd "$MODULE" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly nice -n 10 "$GO" build -trimpath -buildvcs=false \
     -o "$dir/.$name.tmp" "$pkg") >&2; then
     mv "$dir/.$name.tmp" "$dir/$name"
     built+=("$name")
