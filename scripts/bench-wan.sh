@@ -246,13 +246,13 @@ sync = r.get("sync")
 if sync:
     s = r["set"]
     print(f"### Sync: {s['images']} images, {s['distinct_mib']:.1f} MiB of distinct blobs\n")
-    print("| tool | cold (s) | cold MiB/s | link utilisation | cold requests/image (src + dst) | warm (s) | warm requests/image src / dst | cold vs skopeo | warm vs skopeo | digests kept | load (1 min) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| tool | cold (s) | cold MiB/s | MiB over the link | link utilisation | cold requests/image (src + dst) | warm (s) | warm requests/image src / dst | cold vs skopeo | warm vs skopeo | digests kept | load (1 min) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for tool, t in sync.items():
         if not isinstance(t, dict) or "cold_s" not in t:
             continue
         rat = r.get("ratios", {}).get(tool, {})
-        print(f"| {tool} | {f(t.get('cold_s'))} | {f(t.get('cold_MBps'), '{:.1f}')} | {f(t.get('cold_link_util'), '{:.0%}')} | "
+        print(f"| {tool} | {f(t.get('cold_s'))} | {f(t.get('cold_MBps'), '{:.1f}')} | {f(t.get('cold_link_mib'), '{:.0f}')} | {f(t.get('cold_link_util'), '{:.0%}')} | "
               f"{f(t.get('cold_requests_per_image'), '{:.1f}')} | {f(t.get('warm_s'), '{:.3f}')} | "
               f"{f(t.get('warm_src_requests_per_image'), '{:.1f}')} / {f(t.get('warm_dst_requests_per_image'), '{:.1f}')} | "
               f"{f(rat.get('cold_speedup'), '{:.2f}×')} | {f(rat.get('warm_speedup'), '{:.1f}×')} | "
