@@ -4,7 +4,7 @@
 # The registry side by side against the strongest peers in one sitting, with
 # the shared harness's registry-bench.sh (the same clients and bytes for all):
 #   distribution    Debian's docker-registry (CNCF distribution 2.8), run-distribution.sh
-#   distribution3   CNCF distribution v3, built from its Go module by scripts/bench-tools.sh
+#   distribution3   CNCF distribution v3, built from its Go module by scripts/go-tools.sh
 #   wharf           target/release/wharf serve (or $WHARF)
 # each on a free loopback port with fresh storage, then limits.sh (nginx,
 # disk, SHA-256), and writes OUTDIR/{distribution,distribution3,wharf,limits}.json
@@ -12,8 +12,8 @@
 # peer of each figure and the pull against nginx. zot is not compared: its Go
 # module is not served by the module proxy these machines use.
 #
-# Environment: WHARF, BENCH_TOOLS_BIN (folder holding `registry`, default
-# what scripts/bench-tools.sh built), BENCH_HARNESS (the shared harness
+# Environment: WHARF, WHARF_BENCH_TOOLS_BIN (the folder holding `registry`,
+# as `export $(scripts/go-tools.sh)` sets it), BENCH_HARNESS (the shared harness
 # folder; default `shared/bench` beside the checkout or a parent), BENCH_RUNS
 # (3), BENCH_DATA (the harness's inputs; /dev/shm/regbench-data keeps them in
 # memory, as BENCHMARKS.md recommends), BENCH_LIMITS (1; 0 skips limits.sh).
@@ -43,9 +43,11 @@ fi
     "set BENCH_HARNESS to the folder holding registry-bench.sh"
 WHARF=${WHARF:-$ROOT/target/release/wharf}
 [[ -x $WHARF ]] || fail "no wharf binary at $WHARF" "cargo build --release -p wharf, or set WHARF"
-TOOLS_BIN=${BENCH_TOOLS_BIN:-$("$ROOT/scripts/bench-tools.sh" --print-dir 2>/dev/null || true)}
+TOOLS_BIN=${WHARF_BENCH_TOOLS_BIN:-}
 V3=$TOOLS_BIN/registry
-[[ -n $TOOLS_BIN && -x $V3 ]] || fail "distribution v3 is not built" "run scripts/bench-tools.sh first (or set BENCH_TOOLS_BIN)"
+[[ -n $TOOLS_BIN && -x $V3 ]] || fail "distribution v3 was not found (WHARF_BENCH_TOOLS_BIN is '$TOOLS_BIN')" \
+  'export $(scripts/go-tools.sh) builds it and sets WHARF_BENCH_TOOLS_BIN'
+
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 WORK=$(mktemp -d /tmp/wharf-bench-registries.XXXXXX)

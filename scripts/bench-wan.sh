@@ -26,7 +26,7 @@
 # RTT: /v2/ GETs on one connection, and on new connections) and printed, so
 # each figure has its limit beside it. Then:
 #   sync   per tool (skopeo sync, wharf sync, and regsync and crane when built
-#          by scripts/bench-tools.sh): a fresh destination registry, the cold
+#          by scripts/go-tools.sh): a fresh destination registry, the cold
 #          sync of the whole set, a digest check, the warm re-run, the check
 #          again. Seconds, MiB/s, link utilisation (bytes the upstream sent ÷
 #          (measured capacity × seconds)), requests per image on each side.
@@ -48,10 +48,10 @@
 #
 # Environment:
 #   WHARF               the wharf binary (default target/release/wharf)
-#   BENCH_TOOLS_BIN     folder with the Go peers (registry = distribution v3,
-#                       crane, regsync); default: what scripts/bench-tools.sh
-#                       built, if it did. Missing peers are left out (said in
-#                       the output and the JSON), never fatal.
+#   WHARF_BENCH_TOOLS_BIN  folder with the Go peers (registry = distribution v3,
+#                       crane, regsync), as `export $(scripts/go-tools.sh)` sets
+#                       it. Peers not there are left out (said in the output
+#                       and the JSON), never fatal.
 #   BENCH_WAN_PHASES    sync,cache (default both)
 #   BENCH_WAN_TOOLS     sync tools (default skopeo,wharf,regsync,crane)
 #   BENCH_WAN_CACHES    caches (default wharf,distribution,distribution3)
@@ -140,9 +140,7 @@ outer() {
   [[ -x $WHARF ]] || fail "no wharf binary at $WHARF" "cargo build --release -p wharf, or set WHARF"
   WHARF=$(cd "$(dirname "$WHARF")" && pwd)/$(basename "$WHARF")
   find_harness
-  if [[ -z ${BENCH_TOOLS_BIN:-} ]]; then
-    BENCH_TOOLS_BIN=$("$ROOT/scripts/bench-tools.sh" --print-dir 2>/dev/null || true)
-  fi
+  WHARF_BENCH_TOOLS_BIN=${WHARF_BENCH_TOOLS_BIN:-}
   OUTJSON=${2:-}
   [[ -z $OUTJSON || $OUTJSON == /* ]] || OUTJSON=$PWD/$OUTJSON
 
@@ -154,7 +152,7 @@ outer() {
   trap 'exit 143' TERM
   make_link
   export PROFILE RATE_MBIT RTT_MS IMAGES SET_MIB CACHE_MIB PULLERS PROBE_MIB WHARF HARNESS \
-    BENCH_TOOLS_BIN OUTJSON NS_SITE NS_UP
+    WHARF_BENCH_TOOLS_BIN OUTJSON NS_SITE NS_UP
   ip netns exec "$NS_SITE" bash "$SELF" --inner &
   INNER_PID=$!
   local rc=0
@@ -293,17 +291,17 @@ find_peers() {
   local missing=() name
   declare -gA PEER=()
   for name in registry crane regsync; do
-    if [[ -n $BENCH_TOOLS_BIN && -x $BENCH_TOOLS_BIN/$name ]]; then
-      PEER[$name]=$BENCH_TOOLS_BIN/$name
+    if [[ -n $WHARF_BENCH_TOOLS_BIN && -x $WHARF_BENCH_TOOLS_BIN/$name ]]; then
+      PEER[$name]=$WHARF_BENCH_TOOLS_BIN/$name
     else
       missing+=("$name")
     fi
   done
   if ((${#missing[@]})); then
-    log "not built, left out: ${missing[*]} (scripts/bench-tools.sh builds them)"
+    log "not found in WHARF_BENCH_TOOLS_BIN, left out: ${missing[*]} (export \$(scripts/go-tools.sh) builds and names them)"
     rec set meta.missing_peers "$(printf '%s\n' "${missing[@]}" | jq -R . | jq -sc .)"
   fi
-  rec set meta.tools_bin "$(jstr "${BENCH_TOOLS_BIN:-}")"
+  rec set meta.tools_bin "$(jstr "$WHARF_BENCH_TOOLS_BIN")"
 }
 
 # Runs a command in the upstream namespace, in the background, as one of

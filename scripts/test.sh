@@ -2,10 +2,12 @@
 # The project's one test command.
 #
 # Installs the Debian packages the end-to-end tests drive (containerd,
-# skopeo, podman, ...) when they are missing, then runs every unit,
-# conformance and end-to-end test of the workspace and exits with the
-# status of `cargo test`. Run it as root or as a user with sudo: the
-# end-to-end tests start containerd and create network namespaces.
+# skopeo, podman, ...) when they are missing, builds the test tools Debian
+# lacks (containerd 2.x and crictl, from the Go modules pinned under tools/,
+# cached between runs), then runs every unit, conformance and end-to-end
+# test of the workspace and exits with the status of `cargo test`. Run it
+# as root or as a user with sudo: the end-to-end tests start containerd and
+# create network namespaces.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -68,6 +70,20 @@ install_packages() {
     echo "installed"
 }
 
+# containerd 2.0, the newest containerd 2.x, crictl and the benchmarks' Go
+# peers: scripts/go-tools.sh builds them once per pinned version (needs Go;
+# see there) and prints the WHARF_* variables that tell the tests where they are.
+install_go_tools() {
+    step "Checking the Go-built test tools (containerd 2.x, crictl, benchmark peers)"
+    local lines line
+    lines="$(scripts/go-tools.sh)" || fail "building the Go test tools failed (see above)"
+    while IFS= read -r line; do
+        [ -n "$line" ] || continue
+        echo "$line"
+        export "${line?}"
+    done <<<"$lines"
+}
+
 find_cargo() {
     # rustup installs into ~/.cargo/bin, which non-login shells may not have on PATH.
     if ! command -v cargo >/dev/null 2>&1 && [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
@@ -112,6 +128,10 @@ run_tests() {
         "CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" \
         "RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" \
         ${CARGO_TARGET_DIR:+"CARGO_TARGET_DIR=$CARGO_TARGET_DIR"} \
+        "WHARF_TEST_CONTAINERD2_BIN_DIR=$WHARF_TEST_CONTAINERD2_BIN_DIR" \
+        "WHARF_TEST_CONTAINERD2_0_BIN_DIR=$WHARF_TEST_CONTAINERD2_0_BIN_DIR" \
+        "WHARF_TEST_CRICTL=$WHARF_TEST_CRICTL" \
+        "WHARF_BENCH_TOOLS_BIN=$WHARF_BENCH_TOOLS_BIN" \
         "${cargo_test[@]}" || return
     run_s3_conformance
 }
@@ -127,6 +147,7 @@ run_s3_conformance() {
 }
 
 install_packages
+install_go_tools
 find_cargo
 install_garage
 status=0

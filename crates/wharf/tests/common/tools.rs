@@ -26,6 +26,25 @@ pub fn require_tool(tool: &str) -> PathBuf {
         })
 }
 
+/// The path in the environment variable `var` (a test tool Debian lacks,
+/// which `scripts/go-tools.sh` builds); panics unless it is set and exists.
+/// Missing tools are an error, never a skip: `scripts/test.sh` builds and
+/// sets all of them.
+pub fn require_env_tool(var: &str, what: &str) -> PathBuf {
+    let hint = "run scripts/test.sh, which builds it (scripts/go-tools.sh, from the modules \
+                pinned under tools/) and sets the variable; or run \
+                `export $(scripts/go-tools.sh)` before cargo test";
+    let path = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{what} is needed: {var} is not set; {hint}"));
+    assert!(
+        path.exists(),
+        "{what} is needed: {var} names {}, which does not exist; {hint}",
+        path.display()
+    );
+    path
+}
+
 /// Panics unless the tests run as root (containerd, podman storage and
 /// network namespaces need it).
 pub fn require_root(why: &str) {
