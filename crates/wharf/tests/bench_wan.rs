@@ -14,6 +14,18 @@ use std::process::Command;
 use common::tools::{require_root, require_tool, run};
 use serde_json::Value;
 
+/// What the script runs besides wharf (the Go peers are optional: with
+/// `WHARF_BENCH_TOOLS_BIN` set, as `scripts/test.sh` does, they run too).
+const TOOLS: [&str; 7] = [
+    "ip",
+    "tc",
+    "python3",
+    "curl",
+    "jq",
+    "skopeo",
+    "docker-registry",
+];
+
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench-wan.sh")
 }
@@ -28,7 +40,7 @@ fn number(result: &Value, pointer: &str) -> f64 {
 #[test]
 fn smoke_profile_produces_a_complete_result() {
     require_root("the WAN benchmark's network namespaces and tc qdiscs");
-    for tool in ["ip", "tc", "python3", "curl", "jq", "skopeo", "docker-registry"] {
+    for tool in TOOLS {
         require_tool(tool);
     }
     let work = tempfile::tempdir().expect("temp dir");
@@ -85,7 +97,10 @@ fn smoke_profile_produces_a_complete_result() {
             assert!(number(&result, &format!("/sync/{tool}/{phase}_s")) > 0.0);
             number(&result, &format!("/sync/{tool}/{phase}_requests_per_image"));
         }
-        let sent = number(&result, &format!("/sync/{tool}/cold_detail/src/blob_bytes_out"));
+        let sent = number(
+            &result,
+            &format!("/sync/{tool}/cold_detail/src/blob_bytes_out"),
+        );
         assert!(
             sent / 1048576.0 >= distinct_mib - 0.01,
             "{tool}: {sent} blob bytes crossed the link for a {distinct_mib} MiB set"
@@ -96,15 +111,30 @@ fn smoke_profile_produces_a_complete_result() {
         number(&result, "/sync/wharf/warm_detail/src/blob_bytes_out"),
         0.0
     );
-    assert_eq!(number(&result, "/sync/wharf/warm_detail/dst/blob_bytes_in"), 0.0);
+    assert_eq!(
+        number(&result, "/sync/wharf/warm_detail/dst/blob_bytes_in"),
+        0.0
+    );
 
     // Pull-through: every cache answered, cold and warm; wharf fetched each
     // blob of the concurrently pulled image once.
     for cache in ["wharf", "distribution"] {
-        for key in ["direct_s", "cold_s", "cold_ttfb_ms", "warm_s", "concurrent_s"] {
-            assert!(number(&result, &format!("/cache/{cache}/{key}")) > 0.0, "{cache} {key}");
+        for key in [
+            "direct_s",
+            "cold_s",
+            "cold_ttfb_ms",
+            "warm_s",
+            "concurrent_s",
+        ] {
+            assert!(
+                number(&result, &format!("/cache/{cache}/{key}")) > 0.0,
+                "{cache} {key}"
+            );
         }
-        assert_eq!(number(&result, &format!("/cache/{cache}/concurrent_failed")), 0.0);
+        assert_eq!(
+            number(&result, &format!("/cache/{cache}/concurrent_failed")),
+            0.0
+        );
     }
     assert_eq!(number(&result, "/cache/wharf/max_gets_per_blob"), 1.0);
 
@@ -119,7 +149,10 @@ fn smoke_profile_produces_a_complete_result() {
     {
         let ns = ns.as_str().expect("namespace names are strings");
         assert!(
-            !names.stdout.lines().any(|l| l.split_whitespace().next() == Some(ns)),
+            !names
+                .stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(ns)),
             "namespace {ns} was left behind"
         );
     }
