@@ -364,7 +364,8 @@ up_wait() {  # HOSTPORT PID LOG: until GET /v2/ answers inside the up namespace
 }
 
 # push_upstream_blob MIB REPO: a new random blob of MIB MiB, pushed inside
-# the up namespace; sets BLOB_DIGEST and BLOB_BYTES.
+# the up namespace (streamed: curl -T, never read into memory); sets
+# BLOB_DIGEST and BLOB_BYTES. Returns 1 when the push failed.
 push_upstream_blob() {
   local file=/dev/shm/wharf-bench-wan.$$.blob loc
   head -c $(($1 * 1048576)) /dev/urandom >"$file"
@@ -374,9 +375,10 @@ push_upstream_blob() {
     awk 'tolower($1) == "location:" { print $2 }' | tr -d '\r')
   [[ $loc == http* ]] || loc=http://127.0.0.1:$UP_REG_PORT$loc
   if [[ $loc == *\?* ]]; then loc="$loc&digest=$BLOB_DIGEST"; else loc="$loc?digest=$BLOB_DIGEST"; fi
-  up_run curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$file" "$loc" ||
-    { rm -f "$file"; die "pushing a $1 MiB blob into the upstream failed"; }
+  local rc=0
+  up_run curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' -H 'Expect:' -T "$file" "$loc" || rc=1
   rm -f "$file"
+  return "$rc"
 }
 
 # get URL [EXPECT_BYTES]: one curl GET on a new connection, body discarded;
@@ -397,7 +399,7 @@ get() {
 # The link as the tools see it, printed before anything is measured over it.
 measure_link() {
   log "measuring the link"
-  push_upstream_blob "$PROBE_MIB" wan/probe
+  push_upstream_blob "$PROBE_MIB" wan/probe || die "pushing the capacity probe's blob into the upstream failed"
   local url=http://$UPSTREAM/v2/wan/probe/blobs/$BLOB_DIGEST i caps=() rtts=() news=()
   for i in 1 2 3; do
     get "$url" "$BLOB_BYTES" || die "the capacity probe GET failed (HTTP ${G_CODE:-?}, ${G_BYTES:-0} bytes)"
@@ -600,7 +602,10 @@ cache_phase() {
     esac
   done
   log "cache phase: a $CACHE_MIB MiB blob in the upstream"
-  push_upstream_blob "$CACHE_MIB" wan/cacheblob
+  if ! push_upstream_blob "$CACHE_MIB" wan/cacheblob; then
+    err cache "pushing the $CACHE_MIB MiB blob into the upstream failed"
+    return
+  fi
   CACHE_DIGEST=$BLOB_DIGEST CACHE_BYTES=$BLOB_BYTES
   # The image for the concurrent pulls: the set's image with the most blobs.
   IMAGE_REPO=$(jq -r '.images | max_by(.blobs | length) | .repo' "$SET_DIR/images.json")
