@@ -4,6 +4,8 @@
 #   tools/go.mod                 containerd 2.x (the newest release line) and crictl (cri-tools)
 #   tools/containerd-2.0/go.mod  containerd 2.0 (its CRI plugin pulls images itself;
 #                                2.1+ pulls through the transfer service)
+#   tools/bench/go.mod           the benchmarks' peers: distribution v3 (`registry`),
+#                                crane (go-containerregistry), regsync (regclient)
 #
 # The binaries go into a cache directory keyed by a hash of those module
 # files and the build settings, so a second run builds nothing:
@@ -14,6 +16,9 @@
 #   WHARF_TEST_CONTAINERD2_BIN_DIR    directory with containerd and ctr of the newest 2.x
 #   WHARF_TEST_CONTAINERD2_0_BIN_DIR  directory with containerd and ctr of 2.0
 #   WHARF_TEST_CRICTL                 the crictl binary
+#   WHARF_BENCH_TOOLS_BIN             directory with registry, crane and regsync
+#                                     (scripts/bench-wan.sh, scripts/bench-registries.sh,
+#                                     and the WAN benchmark's smoke test)
 # Progress and errors go to stderr.
 set -euo pipefail
 
@@ -104,12 +109,25 @@ build_crictl() {
         "$CRICTL_MODULE/cmd/crictl"
 }
 
+# The benchmark peers, as their own release builds are made: no build tags.
+build_bench_peers() {
+    local out="$1"
+    log "building the benchmark peers (distribution v3, crane, regsync)"
+    mkdir -p "$out" || return
+    (cd tools/bench &&
+        GOTOOLCHAIN=local GOFLAGS=-mod=readonly "$GO" build -trimpath -buildvcs=false -o "$out/" \
+            github.com/distribution/distribution/v3/cmd/registry \
+            github.com/google/go-containerregistry/cmd/crane \
+            github.com/regclient/regclient/cmd/regsync)
+}
+
 build_all() {
     local dir="$1" started
     started="$(date +%s)"
     build_containerd tools "$dir/containerd-2" || return
     build_containerd tools/containerd-2.0 "$dir/containerd-2.0" || return
     build_crictl tools "$dir/cri-tools" || return
+    build_bench_peers "$dir/bench" || return
     log "built in $(($(date +%s) - started)) s"
 }
 
@@ -119,7 +137,7 @@ KEY="$(cache_key)"
 DEST="$CACHE_ROOT/$KEY"
 
 if [ -x "$DEST/containerd-2/containerd" ] && [ -x "$DEST/containerd-2.0/containerd" ] &&
-    [ -x "$DEST/cri-tools/crictl" ]; then
+    [ -x "$DEST/cri-tools/crictl" ] && [ -x "$DEST/bench/regsync" ]; then
     log "test tools cached in $DEST"
 else
     log "building the test tools with $("$GO" env GOVERSION) into $DEST (takes minutes the first time)"
@@ -143,3 +161,4 @@ fi
 echo "WHARF_TEST_CONTAINERD2_BIN_DIR=$DEST/containerd-2"
 echo "WHARF_TEST_CONTAINERD2_0_BIN_DIR=$DEST/containerd-2.0"
 echo "WHARF_TEST_CRICTL=$DEST/cri-tools/crictl"
+echo "WHARF_BENCH_TOOLS_BIN=$DEST/bench"

@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 GARAGE_VERSION=2.5.0
 
 # Debian packages the end-to-end tests need.
-PACKAGES=(containerd skopeo podman docker-registry iproute2 util-linux curl jq apache2-utils openssl procps)
+PACKAGES=(containerd skopeo podman docker-registry iproute2 util-linux curl jq apache2-utils openssl procps python3 time)
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
@@ -70,11 +70,11 @@ install_packages() {
     echo "installed"
 }
 
-# containerd 2.0, the newest containerd 2.x and crictl: scripts/go-tools.sh
-# builds them once per pinned version (needs Go; see there) and prints the
-# WHARF_TEST_* variables that tell the tests where they are.
+# containerd 2.0, the newest containerd 2.x, crictl and the benchmarks' Go
+# peers: scripts/go-tools.sh builds them once per pinned version (needs Go;
+# see there) and prints the WHARF_* variables that tell the tests where they are.
 install_go_tools() {
-    step "Checking the Go-built test tools (containerd 2.x, crictl)"
+    step "Checking the Go-built test tools (containerd 2.x, crictl, benchmark peers)"
     local lines line
     lines="$(scripts/go-tools.sh)" || fail "building the Go test tools failed (see above)"
     while IFS= read -r line; do
@@ -131,6 +131,7 @@ run_tests() {
         "WHARF_TEST_CONTAINERD2_BIN_DIR=$WHARF_TEST_CONTAINERD2_BIN_DIR" \
         "WHARF_TEST_CONTAINERD2_0_BIN_DIR=$WHARF_TEST_CONTAINERD2_0_BIN_DIR" \
         "WHARF_TEST_CRICTL=$WHARF_TEST_CRICTL" \
+        "WHARF_BENCH_TOOLS_BIN=$WHARF_BENCH_TOOLS_BIN" \
         "${cargo_test[@]}" || return
     run_s3_conformance
 }
