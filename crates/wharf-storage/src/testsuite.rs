@@ -323,6 +323,26 @@ fn image_manifest(
     ))
 }
 
+/// `config` and `layer` pushed to `r` as blobs, and the OCI manifest that
+/// names them (not pushed): their digests and the manifest's bytes.
+async fn blobs_and_manifest(
+    store: &Store,
+    r: &RepositoryName,
+    config: &Bytes,
+    layer: &Bytes,
+) -> (Digest, Digest, Bytes) {
+    let cd = push(store, r, config).await;
+    let ld = push(store, r, layer).await;
+    let m = image_manifest(
+        &cd,
+        config.len(),
+        &ld,
+        layer.len(),
+        media_type::OCI_MANIFEST,
+    );
+    (cd, ld, m)
+}
+
 async fn manifests_are_byte_exact(b: Arc<dyn Backend>) {
     let store = Store::new(b);
     let r = repo("suite/docker");
@@ -946,15 +966,7 @@ async fn two_collections_keep_a_blob_a_push_reuses(b: Arc<dyn Backend>) {
     let setup = Store::new(b.clone());
     let config = Bytes::from_static(b"{\"reused\":true}");
     let layer = pseudo_random(3000, 11);
-    let cd = push(&setup, &r, &config).await;
-    let ld = push(&setup, &r, &layer).await;
-    let m = image_manifest(
-        &cd,
-        config.len(),
-        &ld,
-        layer.len(),
-        media_type::OCI_MANIFEST,
-    );
+    let (cd, ld, m) = blobs_and_manifest(&setup, &r, &config, &layer).await;
     let md = Digest::sha256_of(&m);
 
     let (a, b_store) = (Store::new(b.clone()), Store::new(b.clone()));
@@ -1034,15 +1046,7 @@ async fn a_delete_racing_a_tag_push_leaves_no_dangling_tag(b: Arc<dyn Backend>) 
     let setup = Store::new(b.clone());
     let config = Bytes::from_static(b"{\"raced\":true}");
     let layer = pseudo_random(2000, 12);
-    let cd = push(&setup, &r, &config).await;
-    let ld = push(&setup, &r, &layer).await;
-    let m = image_manifest(
-        &cd,
-        config.len(),
-        &ld,
-        layer.len(),
-        media_type::OCI_MANIFEST,
-    );
+    let (_, _, m) = blobs_and_manifest(&setup, &r, &config, &layer).await;
     let opts = ManifestPutOptions::default();
     let tag = |t: &str| Target::Tag(t.parse().unwrap());
     let md = setup
