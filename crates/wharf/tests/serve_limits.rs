@@ -116,6 +116,30 @@ fn trickling_patch_body_is_cut_off_with_408() {
     assert!(api.upload_size(&location).is_ok());
 }
 
+/// Waits until every upload at `locations` holds more than one write batch
+/// (so its body reached the writer), then checks that the server grew by
+/// fewer than 24 threads since it had `before`.
+fn assert_stalled_hold_no_threads(
+    api: &Api,
+    wharf: &Wharf,
+    locations: &[String],
+    before: usize,
+    what: &str,
+) {
+    let all_writing = wait_for(Duration::from_secs(60), || {
+        locations
+            .iter()
+            .all(|l| api.upload_size(l).is_ok_and(|s| s >= 256 << 10))
+            .then_some(())
+    });
+    assert!(all_writing.is_some(), "{what}: not all reached storage");
+    let during = net::threads(wharf.pid());
+    assert!(
+        during < before + 24,
+        "{what} grew the server from {before} to {during} threads"
+    );
+}
+
 /// The bug: every PATCH body in flight held a blocking writer thread until
 /// it ended, so stalled uploads grew the server by a thread each.
 #[test]
@@ -134,20 +158,12 @@ fn stalled_uploads_hold_no_threads() {
         stalled.push(stalled_patch(wharf.port(), &path, 4 << 20, 300 << 10));
         locations.push(location);
     }
-    let all_writing = wait_for(Duration::from_secs(60), || {
-        locations
-            .iter()
-            .all(|l| api.upload_size(l).is_ok_and(|s| s >= 256 << 10))
-            .then_some(())
-    });
-    assert!(
-        all_writing.is_some(),
-        "the stalled uploads did not all reach storage"
-    );
-    let during = net::threads(wharf.pid());
-    assert!(
-        during < before + 24,
-        "{STALLED} stalled uploads grew the server from {before} to {during} threads"
+    assert_stalled_hold_no_threads(
+        &api,
+        &wharf,
+        &locations,
+        before,
+        &format!("{STALLED} stalled uploads"),
     );
     // Pushes still work meanwhile.
     push_image(&api, "normal", "v1", b"{}", &[&[1u8; 300_000]])
@@ -192,21 +208,12 @@ fn stalled_http2_streams_hold_no_threads() {
         }
         held
     });
-    let all_writing = wait_for(Duration::from_secs(60), || {
-        locations
-            .iter()
-            .all(|l| api.upload_size(l).is_ok_and(|s| s >= 256 << 10))
-            .then_some(())
-    });
-    assert!(
-        all_writing.is_some(),
-        "the stalled streams did not all reach storage"
-    );
-    let during = net::threads(wharf.pid());
-    assert!(
-        during < before + 24,
-        "{} stalled HTTP/2 streams grew the server from {before} to {during} threads",
-        CONNECTIONS * STREAMS
+    assert_stalled_hold_no_threads(
+        &api,
+        &wharf,
+        &locations,
+        before,
+        &format!("{} stalled HTTP/2 streams", CONNECTIONS * STREAMS),
     );
     push_image(&api, "normal", "v1", b"{}", &[&[2u8; 300_000]])
         .expect("a push beside stalled streams");
