@@ -33,14 +33,7 @@ impl Wharf {
         std::fs::create_dir_all(work_dir).expect("create wharf work dir");
         let root = work_dir.join("root");
         let (process, port) = spawn_ready(&root, work_dir, 1, extra);
-        Wharf {
-            process,
-            port,
-            root,
-            work_dir: work_dir.to_owned(),
-            starts: 1,
-            extra: extra.to_vec(),
-        }
+        Wharf::started(process, port, root, work_dir, extra)
     }
 
     /// Like [`Wharf::start_with`], on `port`: a registry whose name, and so
@@ -57,6 +50,17 @@ impl Wharf {
                 super::process::log_tail(&log, 40)
             );
         }
+        Wharf::started(process, port, root, work_dir, extra)
+    }
+
+    /// The handle of a first start that is ready on `port`.
+    fn started(
+        process: ChildGuard,
+        port: u16,
+        root: PathBuf,
+        work_dir: &Path,
+        extra: &[String],
+    ) -> Wharf {
         Wharf {
             process,
             port,
