@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::challenge::AuthChallenge;
 use crate::credentials::{Credential, CredentialStore};
 use crate::error::{parse_api_errors, Context, Error, ErrorKind, Result};
+use crate::trust::Transport;
 
 /// Tokens without `expires_in` live this long (the token spec's default),
 /// and shorter lifetimes are raised to it, as Docker does.
@@ -73,7 +74,7 @@ struct TokenResponse {
 }
 
 pub(crate) struct Auth {
-    http: reqwest::Client,
+    transport: Arc<Transport>,
     credentials: CredentialStore,
     known: Mutex<HashMap<String, Known>>,
     tokens: Mutex<HashMap<TokenKey, TokenSlot>>,
@@ -100,9 +101,9 @@ fn lifetime(expires_in: Option<u64>) -> Duration {
 }
 
 impl Auth {
-    pub fn new(http: reqwest::Client, credentials: CredentialStore) -> Auth {
+    pub fn new(transport: Arc<Transport>, credentials: CredentialStore) -> Auth {
         Auth {
-            http,
+            transport,
             credentials,
             known: Mutex::default(),
             tokens: Mutex::default(),
@@ -262,9 +263,10 @@ impl Auth {
     ) -> Result<Token> {
         let url = self.realm_url(key, registry_url, ctx)?;
         let credential = self.credentials.lookup(&key.host).await?;
+        let http = self.transport.for_url(&url)?;
         let request = match &credential {
-            Some(Credential::IdentityToken(refresh)) => self.oauth_request(url, key, refresh),
-            other => self.get_request(url, key, other.as_ref()),
+            Some(Credential::IdentityToken(refresh)) => oauth_request(&http, url, key, refresh),
+            other => get_request(&http, url, key, other.as_ref()),
         };
         let response = request.send().await.map_err(|e| Error::transport(ctx, e))?;
         let status = response.status();
@@ -300,51 +302,56 @@ impl Auth {
             valid_until: Instant::now() + lifetime(parsed.expires_in),
         })
     }
+}
 
-    /// The token protocol's GET, Basic-authenticated when there are
-    /// credentials and anonymous otherwise.
-    fn get_request(
-        &self,
-        mut url: Url,
-        key: &TokenKey,
-        credential: Option<&Credential>,
-    ) -> reqwest::RequestBuilder {
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = &key.service {
-                q.append_pair("service", s);
-            }
-            for scope in &key.scopes {
-                q.append_pair("scope", scope);
-            }
-            if let Some(user) = credential.and_then(|c| c.username()) {
-                q.append_pair("account", user);
-            }
-        }
-        let mut req = self.http.get(url);
-        if let Some(h) = credential
-            .and_then(|c| c.basic_header())
-            .and_then(|h| header(&h))
-        {
-            req = req.header(AUTHORIZATION, h);
-        }
-        req
-    }
-
-    /// The OAuth2 refresh-token grant, for Docker's `identitytoken`.
-    fn oauth_request(&self, url: Url, key: &TokenKey, refresh: &str) -> reqwest::RequestBuilder {
-        let scope = key.scopes.join(" ");
-        let mut form = vec![
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh),
-            ("client_id", "wharf"),
-            ("scope", scope.as_str()),
-        ];
+/// The token protocol's GET, Basic-authenticated when there are
+/// credentials and anonymous otherwise.
+fn get_request(
+    http: &reqwest::Client,
+    mut url: Url,
+    key: &TokenKey,
+    credential: Option<&Credential>,
+) -> reqwest::RequestBuilder {
+    {
+        let mut q = url.query_pairs_mut();
         if let Some(s) = &key.service {
-            form.push(("service", s));
+            q.append_pair("service", s);
         }
-        self.http.post(url).form(&form)
+        for scope in &key.scopes {
+            q.append_pair("scope", scope);
+        }
+        if let Some(user) = credential.and_then(|c| c.username()) {
+            q.append_pair("account", user);
+        }
     }
+    let mut req = http.get(url);
+    if let Some(h) = credential
+        .and_then(|c| c.basic_header())
+        .and_then(|h| header(&h))
+    {
+        req = req.header(AUTHORIZATION, h);
+    }
+    req
+}
+
+/// The OAuth2 refresh-token grant, for Docker's `identitytoken`.
+fn oauth_request(
+    http: &reqwest::Client,
+    url: Url,
+    key: &TokenKey,
+    refresh: &str,
+) -> reqwest::RequestBuilder {
+    let scope = key.scopes.join(" ");
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh),
+        ("client_id", "wharf"),
+        ("scope", scope.as_str()),
+    ];
+    if let Some(s) = &key.service {
+        form.push(("service", s));
+    }
+    http.post(url).form(&form)
 }
 
 /// Read a small response body, refusing huge ones.

@@ -11,6 +11,7 @@
 //! `Authorization` is this crate's, visible here and tested, whatever
 //! reqwest's defaults become.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -23,10 +24,11 @@ use reqwest::{Response, Url};
 
 use crate::auth::{read_limited, Auth, Known};
 use crate::challenge::AuthChallenge;
-use crate::config::ClientConfig;
-use crate::credentials::CredentialStore;
+use crate::config::{base_url_with, ClientConfig, SchemeChoice};
+use crate::credentials::{Credential, CredentialSources, CredentialStore};
 use crate::error::{parse_api_errors, Context, Error, ErrorKind, Result};
-use crate::progress::{NoReporter, Reporter, RetryEvent, RetryReason};
+use crate::progress::{NoReporter, RedirectEvent, Reporter, RetryEvent, RetryReason};
+use crate::trust::Transport;
 
 /// Redirect hops followed before giving up.
 pub const MAX_REDIRECTS: usize = 10;
@@ -41,9 +43,12 @@ pub struct Client {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    transport: Arc<Transport>,
     config: ClientConfig,
     auth: Auth,
+    /// Hosts found to answer in TLS although their first scheme was plain
+    /// HTTP ([`SchemeChoice::HttpUnlessTls`]).
+    tls_found: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -159,52 +164,42 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Durati
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-fn build_http(config: &ClientConfig) -> Result<reqwest::Client> {
-    let ctx = Context::new("configure the client for", "all registries");
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .user_agent(config.user_agent.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(config.connect_timeout)
-        .read_timeout(config.read_timeout)
-        .pool_idle_timeout(Duration::from_secs(90));
-    for path in &config.ca_files {
-        let config_err = |why: String| Error::new(ErrorKind::Config, &ctx, why);
-        let pem = std::fs::read(path)
-            .map_err(|e| config_err(format!("cannot read CA file {}: {e}", path.display())))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|_| {
-            config_err(format!(
-                "CA file {} holds no valid PEM certificate",
-                path.display()
-            ))
-        })?;
-        if certs.is_empty() {
-            return Err(config_err(format!(
-                "CA file {} holds no certificate",
-                path.display()
-            )));
-        }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder.build().map_err(|e| {
-        Error::new(ErrorKind::Config, &ctx, "cannot build the HTTP client").with_source(e)
-    })
-}
-
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client> {
-        let http = build_http(&config)?;
+        let transport = Arc::new(Transport::new(&config)?);
         let credentials = CredentialStore::new(config.credentials.clone());
         Ok(Client {
             inner: Arc::new(Inner {
-                auth: Auth::new(http.clone(), credentials),
-                http,
+                auth: Auth::new(transport.clone(), credentials),
+                transport,
                 config,
+                tls_found: Mutex::default(),
             }),
             reporter: Arc::new(NoReporter),
         })
+    }
+
+    /// Check `credential` against `host` the way `docker login` does:
+    /// `GET /v2/` authenticated with it (a token obtained with it first,
+    /// when the registry asks for one). Nothing is saved; an `Ok` means
+    /// the registry accepted the credential.
+    pub async fn verify_credential(&self, host: &str, credential: Credential) -> Result<()> {
+        let mut config = self.inner.config.clone();
+        config.credentials = CredentialSources::none().with_explicit(host, credential);
+        let checker = Client::new(config)?.with_reporter(self.reporter.clone());
+        let ctx = Context::new("log in to", host);
+        let url = checker.base_url(host, &ctx)?;
+        let response = checker
+            .execute(Call::new(host, Method::GET, url, &ctx))
+            .await?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let mut err = error_from(response, &ctx).await;
+        if err.kind() == ErrorKind::Unauthorized {
+            err = err.prefixed("the registry refused the credentials");
+        }
+        Err(err)
     }
 
     /// The same client (shared pool and caches) reporting to `reporter`.
@@ -240,13 +235,38 @@ impl Client {
     }
 
     fn base_url(&self, host: &str, ctx: &Context) -> Result<Url> {
-        self.inner.config.base_url(host).ok_or_else(|| {
+        base_url_with(self.scheme(host), host).ok_or_else(|| {
             Error::new(
                 ErrorKind::Invalid,
                 ctx,
                 format!("{host:?} is not a registry host"),
             )
         })
+    }
+
+    /// The scheme requests to `host` use now.
+    fn scheme(&self, host: &str) -> &'static str {
+        if self.inner.tls_found.lock().expect("lock").contains(host) {
+            "https"
+        } else {
+            self.inner.config.scheme(host)
+        }
+    }
+
+    /// `url` with the scheme `host` was found to speak, when `url` was
+    /// built for the registry before that was known.
+    fn current_url(&self, host: &str, url: &Url) -> Url {
+        let scheme = self.scheme(host);
+        let for_registry = url.host_str().is_some()
+            && base_url_with(url.scheme(), host).is_some_and(|b| b.origin() == url.origin());
+        let mut current = url.clone();
+        if for_registry && url.scheme() != scheme && current.set_scheme(scheme).is_ok() {
+            // An explicit default port of the old scheme would now be wrong.
+            if url.port().is_none() {
+                let _ = current.set_port(None);
+            }
+        }
+        current
     }
 
     /// `GET /v2/`: is this a registry, and how does it authenticate?
@@ -266,8 +286,30 @@ impl Client {
 
     async fn ping_inner(&self, host: &str, ctx: &Context) -> Result<(Known, Option<String>)> {
         let url = self.base_url(host, ctx)?;
-        let call = Call::new(host, Method::GET, url, ctx);
-        let response = self.execute_with(call, false).await?;
+        self.reporter.trying(host, url.as_str());
+        let outcome = self
+            .execute_with(Call::new(host, Method::GET, url.clone(), ctx), false)
+            .await;
+        let response = match outcome {
+            Err(e) if e.peer_speaks_tls() && self.may_switch_to_tls(host, &url) => {
+                self.ping_over_tls(host, ctx).await?
+            }
+            Ok(r)
+                if r.status() == StatusCode::BAD_REQUEST && self.may_switch_to_tls(host, &url) =>
+            {
+                // Go's and nginx's TLS servers answer plain HTTP in plain HTTP.
+                let body = read_limited(r, ctx).await.unwrap_or_default();
+                if !is_tls_servers_answer(&body) {
+                    return Err(Error::http(
+                        ctx,
+                        StatusCode::BAD_REQUEST,
+                        parse_api_errors(&body),
+                    ));
+                }
+                self.ping_over_tls(host, ctx).await?
+            }
+            other => other?,
+        };
         let status = response.status();
         let version = response
             .headers()
@@ -294,6 +336,25 @@ impl Client {
         Ok((known, version))
     }
 
+    /// The registry answered in TLS: HTTPS from now on, starting with the ping.
+    async fn ping_over_tls(&self, host: &str, ctx: &Context) -> Result<Response> {
+        tracing::debug!(registry = host, "the registry answers in TLS; using HTTPS");
+        self.inner
+            .tls_found
+            .lock()
+            .expect("lock")
+            .insert(host.to_string());
+        let url = self.base_url(host, ctx)?;
+        self.reporter.trying(host, url.as_str());
+        self.execute_with(Call::new(host, Method::GET, url, ctx), false)
+            .await
+    }
+
+    fn may_switch_to_tls(&self, host: &str, url: &Url) -> bool {
+        url.scheme() == "http"
+            && self.inner.config.scheme_choice(host) == SchemeChoice::HttpUnlessTls
+    }
+
     async fn known_or_ping(&self, host: &str, ctx: &Context) -> Result<Known> {
         match self.inner.auth.known(host) {
             Some(k) => Ok(k),
@@ -315,7 +376,7 @@ impl Client {
             let outcome = if authenticate {
                 self.send_authenticated(&call).await
             } else {
-                self.send_following_redirects(&call, None).await
+                self.send_following_redirects(&call, &call.url, None).await
             };
             let can_retry = call.retry && call.body.replayable() && attempt < policy.max_attempts;
             if !can_retry {
@@ -333,17 +394,23 @@ impl Client {
                         ),
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::Network => {
+                Err(e) if e.kind() == ErrorKind::Network && e.is_transient() => {
                     (RetryReason::Network, policy.backoff(attempt - 1), false)
                 }
                 _ => return outcome,
+            };
+            let error = match &outcome {
+                Ok(r) => format!("HTTP {}", r.status()),
+                Err(e) => e.message().to_string(),
             };
             drop(outcome);
             self.reporter.retrying(&RetryEvent {
                 operation: call.ctx.operation,
                 registry: call.host,
                 attempt,
+                max_attempts: policy.max_attempts,
                 reason,
+                error,
                 delay,
                 from_retry_after,
             });
@@ -363,11 +430,16 @@ impl Client {
         let ctx = call.ctx;
         let base = self.base_url(call.host, ctx)?;
         let known = self.known_or_ping(call.host, ctx).await?;
+        // The ping may have found that the registry speaks TLS.
+        let base = self.current_url(call.host, &base);
+        let url = self.current_url(call.host, &call.url);
         let auth = &self.inner.auth;
         let header = auth
             .header(call.host, &base, &known, &call.scopes, ctx)
             .await?;
-        let response = self.send_following_redirects(call, header.as_ref()).await?;
+        let response = self
+            .send_following_redirects(call, &url, header.as_ref())
+            .await?;
         if response.status() != StatusCode::UNAUTHORIZED || !call.body.replayable() {
             return Ok(response);
         }
@@ -382,7 +454,7 @@ impl Client {
             .reauthenticate(call.host, &base, challenge, &call.scopes, ctx)
             .await?;
         match fresh {
-            Some(h) => self.send_following_redirects(call, Some(&h)).await,
+            Some(h) => self.send_following_redirects(call, &url, Some(&h)).await,
             None => Ok(response),
         }
     }
@@ -390,17 +462,19 @@ impl Client {
     async fn send_following_redirects(
         &self,
         call: &Call<'_>,
+        start: &Url,
         auth: Option<&HeaderValue>,
     ) -> Result<Response> {
         let ctx = call.ctx;
-        let origin = call.url.origin();
-        let mut url = call.url.clone();
+        let origin = start.origin();
+        let mut url = start.clone();
         let mut method = call.method.clone();
         let mut with_body = true;
         for _ in 0..=MAX_REDIRECTS {
             let mut request = self
                 .inner
-                .http
+                .transport
+                .for_url(&url)?
                 .request(method.clone(), url.clone())
                 .headers(call.headers.clone());
             // Credentials are for the registry: a CDN or object store that
@@ -440,6 +514,12 @@ impl Client {
                 host = next.host_str(),
                 "following a redirect"
             );
+            self.reporter.redirected(&RedirectEvent {
+                operation: ctx.operation,
+                registry: call.host,
+                status,
+                to_origin: next.origin().ascii_serialization(),
+            });
             url = next;
         }
         Err(Error::new(
@@ -448,6 +528,14 @@ impl Client {
             format!("more than {MAX_REDIRECTS} redirects"),
         ))
     }
+}
+
+/// The body a TLS server sends to a plain-HTTP request (Go's net/http,
+/// nginx), as opposed to a registry's own 400.
+fn is_tls_servers_answer(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body);
+    text.contains("Client sent an HTTP request to an HTTPS server")
+        || text.contains("The plain HTTP request was sent to HTTPS port")
 }
 
 /// Where a redirect points, resolved against the current URL; only

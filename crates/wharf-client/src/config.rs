@@ -71,14 +71,22 @@ fn jitter() -> f64 {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub user_agent: String,
-    /// Registries spoken to over plain HTTP (skopeo's `--tls-verify=false`).
-    /// Loopback hosts are always plain HTTP unless listed in `https_hosts`.
+    /// Registries that may be spoken to over plain HTTP (skopeo's
+    /// `--tls-verify=false`). Like loopback hosts, they are tried in plain
+    /// HTTP first and switch to HTTPS for good when they answer in TLS.
     pub insecure_hosts: Vec<String>,
-    /// Registries that must use HTTPS even though they are on loopback
-    /// (a TLS-terminating registry on 127.0.0.1).
+    /// Registries that must use HTTPS even though they are on loopback or
+    /// insecure (`https://` written before the host).
     pub https_hosts: Vec<String>,
+    /// Registries that must use plain HTTP whatever they are (`http://`
+    /// written before the host).
+    pub http_hosts: Vec<String>,
     /// PEM files with extra trusted CAs, added to the system's roots.
     pub ca_files: Vec<PathBuf>,
+    /// Roots of per-host certificate directories (`ROOT/HOST[:PORT]/*.crt`,
+    /// `*.cert` + `*.key`), as podman and docker read them
+    /// ([`crate::trust::CERTS_D_ROOTS`] by default).
+    pub certs_dirs: Vec<PathBuf>,
     pub credentials: CredentialSources,
     pub retry: RetryPolicy,
     pub connect_timeout: Duration,
@@ -99,7 +107,9 @@ impl Default for ClientConfig {
             user_agent: concat!("wharf/", env!("CARGO_PKG_VERSION")).to_string(),
             insecure_hosts: Vec::new(),
             https_hosts: Vec::new(),
+            http_hosts: Vec::new(),
             ca_files: Vec::new(),
+            certs_dirs: crate::trust::CERTS_D_ROOTS.map(PathBuf::from).to_vec(),
             credentials: CredentialSources::none(),
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(30),
@@ -140,27 +150,77 @@ pub fn endpoint_host(host: &str) -> &str {
     }
 }
 
+/// How the scheme of a registry is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemeChoice {
+    Https,
+    Http,
+    /// Plain HTTP first; HTTPS from the moment the registry answers in TLS
+    /// (a loopback or insecure registry that serves HTTPS). Only the first
+    /// request, an anonymous `GET /v2/`, can go out in plain text.
+    HttpUnlessTls,
+}
+
+/// `https://host…` or `http://host…` as a user writes a registry: the
+/// scheme asked for, and the rest.
+pub fn split_scheme(written: &str) -> (Option<&'static str>, &str) {
+    for scheme in ["https", "http"] {
+        let prefix_len = scheme.len() + 3;
+        if written.len() > prefix_len
+            && written[..prefix_len].eq_ignore_ascii_case(&format!("{scheme}://"))
+        {
+            return (Some(scheme), &written[prefix_len..]);
+        }
+    }
+    (None, written)
+}
+
 impl ClientConfig {
-    /// The scheme used for `host` (a registry host as in a reference).
-    pub fn scheme(&self, host: &str) -> &'static str {
+    /// How the scheme for `host` (a registry host as in a reference) is chosen.
+    pub fn scheme_choice(&self, host: &str) -> SchemeChoice {
         let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(host));
         if listed(&self.https_hosts) {
-            "https"
+            SchemeChoice::Https
+        } else if listed(&self.http_hosts) {
+            SchemeChoice::Http
         } else if listed(&self.insecure_hosts) || is_loopback(host) {
-            "http"
+            SchemeChoice::HttpUnlessTls
         } else {
-            "https"
+            SchemeChoice::Https
         }
     }
 
-    /// `<scheme>://<endpoint>/v2/`.
-    pub fn base_url(&self, host: &str) -> Option<Url> {
-        let endpoint = endpoint_host(host);
-        let url = Url::parse(&format!("{}://{endpoint}/v2/", self.scheme(host))).ok()?;
-        // A "host" with a path or credentials in it is not a host.
-        (url.path() == "/v2/" && url.username().is_empty() && url.password().is_none())
-            .then_some(url)
+    /// The scheme the first request to `host` uses.
+    pub fn scheme(&self, host: &str) -> &'static str {
+        match self.scheme_choice(host) {
+            SchemeChoice::Https => "https",
+            SchemeChoice::Http | SchemeChoice::HttpUnlessTls => "http",
+        }
     }
+
+    /// Make `host` use `scheme` ("https" or "http"), as a prefix written
+    /// before it asks.
+    pub fn force_scheme(&mut self, host: &str, scheme: &str) {
+        let list = if scheme == "https" {
+            &mut self.https_hosts
+        } else {
+            &mut self.http_hosts
+        };
+        list.push(host.to_string());
+    }
+
+    /// `<scheme>://<endpoint>/v2/` with the first scheme for `host`.
+    pub fn base_url(&self, host: &str) -> Option<Url> {
+        base_url_with(self.scheme(host), host)
+    }
+}
+
+/// `<scheme>://<endpoint>/v2/`, or `None` when `host` is not a host.
+pub(crate) fn base_url_with(scheme: &str, host: &str) -> Option<Url> {
+    let endpoint = endpoint_host(host);
+    let url = Url::parse(&format!("{scheme}://{endpoint}/v2/")).ok()?;
+    // A "host" with a path or credentials in it is not a host.
+    (url.path() == "/v2/" && url.username().is_empty() && url.password().is_none()).then_some(url)
 }
 
 #[cfg(test)]
@@ -184,6 +244,34 @@ mod tests {
         assert_eq!(c.scheme("mirror.lan"), "https");
         assert_eq!(c.scheme("127.0.0.1:8443"), "https");
         assert_eq!(c.scheme("128.0.0.1"), "https");
+        assert_eq!(
+            c.scheme_choice("localhost:5000"),
+            SchemeChoice::HttpUnlessTls
+        );
+        assert_eq!(
+            c.scheme_choice("mirror.lan:5000"),
+            SchemeChoice::HttpUnlessTls
+        );
+        assert_eq!(c.scheme_choice("127.0.0.1:8443"), SchemeChoice::Https);
+        let mut forced = c.clone();
+        forced.force_scheme("mirror.lan:5000", "http");
+        forced.force_scheme("localhost:5000", "https");
+        assert_eq!(forced.scheme_choice("mirror.lan:5000"), SchemeChoice::Http);
+        assert_eq!(forced.scheme_choice("localhost:5000"), SchemeChoice::Https);
+    }
+
+    #[test]
+    fn written_schemes() {
+        assert_eq!(
+            split_scheme("https://localhost:5002"),
+            (Some("https"), "localhost:5002")
+        );
+        assert_eq!(
+            split_scheme("HTTP://r.lan/a/b:1"),
+            (Some("http"), "r.lan/a/b:1")
+        );
+        assert_eq!(split_scheme("localhost:5002"), (None, "localhost:5002"));
+        assert_eq!(split_scheme("https://"), (None, "https://"));
     }
 
     #[test]

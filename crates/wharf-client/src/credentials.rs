@@ -1,10 +1,15 @@
 //! Where registry credentials come from, in the order tools agree on:
 //!
 //! 1. explicit credentials (`--src-creds user:pass`), per registry host;
-//! 2. `$REGISTRY_AUTH_FILE`;
-//! 3. containers `auth.json`: `$XDG_RUNTIME_DIR/containers/auth.json`, then
-//!    `~/.config/containers/auth.json`;
-//! 4. Docker's `config.json` in `$DOCKER_CONFIG` or `~/.docker`.
+//! 2. the file given with `--authfile` ([`CredentialSources::with_authfile`]);
+//! 3. `$REGISTRY_AUTH_FILE`;
+//! 4. containers `auth.json`: `$XDG_RUNTIME_DIR/containers/auth.json` (or,
+//!    without `XDG_RUNTIME_DIR`, `/run/containers/$UID/auth.json`, as
+//!    podman falls back), then `~/.config/containers/auth.json`;
+//! 5. Docker's `config.json` in `$DOCKER_CONFIG` or `~/.docker`.
+//!
+//! `wharf login` writes the first of 3–4 that applies
+//! ([`crate::auth_file::default_path`]), so what it saved is what is read.
 //!
 //! Within one file: a `credHelpers` entry for the host, then `credsStore`,
 //! then the `auths` entry (`auth` = base64 `user:pass`, or `identitytoken`).
@@ -102,6 +107,7 @@ impl fmt::Debug for Credential {
 
 /// The canonical form of a registry host for credential lookups.
 pub fn normalize_host(key: &str) -> String {
+    let key = key.to_ascii_lowercase();
     // `https://host/v1/` (Docker's legacy keys) means `host`.
     let without_scheme = key
         .strip_prefix("https://")
@@ -110,11 +116,10 @@ pub fn normalize_host(key: &str) -> String {
         Some(rest) => rest.split('/').next().unwrap_or(rest),
         None => key.trim_end_matches('/'),
     };
-    let host = host.to_ascii_lowercase();
-    if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
+    if DOCKER_HUB_ALIASES.contains(&host) {
         "docker.io".to_string()
     } else {
-        host
+        host.to_string()
     }
 }
 
@@ -157,17 +162,19 @@ impl CredentialSources {
 
     /// The standard files, located through the process environment.
     pub fn from_env() -> CredentialSources {
-        CredentialSources::from_vars(|k| std::env::var_os(k))
+        let uid = rustix::process::geteuid().as_raw();
+        CredentialSources::from_vars(|k| std::env::var_os(k), uid)
     }
 
-    /// The standard files, located through `var` (testable without touching
-    /// the process environment).
-    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> CredentialSources {
+    /// The standard files for user `uid`, located through `var` (testable
+    /// without touching the process environment).
+    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>, uid: u32) -> CredentialSources {
         let var = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         let mut files = Vec::new();
         files.extend(var("REGISTRY_AUTH_FILE"));
-        if let Some(run) = var("XDG_RUNTIME_DIR") {
-            files.push(run.join("containers/auth.json"));
+        match var("XDG_RUNTIME_DIR") {
+            Some(run) => files.push(run.join("containers/auth.json")),
+            None => files.push(PathBuf::from(format!("/run/containers/{uid}/auth.json"))),
         }
         let home = var("HOME");
         let config_home =
@@ -184,6 +191,12 @@ impl CredentialSources {
             files,
             ..CredentialSources::default()
         }
+    }
+
+    /// `--authfile FILE`: read before every standard location.
+    pub fn with_authfile(mut self, file: PathBuf) -> CredentialSources {
+        self.files.insert(0, file);
+        self
     }
 
     /// Auth files, in priority order, after those already listed.
@@ -456,16 +469,27 @@ mod tests {
             ("DOCKER_CONFIG", ""),
         ]
         .into();
-        let s = CredentialSources::from_vars(|k| vars.get(k).map(OsString::from));
+        let s = CredentialSources::from_vars(|k| vars.get(k).map(OsString::from), 1)
+            .with_authfile("/given.json".into());
         let files: Vec<_> = s.files().iter().map(|p| p.to_str().unwrap()).collect();
         assert_eq!(
             files,
             [
+                "/given.json",
                 "/a/auth.json",
                 "/run/user/1/containers/auth.json",
                 "/home/u/.config/containers/auth.json",
                 "/home/u/.docker/config.json",
             ]
+        );
+        let without_runtime_dir = CredentialSources::from_vars(
+            |k| (k == "HOME").then(|| OsString::from("/home/u")),
+            1000,
+        );
+        assert_eq!(
+            without_runtime_dir.files()[0],
+            PathBuf::from("/run/containers/1000/auth.json"),
+            "podman's fallback when XDG_RUNTIME_DIR is unset"
         );
     }
 

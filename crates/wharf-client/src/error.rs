@@ -141,6 +141,9 @@ pub struct Error {
     status: Option<StatusCode>,
     api_errors: Vec<ApiError>,
     message: String,
+    /// Trying again cannot help (a name that does not exist, a peer that
+    /// speaks another protocol), even though the kind is usually transient.
+    permanent: bool,
     #[source]
     source: Option<Source>,
 }
@@ -155,6 +158,7 @@ impl Error {
             status: None,
             api_errors: Vec::new(),
             message: message.into(),
+            permanent: false,
             source: None,
         }
     }
@@ -182,6 +186,7 @@ impl Error {
     /// A transport failure. The URL is dropped: it may be a signed one.
     pub(crate) fn transport(context: &Context, err: reqwest::Error) -> Error {
         let err = err.without_url();
+        let peer = peer_mismatch(&err);
         let kind = if is_tls(&err) {
             ErrorKind::Tls
         } else if err.is_builder() {
@@ -189,8 +194,46 @@ impl Error {
         } else {
             ErrorKind::Network
         };
-        let message = describe_transport(&err);
-        Error::new(kind, context, message).with_source(err)
+        let (message, permanent) = match (peer, name_lookup(&err)) {
+            (Some(PeerMismatch::PlainHttp), _) => (
+                format!(
+                    "this registry speaks plain HTTP, not TLS (hint: add --insecure {0}, or write http://{0})",
+                    context.registry
+                ),
+                true,
+            ),
+            (Some(PeerMismatch::Tls), _) => (
+                format!(
+                    "this registry speaks TLS, not plain HTTP (hint: write https://{}, with --ca-file if its CA is not a system one)",
+                    context.registry
+                ),
+                true,
+            ),
+            (None, Some(NameLookup::NoSuchHost)) => {
+                (format!("no such host: {}", context.registry), true)
+            }
+            (None, _) => (describe_transport(&err), false),
+        };
+        let mut error = Error::new(kind, context, message).with_source(err);
+        error.permanent = permanent;
+        error
+    }
+
+    /// The peer answered in another protocol: plain HTTP to a TLS client
+    /// or TLS to a plain-HTTP one.
+    pub fn is_protocol_mismatch(&self) -> bool {
+        self.source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<reqwest::Error>())
+            .is_some_and(|e| peer_mismatch(e).is_some())
+    }
+
+    /// The peer answered a plain-HTTP request in TLS.
+    pub(crate) fn peer_speaks_tls(&self) -> bool {
+        self.source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<reqwest::Error>())
+            .is_some_and(|e| peer_mismatch(e) == Some(PeerMismatch::Tls))
     }
 
     /// Say where in the operation it failed: `<prefix>: <message>`.
@@ -209,6 +252,11 @@ impl Error {
 
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// What went wrong, without the operation it happened in.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     pub fn context(&self) -> &Context {
@@ -231,10 +279,11 @@ impl Error {
 
     /// Worth trying again later (the same request might succeed).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.kind,
-            ErrorKind::Network | ErrorKind::RateLimited | ErrorKind::Server
-        )
+        !self.permanent
+            && matches!(
+                self.kind,
+                ErrorKind::Network | ErrorKind::RateLimited | ErrorKind::Server
+            )
     }
 }
 
@@ -284,6 +333,64 @@ fn chain<'a>(
 
 fn is_tls(err: &reqwest::Error) -> bool {
     chain(err).any(|e| e.downcast_ref::<rustls::Error>().is_some())
+}
+
+/// Which other protocol the peer spoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerMismatch {
+    /// A TLS client got plain bytes (`HTTP/1.1 400 …`) where a TLS record
+    /// belongs: rustls calls it a corrupt message of type InvalidContentType.
+    PlainHttp,
+    /// A plain-HTTP client got a TLS record (an alert starts with 0x15)
+    /// where a status line belongs.
+    Tls,
+}
+
+fn peer_mismatch(err: &reqwest::Error) -> Option<PeerMismatch> {
+    chain(err).find_map(|e| {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+            )
+            .then_some(PeerMismatch::PlainHttp);
+        }
+        // hyper's parse errors are not public types; their text is stable.
+        (e.to_string() == "invalid HTTP version parsed").then_some(PeerMismatch::Tls)
+    })
+}
+
+/// What a failed name lookup says about the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameLookup {
+    /// The resolver answered that the name does not exist (NXDOMAIN,
+    /// `EAI_NONAME`, `EAI_NODATA`): asking again gives the same answer.
+    NoSuchHost,
+    /// The resolver could not answer (`EAI_AGAIN`, a timeout): worth retrying.
+    Transient,
+}
+
+/// The resolver's verdict, when the failure was the name lookup. The std
+/// resolver's errors carry only `gai_strerror`'s text, so that is matched.
+fn name_lookup(err: &reqwest::Error) -> Option<NameLookup> {
+    // hyper says "dns error" and wraps the resolver's own words.
+    let text: Vec<String> = chain(err).map(|e| e.to_string()).collect();
+    let text = text.join(": ");
+    (text.contains("dns error") || text.contains("failed to lookup address information"))
+        .then(|| classify_lookup(&text))
+}
+
+fn classify_lookup(text: &str) -> NameLookup {
+    const NO_SUCH_HOST: &[&str] = &[
+        "Name or service not known",
+        "No address associated with hostname",
+        "nodename nor servname provided, or not known",
+    ];
+    if NO_SUCH_HOST.iter().any(|m| text.contains(m)) {
+        NameLookup::NoSuchHost
+    } else {
+        NameLookup::Transient
+    }
 }
 
 /// A short cause: the innermost message is usually the informative one
@@ -337,6 +444,22 @@ mod tests {
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         );
         assert!(c.to_string().starts_with("get blob r/x@sha256:e3b0"));
+    }
+
+    #[test]
+    fn lookup_failures_are_told_apart() {
+        for permanent in [
+            "dns error: failed to lookup address information: Name or service not known",
+            "failed to lookup address information: No address associated with hostname",
+        ] {
+            assert_eq!(classify_lookup(permanent), NameLookup::NoSuchHost);
+        }
+        assert_eq!(
+            classify_lookup(
+                "failed to lookup address information: Temporary failure in name resolution"
+            ),
+            NameLookup::Transient
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //!   uploads); a request whose body is a caller's stream is sent once.
 
 mod auth;
+pub mod auth_file;
 mod blob;
 pub mod challenge;
 mod client;
@@ -31,15 +32,16 @@ mod discovery;
 pub mod error;
 mod manifest;
 pub mod progress;
+pub mod trust;
 mod upload;
 
 pub use auth::{pull_scope, push_scope, CATALOG_SCOPE};
 pub use blob::BlobStream;
 pub use client::{Client, Ping, MAX_REDIRECTS};
-pub use config::{ClientConfig, RetryPolicy};
+pub use config::{split_scheme, ClientConfig, RetryPolicy, SchemeChoice};
 pub use credentials::{Credential, CredentialSources};
 pub use discovery::referrers_tag;
 pub use error::{ApiError, Context, Error, ErrorKind, Result};
 pub use manifest::{Manifest, ManifestInfo};
-pub use progress::{NoReporter, Reporter, RetryEvent, RetryReason};
+pub use progress::{NoReporter, RedirectEvent, Reporter, RetryEvent, RetryReason};
 pub use upload::{MountOutcome, UploadSession};

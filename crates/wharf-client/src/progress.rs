@@ -23,7 +23,12 @@ pub struct RetryEvent<'a> {
     pub registry: &'a str,
     /// The try that just failed (1 for the first).
     pub attempt: u32,
+    /// Tries allowed in all, the first included.
+    pub max_attempts: u32,
     pub reason: RetryReason,
+    /// What went wrong, in one line (`HTTP 503 Service Unavailable`,
+    /// `cannot connect: Connection refused`).
+    pub error: String,
     /// How long the client waits before the next try.
     pub delay: Duration,
     /// Whether `delay` came from the server's `Retry-After`.
@@ -43,6 +48,22 @@ pub trait Reporter: Send + Sync {
     /// The blob moved completely and its digest verified.
     fn blob_finished(&self, _digest: &Digest) {}
     fn retrying(&self, _event: &RetryEvent<'_>) {}
+    /// The first request to a registry goes out to `url` (its `/v2/`).
+    fn trying(&self, _registry: &str, _url: &str) {}
+    /// A registry answered `event.status` pointing elsewhere, and the
+    /// client follows.
+    fn redirected(&self, _event: &RedirectEvent<'_>) {}
+}
+
+/// One redirect being followed. Only the target's origin is given: the
+/// rest of a redirect URL is often a signature, a secret.
+#[derive(Debug, Clone)]
+pub struct RedirectEvent<'a> {
+    pub operation: &'a str,
+    pub registry: &'a str,
+    pub status: StatusCode,
+    /// `scheme://host[:port]` of the target.
+    pub to_origin: String,
 }
 
 /// The reporter used when none is given.
