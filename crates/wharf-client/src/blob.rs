@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use bytes::Bytes;
-use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use futures_util::stream::{self, BoxStream, Fuse, Stream, StreamExt};
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use http::{Method, StatusCode};
 use wharf_oci::{Digest, Hasher, RepositoryName};
@@ -24,10 +24,11 @@ use crate::client::{expect_status, Call, Client};
 use crate::error::{Context, Error, ErrorKind, Result};
 
 /// A verified blob download. Yields the blob's bytes in order; the last item
-/// is an error if the content does not hash to the digest.
+/// is an error if the content does not hash to the digest. Once ended it
+/// keeps answering `None` (an HTTP/2 upload polls its body past the end).
 pub struct BlobStream {
     size: Option<u64>,
-    inner: BoxStream<'static, Result<Bytes>>,
+    inner: Fuse<BoxStream<'static, Result<Bytes>>>,
 }
 
 impl BlobStream {
@@ -50,6 +51,12 @@ impl Stream for BlobStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         self.inner.poll_next_unpin(cx)
+    }
+}
+
+impl futures_util::stream::FusedStream for BlobStream {
+    fn is_terminated(&self) -> bool {
+        self.inner.is_terminated()
     }
 }
 
@@ -327,7 +334,8 @@ impl Client {
             let item = d.next_item().await?;
             Some((item, d))
         })
-        .boxed();
+        .boxed()
+        .fuse();
         Ok(BlobStream { size, inner })
     }
 

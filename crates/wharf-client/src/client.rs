@@ -11,9 +11,9 @@
 //! `Authorization` is this crate's, visible here and tested, whatever
 //! reqwest's defaults become.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{
@@ -49,7 +49,13 @@ struct Inner {
     /// Hosts found to answer in TLS although their first scheme was plain
     /// HTTP ([`SchemeChoice::HttpUnlessTls`]).
     tls_found: Mutex<HashSet<String>>,
+    /// Hosts whose ping failed after every retry, when, and why.
+    unreachable: Mutex<HashMap<String, (Instant, String)>>,
 }
+
+/// How long a registry that did not answer a ping through all its retries
+/// is taken as unreachable without asking again.
+const UNREACHABLE_MEMORY: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -174,6 +180,7 @@ impl Client {
                 transport,
                 config,
                 tls_found: Mutex::default(),
+                unreachable: Mutex::default(),
             }),
             reporter: Arc::new(NoReporter),
         })
@@ -285,6 +292,37 @@ impl Client {
     }
 
     async fn ping_inner(&self, host: &str, ctx: &Context) -> Result<(Known, Option<String>)> {
+        if let Some(e) = self.recently_unreachable(host, ctx) {
+            return Err(e);
+        }
+        let result = self.ping_once(host, ctx).await;
+        if let Err(e) = &result {
+            if e.kind() == ErrorKind::Network && e.retries_spent {
+                let gave_up = (Instant::now(), e.message().to_string());
+                self.inner
+                    .unreachable
+                    .lock()
+                    .expect("lock")
+                    .insert(host.to_string(), gave_up);
+            }
+        }
+        result
+    }
+
+    /// The registry did not answer a ping through all its retries moments
+    /// ago: every request then waiting on a ping fails at once instead of
+    /// retrying all over again.
+    fn recently_unreachable(&self, host: &str, ctx: &Context) -> Option<Error> {
+        let map = self.inner.unreachable.lock().expect("lock");
+        let (when, message) = map.get(host)?;
+        (when.elapsed() < UNREACHABLE_MEMORY).then(|| {
+            let mut e = Error::new(ErrorKind::Network, ctx, message.clone());
+            e.retries_spent = true;
+            e
+        })
+    }
+
+    async fn ping_once(&self, host: &str, ctx: &Context) -> Result<(Known, Option<String>)> {
         let url = self.base_url(host, ctx)?;
         self.reporter.trying(host, url.as_str());
         let outcome = self
@@ -380,7 +418,10 @@ impl Client {
             };
             let can_retry = call.retry && call.body.replayable() && attempt < policy.max_attempts;
             if !can_retry {
-                return outcome;
+                return outcome.map_err(|mut e| {
+                    e.retries_spent |= call.retry && call.body.replayable();
+                    e
+                });
             }
             let (reason, delay, from_retry_after) = match &outcome {
                 Ok(r) if is_retryable_status(r.status()) => {
@@ -394,7 +435,9 @@ impl Client {
                         ),
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::Network && e.is_transient() => {
+                Err(e)
+                    if e.kind() == ErrorKind::Network && e.is_transient() && !e.retries_spent =>
+                {
                     (RetryReason::Network, policy.backoff(attempt - 1), false)
                 }
                 _ => return outcome,

@@ -144,6 +144,9 @@ pub struct Error {
     /// Trying again cannot help (a name that does not exist, a peer that
     /// speaks another protocol), even though the kind is usually transient.
     permanent: bool,
+    /// Already tried as often as the retry policy allows: a caller's own
+    /// retry loop must not multiply the tries (a ping inside a request).
+    pub(crate) retries_spent: bool,
     #[source]
     source: Option<Source>,
 }
@@ -159,6 +162,7 @@ impl Error {
             api_errors: Vec::new(),
             message: message.into(),
             permanent: false,
+            retries_spent: false,
             source: None,
         }
     }

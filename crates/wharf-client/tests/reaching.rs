@@ -185,6 +185,36 @@ async fn each_retry_is_reported_with_its_attempt_and_cause() {
     }
 }
 
+/// Regression: a request's ping was retried inside the request's own retry
+/// loop (5 × 5 tries, 40–60 s for an unreachable registry), and the next
+/// request to the same registry started over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_registry_is_tried_once_through_the_retry_policy() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("127.0.0.1:{port}");
+    let (client, heard) = reporting(quick_config());
+    let image: wharf_oci::Reference = format!("{host}/app:v1").parse().unwrap();
+    let err = client.head_manifest(&image).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Network, "{err}");
+    let retries = || {
+        heard
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("retry"))
+            .count() as u32
+    };
+    let max = quick_config().retry.max_attempts;
+    assert_eq!(retries(), max - 1, "{:?}", heard.lines());
+    let err = client.get_manifest(&image).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Network, "{err}");
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+    assert_eq!(retries(), max - 1, "no new tries: {:?}", heard.lines());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_verified_like_docker_login() {
     let reg = DockerRegistry::start(DockerAuth::Htpasswd {

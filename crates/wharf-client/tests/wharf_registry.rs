@@ -332,3 +332,25 @@ async fn referrers_through_the_api() {
         .unwrap();
     assert!(none.is_empty());
 }
+
+/// Regression: an HTTP/2 upload polls its body once more after the end; a
+/// blob stream polled past its end panicked ("Unfold must not be polled
+/// after it returned `Poll::Ready(None)`") and the upload stalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_stream_polled_past_its_end_stays_ended() {
+    let reg = WharfRegistry::start().await;
+    let client = client();
+    let app = repo("fused/app");
+    let img = Image::oci(9);
+    img.push(&client, &reg.host, &app, "v1").await;
+    let mut blob = client
+        .get_blob(&reg.host, &app, &img.layer_digest())
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = blob.next().await {
+        bytes.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(bytes, img.layer);
+    assert!(blob.next().await.is_none());
+}

@@ -43,6 +43,10 @@ pub enum Command {
     Load(crate::load_cmd::LoadArgs),
     /// Fill a running pull-through cache ahead of time from a list (the same input as sync).
     Warm(crate::warm_cmd::WarmArgs),
+    /// Check credentials against a registry and save them in the auth.json podman and skopeo read.
+    Login(crate::login_cmd::LoginArgs),
+    /// Remove a registry's credentials from that auth.json.
+    Logout(crate::login_cmd::LogoutArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

@@ -217,9 +217,12 @@ fn held_by_bundle(path: &Path) -> anyhow::Result<Held> {
 /// puts it, and the other tags of its repository for suggestions.
 fn held_by_registry(registry: &str, uses: &[ImageUse]) -> anyhow::Result<Held> {
     let registry = registry.trim().trim_end_matches('/').to_string();
+    let trust = crate::transfer_cmd::Trust {
+        insecure: vec![registry.clone()],
+        ..Default::default()
+    };
     let client = crate::transfer_cmd::registry_client(
-        std::slice::from_ref(&registry),
-        &[],
+        &trust,
         None,
         &std::collections::BTreeSet::from([registry.clone()]),
     )?;

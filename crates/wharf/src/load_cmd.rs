@@ -22,7 +22,8 @@ use wharf_transfer::{
 
 use crate::cli::Hint;
 use crate::transfer_cmd::{
-    print_line, print_outcome, registry_client, Output, Progress, Trust, EXIT_USAGE,
+    client_reporter, print_line, print_outcome, registry_client, Output, Progress, Trust,
+    EXIT_USAGE,
 };
 
 #[derive(Debug, Args)]
@@ -174,13 +175,13 @@ async fn push_all(
     for note in notes {
         print_line(progress.as_deref(), &format!("note: {note}"));
     }
-    let src = registry_client(&[], &[], None, &BTreeSet::new())?;
+    let src = registry_client(&Trust::default(), None, &BTreeSet::new())?;
     let dst = registry_client(
-        &args.trust.insecure,
-        &args.trust.ca_file,
+        &args.trust,
         args.dest_creds.as_deref(),
         &BTreeSet::from([to.to_string()]),
-    )?;
+    )?
+    .with_reporter(client_reporter(progress.as_ref(), args.quiet));
     let map = DestinationMap::new(to, args.flatten).with_names(args.registry_names.clone());
     refuse_collisions(&map, &bundles)?;
     let events: Arc<dyn Events> = match &progress {

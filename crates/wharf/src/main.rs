@@ -15,6 +15,7 @@ mod gc_cmd;
 mod images_cmd;
 mod load_cmd;
 mod logging;
+mod login_cmd;
 mod save_cmd;
 mod self_image;
 mod serve;
@@ -41,6 +42,8 @@ fn main() -> ExitCode {
         cli::Command::Save(args) => save_cmd::run(args),
         cli::Command::Load(args) => load_cmd::run(args),
         cli::Command::Warm(args) => warm_cmd::run(args),
+        cli::Command::Login(args) => login_cmd::run_login(args),
+        cli::Command::Logout(args) => login_cmd::run_logout(args),
     };
     match result {
         Ok(code) => code,

@@ -20,8 +20,8 @@ use wharf_transfer::{parse_list, Events, ImageReport, Input, NoEvents, DEFAULT_J
 
 use crate::cli::Hint;
 use crate::transfer_cmd::{
-    print_line, print_outcome, read_input, registry_client, Output, Progress, Trust, Usage,
-    EXIT_USAGE,
+    client_reporter, print_line, print_outcome, read_input, registry_client, Output, Progress,
+    Trust, Usage, EXIT_USAGE,
 };
 
 #[derive(Debug, Args)]
@@ -172,12 +172,8 @@ async fn execute(
     }
     let names: Vec<Reference> = input.requests.into_iter().map(|r| r.source).collect();
     let hosts: BTreeSet<String> = names.iter().map(|n| n.host().to_string()).collect();
-    let client = registry_client(
-        &args.trust.insecure,
-        &args.trust.ca_file,
-        args.src_creds.as_deref(),
-        &hosts,
-    )?;
+    let client = registry_client(&args.trust, args.src_creds.as_deref(), &hosts)?
+        .with_reporter(client_reporter(progress.as_ref(), args.quiet));
     let events: Arc<dyn Events> = match &progress {
         Some(p) => p.clone(),
         None => Arc::new(NoEvents),

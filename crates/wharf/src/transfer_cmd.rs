@@ -15,7 +15,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use wharf_client::{Client, ClientConfig, Credential, CredentialSources};
+use wharf_client::{
+    split_scheme, Client, ClientConfig, Credential, CredentialSources, NoReporter, RedirectEvent,
+    Reporter, RetryEvent,
+};
 use wharf_oci::{Reference, Target};
 use wharf_transfer::{
     check_collisions, parse_list, parse_sync_file, plan_jobs, DestinationMap, Events, ImageReport,
@@ -37,14 +40,33 @@ pub enum Output {
 /// Flags shared by `copy` and `sync`.
 /// How registries are reached: the flags every command that talks to
 /// registries shares.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct Trust {
-    /// Registry spoken to over plain HTTP (loopback always is); repeatable.
+    /// Registry that may be spoken to over plain HTTP (as loopback may); tried in plain HTTP, HTTPS if it answers in TLS; repeatable.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure: Vec<String>,
-    /// Extra CA certificate (PEM) to trust; repeatable.
+    /// Extra CA certificate (PEM) to trust; repeatable. Per-host CAs are also read from /etc/containers/certs.d/HOST[:PORT]/ and /etc/docker/certs.d/HOST[:PORT]/.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Vec<PathBuf>,
+    /// Registry credentials file (auth.json as podman and skopeo write it), read before the usual places.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Schemes written before registry hosts (`https://localhost:5002`).
+    #[arg(skip)]
+    pub schemes: Vec<(String, &'static str)>,
+}
+
+impl Trust {
+    /// Strip an `https://` or `http://` written before a registry or an
+    /// image reference, remembering it for the registry's host.
+    pub(crate) fn take_scheme(&mut self, written: &mut String) {
+        let (scheme, rest) = split_scheme(written.trim());
+        if let Some(scheme) = scheme {
+            let host = rest.split('/').next().unwrap_or(rest).to_string();
+            self.schemes.push((host, scheme));
+            *written = rest.to_string();
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -126,11 +148,14 @@ pub(crate) struct Usage(pub String);
 
 pub(crate) type Outcome<T> = Result<T, Usage>;
 
-pub fn run_copy(args: CopyArgs) -> anyhow::Result<ExitCode> {
+pub fn run_copy(mut args: CopyArgs) -> anyhow::Result<ExitCode> {
+    args.flags.trust.take_scheme(&mut args.source);
+    args.flags.trust.take_scheme(&mut args.destination);
     run_checked("copy", &args.flags, || copy_input(&args))
 }
 
-pub fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
+pub fn run_sync(mut args: SyncArgs) -> anyhow::Result<ExitCode> {
+    args.flags.trust.take_scheme(&mut args.to);
     run_checked("sync", &args.flags, || sync_input(&args))
 }
 
@@ -287,29 +312,87 @@ fn client(
     creds: Option<&str>,
     hosts: &BTreeSet<String>,
 ) -> anyhow::Result<Client> {
-    registry_client(&flags.trust.insecure, &flags.trust.ca_file, creds, hosts)
+    registry_client(&flags.trust, creds, hosts)
 }
 
-/// A registry client with credentials from the usual places, `creds`
-/// (USER:PASS) for each of `hosts`, and the TLS settings given.
+/// A registry client with credentials from `--authfile` and the usual
+/// places, `creds` (USER:PASS) for each of `hosts`, and the trust given.
 pub(crate) fn registry_client(
-    insecure: &[String],
-    ca_files: &[PathBuf],
+    trust: &Trust,
     creds: Option<&str>,
     hosts: &BTreeSet<String>,
 ) -> anyhow::Result<Client> {
     let mut credentials = CredentialSources::from_env();
+    if let Some(file) = &trust.authfile {
+        credentials = credentials.with_authfile(file.clone());
+    }
     if let Some(credential) = creds.and_then(Credential::parse_user_pass) {
         for host in hosts {
             credentials = credentials.with_explicit(host, credential.clone());
         }
     }
-    Ok(Client::new(ClientConfig {
-        insecure_hosts: insecure.to_vec(),
-        ca_files: ca_files.to_vec(),
+    let mut config = ClientConfig {
+        insecure_hosts: trust.insecure.clone(),
+        ca_files: trust.ca_file.clone(),
         credentials,
         ..ClientConfig::default()
-    })?)
+    };
+    for (host, scheme) in &trust.schemes {
+        config.force_scheme(host, scheme);
+    }
+    Ok(Client::new(config)?)
+}
+
+/// Where the clients report retries and redirects: above the progress bars
+/// in a terminal, one line each on stderr otherwise, nowhere with --quiet.
+pub(crate) fn client_reporter(progress: Option<&Arc<Progress>>, quiet: bool) -> Arc<dyn Reporter> {
+    match (progress, quiet) {
+        (_, true) => Arc::new(NoReporter),
+        (Some(p), false) => p.clone(),
+        (None, false) => Arc::new(LineReporter),
+    }
+}
+
+/// Retries and redirects, one line each on stderr (no terminal to draw in).
+struct LineReporter;
+
+impl Reporter for LineReporter {
+    fn retrying(&self, event: &RetryEvent<'_>) {
+        eprintln!("{}", retry_line(event));
+    }
+
+    fn redirected(&self, event: &RedirectEvent<'_>) {
+        eprintln!("{}", redirect_line(event));
+    }
+}
+
+/// `retry: get manifest HOST: attempt 1/5 failed (cannot connect: …); next in 0.4s`
+fn retry_line(e: &RetryEvent<'_>) -> String {
+    let why = if e.from_retry_after {
+        " as the registry asked"
+    } else {
+        ""
+    };
+    format!(
+        "retry: {} {}: attempt {}/{} failed ({}); next in {:.1}s{why}",
+        e.operation,
+        e.registry,
+        e.attempt,
+        e.max_attempts,
+        e.error,
+        e.delay.as_secs_f64()
+    )
+}
+
+/// `redirect: get blob HOST: 307 to http://other:9000`
+fn redirect_line(e: &RedirectEvent<'_>) -> String {
+    format!(
+        "redirect: {} {}: {} to {}",
+        e.operation,
+        e.registry,
+        e.status.as_u16(),
+        e.to_origin
+    )
 }
 
 async fn execute(
@@ -325,10 +408,11 @@ async fn execute(
         .map(|r| r.source.host().to_string())
         .collect();
     let dests = BTreeSet::from([plan.map.registry.clone()]);
-    let src = client(flags, flags.src_creds.as_deref(), &sources)?;
-    let dst = client(flags, flags.dest_creds.as_deref(), &dests)?;
     let show_progress = !flags.quiet && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(Progress::new()));
+    let reporter = client_reporter(progress.as_ref(), flags.quiet);
+    let src = client(flags, flags.src_creds.as_deref(), &sources)?.with_reporter(reporter.clone());
+    let dst = client(flags, flags.dest_creds.as_deref(), &dests)?.with_reporter(reporter);
 
     let (mut jobs, mut failures, notes) =
         plan_jobs(&src, plan.input, &plan.map, flags.all_tags).await;
@@ -498,14 +582,13 @@ pub(crate) struct Progress {
 impl Progress {
     pub(crate) fn new() -> Progress {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        // A spinner until the first size is known: a bar of 0 B/0 B would
+        // look finished before anything started.
         let total = multi.add(ProgressBar::new(0));
         total.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{prefix:>8} {spinner} {msg}").expect("valid template"),
         );
+        total.set_message("planning");
         total.set_prefix("total");
         total.enable_steady_tick(Duration::from_millis(200));
         Progress {
@@ -528,6 +611,15 @@ impl Events for Progress {
     fn image_planned(&self, index: usize, source: &str, bytes: u64) {
         if bytes == 0 {
             return;
+        }
+        if self.total.length() == Some(0) {
+            self.total.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
         }
         self.total.inc_length(bytes);
         let bar = self
@@ -571,6 +663,18 @@ impl Events for Progress {
             report.status.as_str()
         };
         self.println(&format!("{mark:>10}  {}", report.source));
+    }
+}
+
+impl Reporter for Progress {
+    fn trying(&self, registry: &str, _url: &str) {
+        if self.total.length() == Some(0) {
+            self.total.set_message(format!("trying {registry}"));
+        }
+    }
+
+    fn retrying(&self, event: &RetryEvent<'_>) {
+        self.println(&retry_line(event));
     }
 }
 
@@ -623,10 +727,7 @@ mod tests {
         TransferFlags {
             src_creds: None,
             dest_creds: None,
-            trust: Trust {
-                insecure: vec![],
-                ca_file: vec![],
-            },
+            trust: Trust::default(),
             jobs: 4,
             platforms: vec![],
             flatten: false,
