@@ -73,7 +73,8 @@ pub struct ClientConfig {
     pub user_agent: String,
     /// Registries that may be spoken to over plain HTTP (skopeo's
     /// `--tls-verify=false`). Like loopback hosts, they are tried in plain
-    /// HTTP first and switch to HTTPS for good when they answer in TLS.
+    /// HTTP first and switch to HTTPS for good when they answer in TLS;
+    /// `*` stands for every registry.
     pub insecure_hosts: Vec<String>,
     /// Registries that must use HTTPS even though they are on loopback or
     /// insecure (`https://` written before the host).
@@ -183,7 +184,10 @@ impl ClientConfig {
             SchemeChoice::Https
         } else if listed(&self.http_hosts) {
             SchemeChoice::Http
-        } else if listed(&self.insecure_hosts) || is_loopback(host) {
+        } else if listed(&self.insecure_hosts)
+            || self.insecure_hosts.iter().any(|h| h == "*")
+            || is_loopback(host)
+        {
             SchemeChoice::HttpUnlessTls
         } else {
             SchemeChoice::Https
@@ -258,6 +262,13 @@ mod tests {
         forced.force_scheme("localhost:5000", "https");
         assert_eq!(forced.scheme_choice("mirror.lan:5000"), SchemeChoice::Http);
         assert_eq!(forced.scheme_choice("localhost:5000"), SchemeChoice::Https);
+        let every = ClientConfig {
+            insecure_hosts: vec!["*".into()],
+            https_hosts: vec!["127.0.0.1:8443".into()],
+            ..ClientConfig::default()
+        };
+        assert_eq!(every.scheme("mirror.lan"), "http");
+        assert_eq!(every.scheme("127.0.0.1:8443"), "https");
     }
 
     #[test]

@@ -16,8 +16,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use wharf_client::{auth_file, split_scheme, Credential, ErrorKind};
 
-use crate::cli::Hint;
-use crate::transfer_cmd::{registry_client, transfer_runtime, Trust, EXIT_USAGE};
+use crate::commands::{runtime, Work};
+use crate::exit::{usage, Hint};
+use crate::flags::{self, Trust};
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
@@ -65,11 +66,10 @@ fn registry_host(written: &str) -> Option<(Option<&'static str>, String)> {
 
 pub fn run_login(mut args: LoginArgs) -> anyhow::Result<ExitCode> {
     let Some((scheme, host)) = registry_host(&args.host) else {
-        eprintln!(
-            "error: {:?} is not a registry host\n\nhint: give host[:port], e.g. wharf login registry.example:5000",
+        return Err(usage(format!(
+            "{:?} is not a registry host: give host[:port], e.g. wharf login registry.example:5000",
             args.host
-        );
-        return Ok(ExitCode::from(EXIT_USAGE));
+        )));
     };
     if let Some(scheme) = scheme {
         args.trust.schemes.push((host.clone(), scheme));
@@ -84,8 +84,8 @@ pub fn run_login(mut args: LoginArgs) -> anyhow::Result<ExitCode> {
         prompt_password(&username)?
     };
     let credential = Credential::basic(&username, &password);
-    let client = registry_client(&args.trust, None, &BTreeSet::new())?;
-    let checked = transfer_runtime()?.block_on(client.verify_credential(&host, credential));
+    let client = flags::client(&args.trust, None, &BTreeSet::new())?;
+    let checked = runtime(Work::Requests)?.block_on(client.verify_credential(&host, credential));
     let path = auth_file_path(args.trust.authfile.as_ref());
     if let Err(e) = checked {
         let hint = match e.kind() {
@@ -125,8 +125,9 @@ pub fn run_logout(args: LogoutArgs) -> anyhow::Result<ExitCode> {
     }
     let written = args.host.as_deref().unwrap_or_default();
     let Some((_, host)) = registry_host(written) else {
-        eprintln!("error: {written:?} is not a registry host\n\nhint: give host[:port]");
-        return Ok(ExitCode::from(EXIT_USAGE));
+        return Err(usage(format!(
+            "{written:?} is not a registry host: give host[:port]"
+        )));
     };
     if !auth_file::remove(&path, &host)? {
         return Err(anyhow::anyhow!(
