@@ -1,11 +1,13 @@
 //! Talking to OCI registries: the client side of the distribution API.
 //!
 //! A [`Client`] knows how to reach a registry (HTTPS with the system's roots
-//! plus extra CAs; plain HTTP for loopback and listed insecure hosts), how
-//! to authenticate (Basic, the Docker token protocol, credentials from the
-//! usual files and helpers), how to survive a flaky network (retries with
-//! backoff honouring `Retry-After`, resumed downloads) and how to check what
-//! it receives (digests verified while streaming).
+//! plus extra CAs and the host's certs.d directories; plain HTTP for
+//! loopback and listed insecure hosts until they answer in TLS; a scheme
+//! written before the host wins), how to authenticate (Basic, the Docker
+//! token protocol, credentials from the usual files and helpers), how to
+//! survive a flaky network (retries with backoff honouring `Retry-After`,
+//! resumed downloads; no retries where trying again cannot help) and how to
+//! check what it receives (digests verified while streaming).
 //!
 //! Architecture invariants:
 //! - Every request goes through one path (`client.rs`): retries wrap

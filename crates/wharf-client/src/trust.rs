@@ -253,7 +253,7 @@ mod tests {
                 a.join("r.example:5000/client.key")
             )]
         );
-        let portless = host_certs(&[b.clone()], "r.example", &ctx).unwrap();
+        let portless = host_certs(std::slice::from_ref(&b), "r.example", &ctx).unwrap();
         assert_eq!(portless.ca_files, [b.join("r.example/portless.crt")]);
         assert!(host_certs(&[a], "elsewhere", &ctx).unwrap().is_empty());
     }
