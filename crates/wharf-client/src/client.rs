@@ -53,10 +53,6 @@ struct Inner {
     unreachable: Mutex<HashMap<String, (Instant, String)>>,
 }
 
-/// How long a registry that did not answer a ping through all its retries
-/// is taken as unreachable without asking again.
-const UNREACHABLE_MEMORY: Duration = Duration::from_secs(30);
-
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
@@ -315,7 +311,7 @@ impl Client {
     fn recently_unreachable(&self, host: &str, ctx: &Context) -> Option<Error> {
         let map = self.inner.unreachable.lock().expect("lock");
         let (when, message) = map.get(host)?;
-        (when.elapsed() < UNREACHABLE_MEMORY).then(|| {
+        (when.elapsed() < self.inner.config.unreachable_memory).then(|| {
             let mut e = Error::new(ErrorKind::Network, ctx, message.clone());
             e.retries_spent = true;
             e

@@ -100,6 +100,12 @@ pub struct ClientConfig {
     pub max_blob_resumes: u32,
     /// Largest number of pages followed in a tags or catalog listing.
     pub max_pages: usize,
+    /// After a registry's `/v2/` did not answer through every retry, how
+    /// long further requests to it fail at once instead of retrying all
+    /// over again. A command that runs once (`wharf copy`) sets some
+    /// seconds; a long-running server (the pull-through cache) leaves it at
+    /// zero, to notice an upstream's return with the next request.
+    pub unreachable_memory: Duration,
 }
 
 impl Default for ClientConfig {
@@ -118,6 +124,7 @@ impl Default for ClientConfig {
             max_manifest_bytes: 8 * 1024 * 1024,
             max_blob_resumes: 5,
             max_pages: 10_000,
+            unreachable_memory: Duration::ZERO,
         }
     }
 }

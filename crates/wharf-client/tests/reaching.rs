@@ -187,7 +187,8 @@ async fn each_retry_is_reported_with_its_attempt_and_cause() {
 
 /// Regression: a request's ping was retried inside the request's own retry
 /// loop (5 × 5 tries, 40–60 s for an unreachable registry), and the next
-/// request to the same registry started over.
+/// request to the same registry started over (with `unreachable_memory`,
+/// as the command-line tools set it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_registry_is_tried_once_through_the_retry_policy() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -196,7 +197,10 @@ async fn an_unreachable_registry_is_tried_once_through_the_retry_policy() {
         .unwrap()
         .port();
     let host = format!("127.0.0.1:{port}");
-    let (client, heard) = reporting(quick_config());
+    let (client, heard) = reporting(ClientConfig {
+        unreachable_memory: Duration::from_secs(30),
+        ..quick_config()
+    });
     let image: wharf_oci::Reference = format!("{host}/app:v1").parse().unwrap();
     let err = client.head_manifest(&image).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");

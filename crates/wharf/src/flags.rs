@@ -231,6 +231,9 @@ pub fn client(
         insecure_hosts: trust.insecure_hosts(),
         ca_files: trust.ca_file.clone(),
         credentials,
+        // A command runs once: a registry that did not answer through every
+        // retry is not asked all over again by each image.
+        unreachable_memory: std::time::Duration::from_secs(30),
         ..ClientConfig::default()
     };
     for (host, scheme) in &trust.schemes {
