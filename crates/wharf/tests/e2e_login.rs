@@ -161,30 +161,32 @@ fn podman_and_skopeo_use_what_wharf_login_wrote() {
 
 #[test]
 fn a_refused_password_exits_1_and_saves_nothing() {
-    let f = Fixture::new("basic");
-    let authfile = f.path("auth.json");
-    let before = r#"{"auths":{"elsewhere.example":{"auth":"eDp5"}}}"#;
-    std::fs::write(&authfile, before).unwrap();
-    let out = f.login(Some(&authfile), "wrong-password", &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
-    assert!(
-        out.stderr.contains("the registry refused the credentials"),
-        "{}",
-        out.describe()
-    );
-    assert!(
-        out.stderr
-            .contains("hint: check the user name and password; nothing was saved"),
-        "{}",
-        out.describe()
-    );
-    assert!(!out.stderr.contains("wrong-password"));
-    assert_eq!(std::fs::read_to_string(&authfile).unwrap(), before);
+    for mode in ["basic", "token"] {
+        let f = Fixture::new(mode);
+        let authfile = f.path("auth.json");
+        let before = r#"{"auths":{"elsewhere.example":{"auth":"eDp5"}}}"#;
+        std::fs::write(&authfile, before).unwrap();
+        let out = f.login(Some(&authfile), "wrong-password", &[]);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {}", out.describe());
+        assert!(
+            out.stderr.contains("refused the credentials"),
+            "{mode}: {}",
+            out.describe()
+        );
+        assert!(
+            out.stderr
+                .contains("hint: check the user name and password; nothing was saved"),
+            "{mode}: {}",
+            out.describe()
+        );
+        assert!(!out.stderr.contains("wrong-password"));
+        assert_eq!(std::fs::read_to_string(&authfile).unwrap(), before);
 
-    let missing = f.path("never-written.json");
-    let out = f.login(Some(&missing), "wrong-password", &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
-    assert!(!missing.exists(), "a refused login creates no file");
+        let missing = f.path("never-written.json");
+        let out = f.login(Some(&missing), "wrong-password", &[]);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {}", out.describe());
+        assert!(!missing.exists(), "{mode}: a refused login creates no file");
+    }
 }
 
 #[test]
