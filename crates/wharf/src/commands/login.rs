@@ -19,6 +19,7 @@ use wharf_client::{auth_file, split_scheme, Credential, ErrorKind};
 use crate::commands::{runtime, Work};
 use crate::exit::{usage, Hint};
 use crate::flags::{self, Trust};
+use crate::output::client_reporter;
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
@@ -84,7 +85,8 @@ pub fn run_login(mut args: LoginArgs) -> anyhow::Result<ExitCode> {
         prompt_password(&username)?
     };
     let credential = Credential::basic(&username, &password);
-    let client = flags::client(&args.trust, None, &BTreeSet::new())?;
+    let client = flags::client(&args.trust, None, &BTreeSet::new())?
+        .with_reporter(client_reporter(None, false));
     let checked = runtime(Work::Requests)?.block_on(client.verify_credential(&host, credential));
     let path = auth_file_path(args.trust.authfile.as_ref());
     if let Err(e) = checked {

@@ -181,3 +181,43 @@ fn shrink(bar: &ProgressBar, bytes: u64) {
         bar.set_length(length.saturating_sub(bytes));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_client::RetryReason;
+
+    #[test]
+    fn retry_and_redirect_lines_say_what_where_and_when() {
+        let event = RetryEvent {
+            operation: "get manifest",
+            registry: "registry.k8s.io",
+            attempt: 2,
+            max_attempts: 5,
+            reason: RetryReason::Network,
+            error: "cannot connect: Connection refused".into(),
+            delay: Duration::from_millis(1500),
+            from_retry_after: false,
+        };
+        assert_eq!(
+            retry_line(&event),
+            "retry: get manifest registry.k8s.io: attempt 2/5 failed \
+             (cannot connect: Connection refused); next in 1.5s"
+        );
+        let asked = RetryEvent {
+            from_retry_after: true,
+            ..event
+        };
+        assert!(retry_line(&asked).ends_with("next in 1.5s as the registry asked"));
+        let redirect = RedirectEvent {
+            operation: "get blob",
+            registry: "127.0.0.1:5000",
+            status: http::StatusCode::TEMPORARY_REDIRECT,
+            to_origin: "http://127.0.0.1:9000".into(),
+        };
+        assert_eq!(
+            redirect_line(&redirect),
+            "redirect: get blob 127.0.0.1:5000: 307 to http://127.0.0.1:9000"
+        );
+    }
+}
