@@ -243,3 +243,44 @@ async fn credentials_are_verified_like_docker_login() {
     assert!(err.to_string().contains("refused the credentials"), "{err}");
     assert!(!err.to_string().contains("wrong-pass"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_redirect_followed_is_reported_without_its_signature() {
+    use common::scripted::{Reply, ScriptedServer};
+    let blob = data(7, 10_000);
+    let digest = wharf_oci::Digest::sha256_of(&blob);
+    let served = blob.clone();
+    let cdn = ScriptedServer::start(move |_| Reply::new(200).body(served.clone())).await;
+    let signed = format!(
+        "http://{}/bucket/blob?X-Signature=secret-signature",
+        cdn.host()
+    );
+    let reg = ScriptedServer::start(move |req| {
+        if req.path() == "/v2/" {
+            Reply::new(200)
+        } else {
+            Reply::new(307).header("Location", &signed)
+        }
+    })
+    .await;
+    let (client, heard) = reporting(quick_config());
+    let got = collect(
+        client
+            .get_blob(&reg.host(), &repo("cdn/app"), &digest)
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(got, blob);
+    let redirects: Vec<String> = heard
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("redirect"))
+        .collect();
+    assert_eq!(
+        redirects,
+        [format!("redirect {} http://{}", reg.host(), cdn.host())]
+    );
+    assert!(!heard.lines().iter().any(|l| l.contains("secret-signature")));
+}
