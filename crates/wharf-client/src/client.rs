@@ -263,11 +263,9 @@ impl Client {
         let for_registry = url.host_str().is_some()
             && base_url_with(url.scheme(), host).is_some_and(|b| b.origin() == url.origin());
         let mut current = url.clone();
-        if for_registry && url.scheme() != scheme && current.set_scheme(scheme).is_ok() {
-            // An explicit default port of the old scheme would now be wrong.
-            if url.port().is_none() {
-                let _ = current.set_port(None);
-            }
+        if for_registry && url.scheme() != scheme {
+            // http and https are both "special" schemes: this cannot fail.
+            let _ = current.set_scheme(scheme);
         }
         current
     }

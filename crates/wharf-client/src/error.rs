@@ -223,15 +223,6 @@ impl Error {
         error
     }
 
-    /// The peer answered in another protocol: plain HTTP to a TLS client
-    /// or TLS to a plain-HTTP one.
-    pub fn is_protocol_mismatch(&self) -> bool {
-        self.source
-            .as_deref()
-            .and_then(|s| s.downcast_ref::<reqwest::Error>())
-            .is_some_and(|e| peer_mismatch(e).is_some())
-    }
-
     /// The peer answered a plain-HTTP request in TLS.
     pub(crate) fn peer_speaks_tls(&self) -> bool {
         self.source
