@@ -17,8 +17,8 @@ pub enum Output {
 
 #[derive(Debug, Args)]
 pub struct FsckArgs {
-    /// Storage root to check [default: ./wharf-data].
-    #[arg(long, value_name = "DIR", default_value = "wharf-data")]
+    /// Storage root to check.
+    #[arg(long, value_name = "DIR", default_value = "./wharf-data")]
     pub root: PathBuf,
     /// Move corrupt blobs to quarantine/, remove tags and repository links that point at nothing.
     #[arg(long)]
