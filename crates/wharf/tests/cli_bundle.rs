@@ -386,6 +386,40 @@ fn a_reference_the_source_lacks_leaves_no_bundle() {
     assert!(leftovers.is_empty(), "no temp file left: {leftovers:?}");
 }
 
+/// `wharf save -o BUNDLE REF` run under `umask`, as a shell sets it.
+fn save_under_umask(umask: &str, bundle: &Path, reference: &str) -> (i32, String) {
+    let out = Command::new("sh")
+        .args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")])
+        .arg(WHARF)
+        .args(["save", "-q", "-o"])
+        .arg(bundle)
+        .arg(reference)
+        .output()
+        .expect("run wharf save under sh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bundle_gets_the_mode_the_umask_gives_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let reference = &src.refs()[1];
+    for (umask, mode) in [("022", 0o644), ("027", 0o640), ("077", 0o600)] {
+        let bundle = work.path().join(format!("umask-{umask}.tar"));
+        let (code, err) = save_under_umask(umask, &bundle, reference);
+        assert_eq!(code, 0, "save under umask {umask}: {err}");
+        let found = std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            found, mode,
+            "umask {umask}: mode {found:o}, expected {mode:o}"
+        );
+    }
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
