@@ -53,6 +53,7 @@ pub enum LogFormat {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = crate::config::SECTIONS_HELP)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:5000].
     #[arg(long, value_name = "ADDR")]

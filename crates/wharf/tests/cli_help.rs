@@ -92,3 +92,97 @@ fn fsck_help_names_the_root_default_once() {
         "{root}"
     );
 }
+
+/// What `wharf serve --config` says about a configuration file holding
+/// `text`: (stderr, exit code). Nothing is started: the file is refused.
+fn serve_with_config(text: &str) -> (String, Option<i32>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("wharf.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(WHARF)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--root")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run wharf serve");
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
+/// The keys serde names after "unknown field `…`, expected one of" (or
+/// "expected `a` or `b`") when `text` holds an unknown key.
+fn accepted_keys(text: &str) -> Option<Vec<String>> {
+    let (stderr, _) = serve_with_config(text);
+    let expected = stderr.split("unknown field `zz_not_a_key`, expected ").nth(1)?;
+    let list = expected.lines().next()?;
+    Some(
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// The text `serve --help` gives a section: its header line and the lines
+/// under it, up to the next header.
+fn section_help<'a>(help: &'a str, header: &str) -> Option<String> {
+    let mut lines = help.lines().skip_while(|l| !l.trim_start().starts_with(header));
+    let first = lines.next()?;
+    let rest = lines.take_while(|l| !l.trim_start().starts_with('[') && !l.trim().is_empty());
+    Some(std::iter::once(first).chain(rest).collect::<Vec<_>>().join("\n"))
+}
+
+#[test]
+fn a_config_error_points_to_a_help_that_lists_every_section_and_key() {
+    let (stderr, code) = serve_with_config("zz_not_a_key = 1\n");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "\nhint: fix the key named above; `wharf serve --help` lists every section and key of wharf.toml\n"
+        ),
+        "{stderr}"
+    );
+
+    let help = help_of(&["serve"]);
+    let sections = accepted_keys("zz_not_a_key = 1\n").expect("the top-level keys are named");
+    assert!(sections.len() >= 8, "{sections:?}");
+    for section in &sections {
+        // A table is written [name], an array of tables [[name]].
+        let (header, keys) = match accepted_keys(&format!("[{section}]\nzz_not_a_key = 1\n")) {
+            Some(keys) => (format!("[{section}]"), keys),
+            None => (
+                format!("[[{section}]]"),
+                accepted_keys(&format!("[[{section}]]\nzz_not_a_key = 1\n"))
+                    .unwrap_or_else(|| panic!("the keys of {section} are named")),
+            ),
+        };
+        let text = section_help(&help, &header)
+            .unwrap_or_else(|| panic!("serve --help lists {header}:\n{help}"));
+        for key in keys {
+            // A key holding tables has a header of its own ([[gc.retention]]).
+            let listed = text
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|word| word == key)
+                || help.contains(&format!("[[{section}.{key}]]"));
+            assert!(listed, "serve --help lists {key} under {header}:\n{text}");
+        }
+    }
+    // Tables inside sections.
+    for (header, probe) in [
+        ("[[gc.retention]]", "[[gc.retention]]\nzz_not_a_key = 1\n"),
+        (
+            "[[upstream]]",
+            "[[upstream]]\nhost = \"a\"\ncredentials = { zz_not_a_key = 1 }\n",
+        ),
+    ] {
+        let keys = accepted_keys(probe).unwrap_or_else(|| panic!("the keys of {probe:?}"));
+        let text = section_help(&help, header).expect("listed");
+        for key in keys {
+            assert!(text.contains(&key), "{key} under {header}:\n{text}");
+        }
+    }
+}
