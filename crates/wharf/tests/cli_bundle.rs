@@ -420,6 +420,47 @@ fn a_bundle_gets_the_mode_the_umask_gives_any_new_file() {
     }
 }
 
+#[test]
+fn load_into_a_containerd_that_is_not_running_fails_at_once_with_one_error() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let bundle = work.path().join("site.tar");
+    let refs = src.refs();
+    let (code, out, err) = save(&["-o", bundle.to_str().unwrap(), &refs[0], &refs[1]]);
+    assert_eq!(code, 0, "{out}{err}");
+    let socket = work.path().join("containerd.sock");
+
+    let started = std::time::Instant::now();
+    let (code, out, err) = wharf(&[
+        "load",
+        "--containerd",
+        "--address",
+        socket.to_str().unwrap(),
+        bundle.to_str().unwrap(),
+    ]);
+    let took = started.elapsed();
+
+    assert_eq!(code, 1, "{out}{err}");
+    // ctr alone waits 10 s to dial, once per bundle.
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: cannot import into containerd: nothing answers on {}: No such file or directory (os error 2)",
+            socket.display()
+        )],
+        "{err}"
+    );
+    assert!(
+        err.ends_with(
+            "\nhint: is containerd running? Start it (`systemctl start containerd`), or give its socket with --address PATH; nothing was imported\n"
+        ),
+        "{err}"
+    );
+    assert!(out.is_empty(), "no table of failed images: {out}");
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
