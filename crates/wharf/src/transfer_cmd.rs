@@ -400,6 +400,7 @@ pub(crate) fn print_outcome(
             eprintln!("error: {}: {error}", r.source);
         }
     }
+    print_hints(reports);
     let mut out = std::io::stdout().lock();
     match output {
         Output::Json => {
@@ -417,6 +418,22 @@ pub(crate) fn print_outcome(
         Output::Text => write_table(&mut out, reports, dry_run)?,
     }
     Ok(())
+}
+
+/// After the errors, a blank line and each distinct next step once.
+fn print_hints(reports: &[ImageReport]) {
+    let mut hints: Vec<&str> = Vec::new();
+    for hint in reports.iter().filter_map(ImageReport::hint) {
+        if !hints.contains(&hint) {
+            hints.push(hint);
+        }
+    }
+    if !hints.is_empty() {
+        eprintln!();
+    }
+    for hint in hints {
+        eprintln!("hint: {hint}");
+    }
 }
 
 fn totals(reports: &[ImageReport]) -> serde_json::Value {

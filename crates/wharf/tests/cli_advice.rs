@@ -233,3 +233,35 @@ fn images_advice_for_a_registry_that_does_not_answer() {
         format!("cannot ask {closed}; check it answers (wharf doctor) or drop --registry")
     );
 }
+
+/// The lines of a failed copy's stderr: one `error:` per image, then the hints.
+fn copy(from: &str, to: &str) -> Output {
+    let out = wharf(&["copy", "-q", from, to]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    out
+}
+
+#[test]
+fn copy_advice_for_a_missing_image_and_for_missing_credentials() {
+    let work = tempfile::tempdir().unwrap();
+    let source = Wharf::start(&work.path().join("source"));
+    let target = Wharf::start(&work.path().join("target"));
+
+    let missing = format!("{}/team/absent:v1", source.host());
+    let out = copy(&missing, &target.host());
+    assert_eq!(
+        line_after(&out.stderr, "hint:"),
+        ["check the repository and tag of each image named above: the registry has no manifest under that name"],
+        "{}",
+        out.describe()
+    );
+
+    let locked = locked_wharf(&work.path().join("locked"));
+    let out = copy(&format!("{}/team/app:v1", locked.host()), &target.host());
+    assert_eq!(
+        line_after(&out.stderr, "hint:"),
+        ["give credentials for that registry: --src-creds or --dest-creds USER:PASS, or log in with `podman login HOST` or `docker login HOST` (wharf reads what they write)"],
+        "{}",
+        out.describe()
+    );
+}
