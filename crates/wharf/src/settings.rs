@@ -68,8 +68,8 @@ Configuration file (--config FILE, TOML; every key is optional, an unknown key i
                     body_timeout, body_min_rate
   [storage]         type = \"filesystem\": root
                     type = \"s3\": endpoint, region, bucket, prefix, path_style, access_key_id,
-                    secret_access_key, profile, redirect, redirect_expiry_secs,
-                    request_timeout_secs, part_size
+                    secret_access_key, profile, redirect, redirect_expiry, request_timeout,
+                    part_size (redirect_expiry_secs, request_timeout_secs: older spellings)
   [registry]        max_manifest_bytes, sparse_indexes, delete_enabled, names
   [gc]              schedule, grace, settle, upload_max_age
   [[gc.retention]]  repos, keep_last, keep_tags, min_age, max_age
@@ -360,7 +360,7 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text)
         .with_context(|| format!("configuration file {} is not valid", path.display()))
         .context(Hint(
-            "fix the key named above; `wharf serve --help` lists every section and key of wharf.toml"
+            "fix the setting shown above; `wharf serve --help` lists every section and key of wharf.toml"
                 .into(),
         ))
 }

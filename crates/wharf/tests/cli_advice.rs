@@ -186,9 +186,15 @@ fn gc_advice_for_a_bad_duration() {
         "--config",
         config.to_str().unwrap(),
     ]);
+    assert!(
+        out.stderr
+            .contains("\"one day\" is not a duration: use a number and a unit, e.g. \"30s\", \"15m\", \"1h30m\", \"30d\""),
+        "{}",
+        out.describe()
+    );
     assert_eq!(
         hint(&out),
-        "fix the [gc] or [cache] setting named above; durations look like \"30s\", \"24h\", \"30d\""
+        "fix the setting shown above; `wharf serve --help` lists every section and key of wharf.toml"
     );
 }
 

@@ -140,7 +140,7 @@ fn a_config_error_points_to_a_help_that_lists_every_section_and_key() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.ends_with(
-            "\nhint: fix the key named above; `wharf serve --help` lists every section and key of wharf.toml\n"
+            "\nhint: fix the setting shown above; `wharf serve --help` lists every section and key of wharf.toml\n"
         ),
         "{stderr}"
     );
@@ -160,6 +160,17 @@ fn a_config_error_points_to_a_help_that_lists_every_section_and_key() {
         };
         let text = section_help(&help, &header)
             .unwrap_or_else(|| panic!("serve --help lists {header}:\n{help}"));
+        // A section whose kind is chosen by `type = "…"` has keys per kind.
+        let mut keys = keys;
+        for kind in text.split("type = \"").skip(1) {
+            let kind = kind.split('"').next().unwrap_or_default();
+            keys.extend(
+                accepted_keys(&format!(
+                    "[{section}]\ntype = \"{kind}\"\nzz_not_a_key = 1\n"
+                ))
+                .unwrap_or_else(|| panic!("the keys of {section} of type {kind}")),
+            );
+        }
         for key in keys {
             // A key holding tables has a header of its own ([[gc.retention]]).
             let listed = text
