@@ -63,7 +63,10 @@ fn caret_indent(line: &str, column: usize) -> String {
 /// lines above them.
 fn summary_line(diagnostics: &[Diagnostic]) -> String {
     let counted = |severity: Severity| {
-        let n = diagnostics.iter().filter(|d| d.severity == severity).count();
+        let n = diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count();
         let name = severity.as_str();
         // "info" is a mass noun: 2 info, like 2 information.
         let plural = n != 1 && severity != Severity::Info;

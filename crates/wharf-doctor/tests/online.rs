@@ -127,7 +127,11 @@ async fn the_linter_runs_the_probe_for_a_host_with_a_path() {
     let found = lint_online(&format!("http://{}/mirror", registry.addr)).await;
     let wrong = wrong_override_paths(&found);
     assert_eq!(wrong.len(), 1, "{}", wharf_containerd::render_human(&found));
-    assert!(wrong[0].message.contains("answers at"), "{}", wrong[0].message);
+    assert!(
+        wrong[0].message.contains("answers at"),
+        "{}",
+        wrong[0].message
+    );
     assert_eq!(wrong[0].line(), Some(3));
 }
 
@@ -139,5 +143,9 @@ async fn a_wrong_override_path_is_reported_once() {
     assert_eq!(wrong.len(), 1, "{}", wharf_containerd::render_human(&found));
     // The offline finding, at the override_path line.
     assert_eq!(wrong[0].line(), Some(5));
-    assert!(wrong[0].message.contains("has no path beyond /v2"), "{}", wrong[0].message);
+    assert!(
+        wrong[0].message.contains("has no path beyond /v2"),
+        "{}",
+        wrong[0].message
+    );
 }

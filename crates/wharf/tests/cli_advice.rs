@@ -125,7 +125,10 @@ fn locked_wharf(dir: &Path) -> Wharf {
     let htpasswd = dir.join("htpasswd");
     let out = run_unchecked(
         Command::new("sh")
-            .args(["-c", "printf 'secret-password' | \"$0\" auth htpasswd \"$1\" ci"])
+            .args([
+                "-c",
+                "printf 'secret-password' | \"$0\" auth htpasswd \"$1\" ci",
+            ])
             .arg(WHARF)
             .arg(&htpasswd),
     );

@@ -44,7 +44,13 @@ fn lint_online_reports_a_wrong_override_path_once_and_counts_by_severity() {
 
     let out = run_unchecked(
         Command::new(WHARF)
-            .args(["containerd", "lint", "--online", "--containerd-version", "1.7"])
+            .args([
+                "containerd",
+                "lint",
+                "--online",
+                "--containerd-version",
+                "1.7",
+            ])
             .arg("--config")
             .arg(&config),
     );

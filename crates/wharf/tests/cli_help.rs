@@ -77,7 +77,11 @@ fn every_flag_states_its_default_once() {
             }
         }
     }
-    assert!(doubled.is_empty(), "two defaults for one flag:\n{}", doubled.join("\n"));
+    assert!(
+        doubled.is_empty(),
+        "two defaults for one flag:\n{}",
+        doubled.join("\n")
+    );
 }
 
 #[test]
@@ -114,7 +118,9 @@ fn serve_with_config(text: &str) -> (String, Option<i32>) {
 /// "expected `a` or `b`") when `text` holds an unknown key.
 fn accepted_keys(text: &str) -> Option<Vec<String>> {
     let (stderr, _) = serve_with_config(text);
-    let expected = stderr.split("unknown field `zz_not_a_key`, expected ").nth(1)?;
+    let expected = stderr
+        .split("unknown field `zz_not_a_key`, expected ")
+        .nth(1)?;
     let list = expected.lines().next()?;
     Some(
         list.split('`')
@@ -127,11 +133,18 @@ fn accepted_keys(text: &str) -> Option<Vec<String>> {
 
 /// The text `serve --help` gives a section: its header line and the lines
 /// under it, up to the next header.
-fn section_help<'a>(help: &'a str, header: &str) -> Option<String> {
-    let mut lines = help.lines().skip_while(|l| !l.trim_start().starts_with(header));
+fn section_help(help: &str, header: &str) -> Option<String> {
+    let mut lines = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(header));
     let first = lines.next()?;
     let rest = lines.take_while(|l| !l.trim_start().starts_with('[') && !l.trim().is_empty());
-    Some(std::iter::once(first).chain(rest).collect::<Vec<_>>().join("\n"))
+    Some(
+        std::iter::once(first)
+            .chain(rest)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 #[test]
