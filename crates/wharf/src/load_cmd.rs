@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use wharf_bundle::{Bundle, BundleBlobs, BundleSource};
+use wharf_bundle::{Bundle, BundleServer, BundleSource};
 use wharf_transfer::{
     check_collisions, DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer,
     DEFAULT_JOBS,
@@ -174,7 +174,6 @@ async fn push_all(
     for note in notes {
         print_line(progress.as_deref(), &format!("note: {note}"));
     }
-    let src = registry_client(&[], &[], None, &BTreeSet::new())?;
     let dst = registry_client(
         &args.trust.insecure,
         &args.trust.ca_file,
@@ -189,16 +188,14 @@ async fn push_all(
     };
     let mut reports = Vec::new();
     for bundle in bundles {
-        let source = BundleSource::start(bundle.clone())
-            .await
-            .context("cannot serve the bundle on loopback")?;
         let mut names = Vec::new();
         let mut jobs = Vec::new();
         for image in bundle.images() {
             match map.map(&image.name) {
                 Ok(destination) => {
                     names.push((image.name.to_string(), map.plain_path_note(&image.name)));
-                    jobs.push(ImageJob::new(source.reference(image), destination));
+                    let source = image.name.with_digest(image.manifest.digest.clone());
+                    jobs.push(ImageJob::new(source, destination));
                 }
                 Err(e) => reports.push(ImageReport::failed(
                     image.name.to_string(),
@@ -211,19 +208,18 @@ async fn push_all(
             jobs: args.jobs,
             ..Options::default()
         };
-        // Blobs go from the verified tar straight into the upload; the
-        // loopback source serves only manifests.
-        let done = Transfer::new(src.clone(), dst.clone(), options, events.clone())
-            .with_local_blobs(Arc::new(BundleBlobs(bundle.clone())))
+        // Manifests and blobs go from the verified tar straight into the
+        // destination.
+        let source = Arc::new(BundleSource::new(bundle.clone()));
+        let done = Transfer::from_source(source, dst.clone(), options, events.clone())
             .run(jobs)
             .await;
         for (mut report, (name, note)) in done.into_iter().zip(names) {
-            // Name the image as the bundle does, not by the loopback source.
+            // Name the image as the bundle does, without the pinned digest.
             report.source = name;
             report.notes.extend(note);
             reports.push(report);
         }
-        drop(source);
     }
     if let Some(p) = &progress {
         p.finish();
@@ -258,7 +254,7 @@ fn refuse_collisions(map: &DestinationMap, bundles: &[Arc<Bundle>]) -> anyhow::R
 /// CRI-O node's pods are pinned to would be missing; this way they are the
 /// registry's. One report per image; a failed image does not stop the others.
 async fn import_containers_storage(bundle: &Arc<Bundle>) -> anyhow::Result<Vec<ImageReport>> {
-    let source = BundleSource::start(bundle.clone())
+    let source = BundleServer::start(bundle.clone())
         .await
         .context("cannot serve the bundle on loopback")?;
     let mut reports = Vec::new();
