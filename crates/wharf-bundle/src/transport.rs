@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wharf_oci::{Reference, RepositoryName, Target};
+use wharf_oci::{Reference, RepositoryName, Tag, Target};
 use wharf_transfer::Source;
 
 use crate::error::{BundleError, Result};
@@ -98,8 +98,9 @@ impl Transport {
 /// One image of a layout or archive, ready to copy.
 pub struct OpenedImage {
     pub source: Arc<dyn Source>,
-    /// What to ask the source for: the image's name (or a stand-in when it
-    /// has none) at its manifest's digest.
+    /// What to ask the source for: the image's name at its manifest's
+    /// digest; without a name, `localhost/image` with the tag it is listed
+    /// under, if any.
     pub reference: Reference,
     /// The image's full name, when the layout or archive gives one.
     pub name: Option<Reference>,
@@ -150,17 +151,26 @@ fn opened(source: Arc<dyn Source>, entry: &ArchiveEntry, name: Option<Reference>
     let digest = entry.manifest.digest.clone();
     let reference = match &name {
         Some(n) => n.with_digest(digest),
-        None => Reference::new(
-            "localhost",
-            "image".parse::<RepositoryName>().expect("a valid name"),
-            Target::Digest(digest),
-        ),
+        None => stand_in(entry).with_digest(digest),
     };
     OpenedImage {
         source,
         reference,
         name,
     }
+}
+
+/// A name for an image listed without a full one: `localhost/image`, with
+/// the tag it is listed under (`oci:DIR:v1`), if any, so that a copy to a
+/// repository without a tag keeps it.
+fn stand_in(entry: &ArchiveEntry) -> Reference {
+    let repository: RepositoryName = "image".parse().expect("a valid name");
+    let tag = entry.names.iter().find_map(|n| n.parse::<Tag>().ok());
+    let target = match tag {
+        Some(tag) => Target::Tag(tag),
+        None => Target::Digest(entry.manifest.digest.clone()),
+    };
+    Reference::new("localhost", repository, target)
 }
 
 /// The image `wanted` names among `entries` (see the module docs).

@@ -49,6 +49,9 @@ pub struct LoadArgs {
     /// containerd namespace (the kubelet's is k8s.io).
     #[arg(long, default_value = "k8s.io")]
     pub namespace: String,
+    /// Load an archive of one image under this name (an OCI archive whose index entry has no name, or to rename it).
+    #[arg(long, value_name = "HOST/REPO:TAG", conflicts_with = "containerd")]
+    pub name: Option<String>,
     /// Drop the upstream host from destination paths.
     #[arg(long)]
     pub flatten: bool,
@@ -101,7 +104,15 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: --jobs must be at least 1");
         return Ok(ExitCode::from(EXIT_USAGE));
     }
-    let bundles = verify_all(&args)?;
+    let name = match args.name.as_deref().map(wharf_oci::Reference::parse_normalized) {
+        None => None,
+        Some(Ok((name, _))) => Some(name),
+        Some(Err(e)) => {
+            eprintln!("error: --name {:?}: not an image name: {e}", args.name.as_deref().unwrap_or_default());
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let bundles = verify_all(&args, name.as_ref())?;
     let mut reports = Vec::new();
     let mut notes = Vec::new();
     for bundle in &bundles {
@@ -136,18 +147,28 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Every bundle is read and checked in full before any is imported.
-fn verify_all(args: &LoadArgs) -> anyhow::Result<Vec<Arc<Bundle>>> {
+/// Every bundle is read and checked in full before any is imported, and
+/// every image it lists must have a name to load it under.
+fn verify_all(
+    args: &LoadArgs,
+    name: Option<&wharf_oci::Reference>,
+) -> anyhow::Result<Vec<Arc<Bundle>>> {
     let mut bundles = Vec::new();
     for path in &args.bundles {
         if !args.quiet {
             eprintln!("verifying {}", path.display());
         }
-        let bundle = Bundle::open(path, args.spool_dir.as_deref())
+        let mut bundle = Bundle::open(path, args.spool_dir.as_deref())
             .map_err(anyhow::Error::from)
             .context(Hint(
                 "nothing was imported; copy the bundle again (its checksums are inside it) or write it anew with wharf save".into(),
             ))?;
+        if let Some(name) = name {
+            bundle.rename_single(name.clone()).map_err(anyhow::Error::from).context(Hint(
+                "nothing was imported; load the archive without --name, or pick its image with wharf copy oci-archive:FILE:REF HOST/REPO:TAG".into(),
+            ))?;
+        }
+        refuse_unnamed(&bundle, args.containerd)?;
         if !args.quiet {
             eprintln!(
                 "verified {}: {}, {} images, {}",
@@ -160,6 +181,32 @@ fn verify_all(args: &LoadArgs) -> anyhow::Result<Vec<Arc<Bundle>>> {
         bundles.push(Arc::new(bundle));
     }
     Ok(bundles)
+}
+
+/// An image listed without a name would silently not be loaded: refused,
+/// naming the file, with the ways to give it one.
+fn refuse_unnamed(bundle: &Bundle, containerd: bool) -> anyhow::Result<()> {
+    let unnamed = bundle.unnamed().len();
+    if unnamed == 0 {
+        return Ok(());
+    }
+    let path = bundle.path().display();
+    let transport = match bundle.format() {
+        wharf_bundle::Format::DockerArchive => "docker-archive",
+        _ => "oci-archive",
+    };
+    let how = if containerd {
+        "load it into a registry with --to HOST[:PORT] --name HOST/REPO:TAG"
+    } else {
+        "give it one with --name HOST/REPO:TAG"
+    };
+    let images = if unnamed == 1 { "image is" } else { "images are" };
+    Err(anyhow::anyhow!(
+        "{path}: {unnamed} {images} listed without a name to load under (no full org.opencontainers.image.ref.name, no RepoTags)"
+    ))
+    .context(Hint(format!(
+        "nothing was imported; {how} (an archive of one image), or write the archive with a full name ({transport}:{path}:host/repo:tag), or copy one image: wharf copy {transport}:{path}[:REF] HOST/REPO:TAG"
+    )))
 }
 
 /// Each bundle in turn (a base before its deltas) through `wharf_transfer`.

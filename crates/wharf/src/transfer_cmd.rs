@@ -16,12 +16,15 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_client::{Client, ClientConfig, Credential, CredentialSources};
+use wharf_bundle::{Transport, TRANSPORTS};
 use wharf_oci::{Reference, Target};
 use wharf_transfer::{
-    check_collisions, parse_list, parse_sync_file, plan_jobs, DestinationMap, Events, ImageReport,
-    Input, NoEvents, Options, PlatformSpec, Status, TagSelection, Transfer, DEFAULT_JOBS,
-    REPORT_VERSION,
+    check_collisions, parse_list, parse_sync_file, plan_jobs, DestinationMap, Events, ImageJob,
+    ImageReport, Input, NoEvents, Options, PlatformSpec, Source, Status, TagSelection, Transfer,
+    DEFAULT_JOBS, REPORT_VERSION,
 };
+
+use crate::cli::Hint;
 
 /// Exit code for invalid arguments, matching clap's own usage errors.
 pub(crate) const EXIT_USAGE: u8 = 2;
@@ -98,10 +101,10 @@ pub struct TransferFlags {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// Image to copy (registry.k8s.io/coredns/coredns:v1.11.3, alpine, name@sha256:…).
+    /// Image to copy: a reference (registry.k8s.io/coredns/coredns:v1.11.3, alpine, name@sha256:…, docker://…), or a file as skopeo writes it: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] (REF: the name or tag the image is listed under, or @N).
     #[arg(value_name = "SOURCE")]
     pub source: String,
-    /// Destination registry (host[:port]) or full reference (host[:port]/repo[:tag]).
+    /// Destination registry (host[:port]) or full reference (host[:port]/repo[:tag]), optionally as docker://….
     #[arg(value_name = "DESTINATION")]
     pub destination: String,
     #[command(flatten)]
@@ -140,6 +143,9 @@ struct Plan {
     map: DestinationMap,
     /// `wharf copy` to a full reference: the one destination.
     fixed: Option<FixedDestination>,
+    /// `wharf copy` from a layout or archive (`input` is then empty): the
+    /// source as written, and what it names.
+    file: Option<(String, Transport)>,
 }
 
 /// `wharf copy SRC host/repo[:tag]`.
@@ -195,35 +201,37 @@ fn check_flags(flags: &TransferFlags) -> Outcome<Options> {
 }
 
 fn copy_input(args: &CopyArgs) -> Outcome<Plan> {
+    let transport = Transport::parse(&args.source).map_err(|e| Usage(e.to_string()))?;
     let mut input = Input::default();
-    match Reference::parse_normalized(&args.source) {
-        Ok((source, changed)) => {
-            if changed {
-                input
-                    .notes
-                    .push(format!("{}: read as {source}", args.source));
-            }
-            input.requests.push(wharf_transfer::Request {
-                written: args.source.clone(),
-                source,
-                tags: TagSelection::Given,
-                platforms: None,
-            });
+    let file = match transport {
+        Transport::Registry(written) => {
+            input.requests.push(registry_request(&written)?);
+            None
         }
-        Err(e) => {
+        file if args.flags.all_tags => {
             return Err(Usage(format!(
-                "{}: not an image reference: {e}",
-                args.source
+                "--all-tags lists tags of a registry; {} is a {} source: copy its images one at a time (SOURCE:REF)",
+                args.source,
+                file.name()
             )))
         }
+        file => Some((args.source.clone(), file)),
+    };
+    let normalized = input.requests.first().is_some_and(|r| r.written != r.source.to_string());
+    if let Some(request) = input.requests.first().filter(|_| normalized) {
+        input
+            .notes
+            .push(format!("{}: read as {}", request.written, request.source));
     }
     let dst = args.destination.trim().trim_end_matches('/');
+    let dst = dst.strip_prefix("docker://").unwrap_or(dst);
     if !dst.contains('/') {
         return Ok(Plan {
             input,
             map: DestinationMap::new(dst, args.flags.flatten)
                 .with_names(args.flags.registry_names.clone()),
             fixed: None,
+            file,
         });
     }
     let reference: Reference = dst
@@ -244,8 +252,25 @@ fn copy_input(args: &CopyArgs) -> Outcome<Plan> {
             keep_tag,
             reference,
         }),
+        file,
     })
 }
+
+/// A registry reference as written (`docker://` already dropped).
+fn registry_request(written: &str) -> Outcome<wharf_transfer::Request> {
+    let (source, _) = Reference::parse_normalized(written).map_err(|e| {
+        Usage(format!(
+            "{written}: not an image reference: {e} (a file is read with one of {TRANSPORTS})"
+        ))
+    })?;
+    Ok(wharf_transfer::Request {
+        written: written.to_string(),
+        source,
+        tags: TagSelection::Given,
+        platforms: None,
+    })
+}
+
 
 fn sync_input(args: &SyncArgs) -> Outcome<Plan> {
     let to = args.to.trim().trim_end_matches('/');
@@ -266,6 +291,7 @@ fn sync_input(args: &SyncArgs) -> Outcome<Plan> {
         map: DestinationMap::new(to, args.flags.flatten)
             .with_names(args.flags.registry_names.clone()),
         fixed: None,
+        file: None,
     })
 }
 
@@ -330,8 +356,17 @@ async fn execute(
     let show_progress = !flags.quiet && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(Progress::new()));
 
-    let (mut jobs, mut failures, notes) =
-        plan_jobs(&src, plan.input, &plan.map, flags.all_tags).await;
+    let (source, mut jobs, mut failures, notes): (Arc<dyn Source>, _, _, _) = match &plan.file {
+        Some((written, transport)) => {
+            let (source, job) = file_job(written, transport, &plan, flags.quiet).await?;
+            (source, vec![job], Vec::new(), plan.input.notes)
+        }
+        None => {
+            let (jobs, failures, notes) =
+                plan_jobs(&src, plan.input, &plan.map, flags.all_tags).await;
+            (Arc::new(src), jobs, failures, notes)
+        }
+    };
     if let Some(fixed) = &plan.fixed {
         for job in &mut jobs {
             job.destination = fixed_destination(fixed, &job.source);
@@ -350,9 +385,15 @@ async fn execute(
         Some(p) => p.clone(),
         None => Arc::new(NoEvents),
     };
-    let reports = Transfer::new(src, dst, options, events).run(jobs).await;
+    let mut reports = Transfer::from_source(source, dst, options, events)
+        .run(jobs)
+        .await;
     if let Some(p) = &progress {
         p.finish();
+    }
+    if let (Some((written, _)), Some(report)) = (&plan.file, reports.first_mut()) {
+        // Name the image as the user wrote it, not by its name inside the file.
+        report.source = written.clone();
     }
     failures.extend(reports);
     let reports = failures;
@@ -363,6 +404,49 @@ async fn execute(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Open the layout or archive `written` names (an archive is verified in
+/// full first) and the one job that copies its image.
+async fn file_job(
+    written: &str,
+    transport: &Transport,
+    plan: &Plan,
+    quiet: bool,
+) -> anyhow::Result<(Arc<dyn Source>, ImageJob)> {
+    if !quiet {
+        eprintln!("reading {written}");
+    }
+    let opening = transport.clone();
+    let opened = tokio::task::spawn_blocking(move || opening.open(None))
+        .await
+        .context("reading the source failed")?
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            Hint(format!(
+                "check the path; {written} is read as a {} source ({TRANSPORTS})",
+                transport.name()
+            ))
+        })?
+        .context("a registry source has no file to open")?;
+    let destination = match (&plan.fixed, &opened.name) {
+        (Some(fixed), _) => fixed_destination(fixed, &opened.reference),
+        (None, Some(_)) => plan.map.map(&opened.reference)?,
+        (None, None) => {
+            return Err(anyhow::anyhow!(
+                "{written}: the image has no name to keep at {}",
+                plan.map.registry
+            )
+            .context(Hint(format!(
+                "give the destination in full: wharf copy {written} {}/REPO:TAG",
+                plan.map.registry
+            ))))
+        }
+    };
+    Ok((
+        opened.source,
+        ImageJob::new(opened.reference, destination),
+    ))
 }
 
 fn fixed_destination(fixed: &FixedDestination, source: &Reference) -> Reference {
