@@ -14,7 +14,9 @@ use bytes::Bytes;
 use futures_util::stream;
 use futures_util::StreamExt;
 use wharf_client::Manifest;
-use wharf_oci::{media_type, Descriptor, Digest, ParsedManifest, Reference, RepositoryName, Target};
+use wharf_oci::{
+    media_type, Descriptor, Digest, ParsedManifest, Reference, RepositoryName, Target,
+};
 use wharf_transfer::{Source, SourceBlob, TransferError};
 
 use crate::error::{BundleError, Result};
@@ -84,7 +86,9 @@ impl Layout {
             }
             let bytes = Bytes::from(read_document(&self.dir, &self.blob_file(&d.digest))?);
             if Digest::of(d.digest.algorithm(), &bytes) != d.digest {
-                return Err(self.corrupt(format!("manifest {} does not match its digest", d.digest)));
+                return Err(
+                    self.corrupt(format!("manifest {} does not match its digest", d.digest))
+                );
             }
             let parsed = ParsedManifest::parse(&bytes, Some(&d.media_type))
                 .map_err(|e| self.corrupt(format!("manifest {}: {e}", d.digest)))?;
@@ -118,8 +122,8 @@ impl Layout {
             digest: blob.digest.clone(),
             detail,
         };
-        let meta = std::fs::metadata(&file)
-            .map_err(|e| missing(format!("{}: {e}", file.display())))?;
+        let meta =
+            std::fs::metadata(&file).map_err(|e| missing(format!("{}: {e}", file.display())))?;
         if meta.len() != blob.size {
             return Err(self.corrupt(format!(
                 "blob {} has {} bytes, its manifest says {}",
@@ -179,7 +183,11 @@ impl Source for LayoutSource {
     ) -> wharf_transfer::Result<SourceBlob> {
         let path = self.dir.join(blob_path(&blob.digest));
         let file = File::open(&path).map_err(|e| {
-            TransferError::Source(format!("blob {}: cannot open {}: {e}", blob.digest, path.display()))
+            TransferError::Source(format!(
+                "blob {}: cannot open {}: {e}",
+                blob.digest,
+                path.display()
+            ))
         })?;
         Ok(verified_stream(file, path, blob.clone()))
     }

@@ -209,7 +209,8 @@ fn select<'a>(
         .iter()
         .filter(|e| {
             e.names.iter().any(|n| {
-                n == wanted || (wanted_name.is_some() && normalized(n) == wanted_name && n.contains('/'))
+                n == wanted
+                    || (wanted_name.is_some() && normalized(n) == wanted_name && n.contains('/'))
             })
         })
         .collect();
@@ -313,15 +314,27 @@ mod tests {
         ];
         let pick = |w: Option<&str>| select(path, &entries, w).map(|e| e.manifest.digest.clone());
         assert_eq!(pick(Some("v1")).unwrap(), entries[0].manifest.digest);
-        assert_eq!(pick(Some("alpine:3.20")).unwrap(), entries[1].manifest.digest);
+        assert_eq!(
+            pick(Some("alpine:3.20")).unwrap(),
+            entries[1].manifest.digest
+        );
         assert_eq!(pick(Some("@2")).unwrap(), entries[2].manifest.digest);
 
         let none = pick(None).unwrap_err().to_string();
-        assert!(none.contains("a.tar") && none.contains("3 images"), "{none}");
+        assert!(
+            none.contains("a.tar") && none.contains("3 images"),
+            "{none}"
+        );
         assert!(none.contains("@2 (no name)"), "{none}");
         let unknown = pick(Some("v2")).unwrap_err().to_string();
-        assert!(unknown.contains("\"v2\"") && unknown.contains("v1"), "{unknown}");
-        assert!(pick(Some("@3")).unwrap_err().to_string().contains("@0 to @2"));
+        assert!(
+            unknown.contains("\"v2\"") && unknown.contains("v1"),
+            "{unknown}"
+        );
+        assert!(pick(Some("@3"))
+            .unwrap_err()
+            .to_string()
+            .contains("@0 to @2"));
     }
 
     #[test]

@@ -193,7 +193,11 @@ fn refuse_unnamed(bundle: &Bundle, containerd: bool) -> anyhow::Result<()> {
     } else {
         "give it one with --name HOST/REPO:TAG"
     };
-    let images = if unnamed == 1 { "image is" } else { "images are" };
+    let images = if unnamed == 1 {
+        "image is"
+    } else {
+        "images are"
+    };
     Err(anyhow::anyhow!(
         "{path}: {unnamed} {images} listed without a name to load under (no full org.opencontainers.image.ref.name, no RepoTags)"
     ))
