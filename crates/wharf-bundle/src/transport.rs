@@ -36,6 +36,9 @@ pub struct FileImage {
     pub reference: Option<String>,
 }
 
+/// How a file transport is built from its path and REF.
+type MakeTransport = fn(FileImage) -> Transport;
+
 /// The transports a source may be written with, for messages.
 pub const TRANSPORTS: &str =
     "docker://REF, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF]";
@@ -46,7 +49,7 @@ impl Transport {
         if let Some(reference) = text.strip_prefix("docker://") {
             return Ok(Transport::Registry(reference.to_string()));
         }
-        let prefixes: [(&str, fn(FileImage) -> Transport); 3] = [
+        let prefixes: [(&str, MakeTransport); 3] = [
             ("oci-archive:", Transport::OciArchive),
             ("docker-archive:", Transport::DockerArchive),
             ("oci:", Transport::OciLayout),

@@ -306,14 +306,16 @@ async fn file_job(
     let destination = match (&plan.fixed, &opened.name) {
         (Some(fixed), _) => fixed_destination(fixed, &opened.reference),
         (None, Some(_)) => plan.map.map(&opened.reference)?,
-        (None, None) => return Err(anyhow::anyhow!(
-            "{written}: the image has no name to keep at {}",
-            plan.map.registry
-        )
-        .context(Hint(format!(
+        (None, None) => {
+            return Err(anyhow::anyhow!(
+                "{written}: the image has no name to keep at {}",
+                plan.map.registry
+            )
+            .context(Hint(format!(
             "nothing was copied; give the destination in full: wharf copy {written} {}/REPO:TAG",
             plan.map.registry
-        )))),
+        ))))
+        }
     };
     Ok((opened.source, ImageJob::new(opened.reference, destination)))
 }
