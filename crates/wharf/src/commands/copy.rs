@@ -371,6 +371,34 @@ mod tests {
     }
 
     #[test]
+    fn file_transports_are_planned_as_files_and_docker_prefixes_dropped() {
+        let plan = copy_input(&args(&[
+            "oci-archive:a.tar:v1",
+            "docker://127.0.0.1:5000/x/y",
+        ]))
+        .unwrap();
+        assert!(plan.input.requests.is_empty());
+        let (written, transport) = plan.file.expect("a file source");
+        assert_eq!(written, "oci-archive:a.tar:v1");
+        assert_eq!(transport.name(), "oci-archive");
+        assert_eq!(
+            plan.fixed.unwrap().reference.to_string(),
+            "127.0.0.1:5000/x/y:latest"
+        );
+        let plan = copy_input(&args(&["docker://alpine:3.20", "127.0.0.1:5000"])).unwrap();
+        assert!(plan.file.is_none());
+        assert_eq!(
+            plan.input.requests[0].source.to_string(),
+            "docker.io/library/alpine:3.20"
+        );
+        let e = copy_input(&args(&["oci:dir", "127.0.0.1:5000", "--all-tags"]))
+            .err()
+            .unwrap();
+        assert!(e.downcast_ref::<crate::exit::Usage>().is_some(), "{e}");
+        assert!(e.to_string().contains("oci transport"), "{e}");
+    }
+
+    #[test]
     fn all_tags_needs_a_destination_without_a_tag() {
         let e = copy_input(&args(&[
             "alpine",
