@@ -40,11 +40,13 @@ pub struct Layout {
 impl Layout {
     /// Read `dir/oci-layout` and `dir/index.json`.
     pub fn open(dir: &Path) -> Result<Layout> {
+        std::fs::read_dir(dir)
+            .map_err(|e| BundleError::io(dir, "cannot read the layout directory", e))?;
         if !dir.join(OCI_LAYOUT_FILE).is_file() {
-            return Err(BundleError::NotAnArchive {
-                path: dir.into(),
-                detail: format!("not an OCI image layout: it has no {OCI_LAYOUT_FILE} file"),
-            });
+            return Err(BundleError::Invalid(format!(
+                "{}: not an OCI image layout: it has no {OCI_LAYOUT_FILE} file",
+                dir.display()
+            )));
         }
         let index = read_document(dir, &dir.join(INDEX_FILE))?;
         let parsed = ParsedManifest::parse(&index, Some(media_type::OCI_INDEX)).map_err(|e| {

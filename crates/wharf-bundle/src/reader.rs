@@ -428,7 +428,14 @@ impl Bundle {
                 detail: format!("it has neither {INDEX_FILE} nor {DOCKER_MANIFEST_FILE}"),
             });
         }
-        let tops: Vec<Descriptor> = self.entries.iter().map(|e| e.manifest.clone()).collect();
+        // Each image once: a wharf bundle lists every image twice.
+        let mut listed = HashSet::new();
+        let tops: Vec<Descriptor> = self
+            .entries
+            .iter()
+            .filter(|e| listed.insert(e.manifest.digest.clone()))
+            .map(|e| e.manifest.clone())
+            .collect();
         for top in tops {
             self.walk(&top)?;
         }
