@@ -20,7 +20,7 @@ use wharf_oci::{
 use wharf_transfer::{Source, SourceBlob, TransferError};
 
 use crate::error::{BundleError, Result};
-use crate::format::{blob_path, INDEX_FILE, OCI_LAYOUT_FILE};
+use crate::format::{blob_path, INDEX_FILE, OCI_LAYOUT, OCI_LAYOUT_FILE, OCI_REF_NAME};
 use crate::reader::{entry_names, ArchiveEntry};
 
 /// Largest manifest or index read into memory.
@@ -193,6 +193,129 @@ impl Source for LayoutSource {
         })?;
         Ok(verified_stream(file, path, blob.clone()))
     }
+}
+
+/// Copy the image `reference` of `source` into the OCI layout at `dir`
+/// (created when absent), listed under `ref_name` in `index.json`, where an
+/// earlier entry of that name is replaced: blobs and manifests byte for
+/// byte, each checked against its digest on the way and renamed into place
+/// only when whole; `index.json` last. With `platforms`, an index keeps
+/// only theirs (a new index, whose descriptor is returned).
+pub async fn write_layout(
+    source: &dyn Source,
+    reference: &Reference,
+    platforms: &[wharf_transfer::PlatformSpec],
+    dir: &Path,
+    ref_name: Option<&str>,
+) -> Result<Descriptor> {
+    let failed = |e: TransferError| BundleError::Source(e.to_string());
+    let digest = source.resolve(reference).await.map_err(failed)?;
+    let pinned = reference.with_digest(digest);
+    let tree = wharf_transfer::resolve_tree(source, &pinned, platforms)
+        .await
+        .map_err(failed)?;
+    let io = |what: &str, e| BundleError::io(dir, what.to_string(), e);
+    std::fs::create_dir_all(dir).map_err(|e| io("cannot create the layout directory", e))?;
+    for blob in wharf_transfer::unique_blobs(&tree) {
+        if !has_blob(dir, &blob) {
+            let stream = source
+                .open_blob(reference.host(), reference.repository(), &blob)
+                .await
+                .map_err(failed)?;
+            write_blob(dir, &blob.digest, stream).await?;
+        }
+    }
+    let mut top = None;
+    for node in &tree {
+        let mut bytes = node.manifest.bytes.clone();
+        if node.is_partial() {
+            bytes = wharf_transfer::filtered_index(&bytes, &node.kept).map_err(failed)?;
+        }
+        let digest = Digest::sha256_of(&bytes);
+        write_file(dir, &dir.join(blob_path(&digest)), &bytes)?;
+        top = Some(Descriptor {
+            media_type: node.manifest.media_type.clone(),
+            size: bytes.len() as u64,
+            digest,
+            artifact_type: None,
+            annotations: ref_name.map(|n| [(OCI_REF_NAME.to_string(), n.to_string())].into()),
+            platform: None,
+            urls: None,
+        });
+    }
+    let top = top.ok_or_else(|| BundleError::Source(format!("{reference}: nothing to copy")))?;
+    write_file(dir, &dir.join(OCI_LAYOUT_FILE), OCI_LAYOUT.as_bytes())?;
+    write_index(dir, &top, ref_name)?;
+    Ok(top)
+}
+
+fn has_blob(dir: &Path, blob: &Descriptor) -> bool {
+    std::fs::metadata(dir.join(blob_path(&blob.digest))).is_ok_and(|m| m.len() == blob.size)
+}
+
+/// A verified blob stream into `blobs/<alg>/<hex>`, through a temp file
+/// beside it that is renamed into place only when the stream ended well.
+async fn write_blob(dir: &Path, digest: &Digest, mut stream: SourceBlob) -> Result<()> {
+    let target = dir.join(blob_path(digest));
+    let parent = target.parent().expect("a blob path has a directory");
+    let io = |what: &str, e| BundleError::io(dir, format!("{what} {}", target.display()), e);
+    std::fs::create_dir_all(parent).map_err(|e| io("cannot create the directory of", e))?;
+    let temp = tempfile::NamedTempFile::new_in(parent).map_err(|e| io("cannot write", e))?;
+    let (file, temp_path) = temp.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BundleError::Source(e.to_string()))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+            .await
+            .map_err(|e| io("cannot write", e))?;
+    }
+    file.sync_all().await.map_err(|e| io("cannot write", e))?;
+    temp_path
+        .persist(&target)
+        .map_err(|e| io("cannot write", e.error))?;
+    Ok(())
+}
+
+/// `bytes` at `path`, atomically (temp file beside it, then rename).
+fn write_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e| BundleError::io(dir, format!("cannot write {}", path.display()), e);
+    let parent = path.parent().expect("a file in the layout has a directory");
+    std::fs::create_dir_all(parent).map_err(io)?;
+    let mut temp = tempfile::NamedTempFile::new_in(parent).map_err(io)?;
+    std::io::Write::write_all(&mut temp, bytes).map_err(io)?;
+    temp.as_file().sync_all().map_err(io)?;
+    temp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// `index.json` with `top` added, replacing an entry listed under the same
+/// `ref_name`; every other entry and field kept as it was.
+fn write_index(dir: &Path, top: &Descriptor, ref_name: Option<&str>) -> Result<()> {
+    let path = dir.join(INDEX_FILE);
+    let mut index: serde_json::Value = if path.exists() {
+        serde_json::from_slice(&read_document(dir, &path)?).map_err(|e| BundleError::Corrupt {
+            path: dir.into(),
+            detail: format!("{INDEX_FILE}: {e}"),
+        })?
+    } else {
+        serde_json::json!({"schemaVersion": 2, "mediaType": media_type::OCI_INDEX, "manifests": []})
+    };
+    let entry = serde_json::to_value(top).expect("a descriptor serialises");
+    let Some(list) = index.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
+        return Err(BundleError::Corrupt {
+            path: dir.into(),
+            detail: format!("{INDEX_FILE} has no manifests list"),
+        });
+    };
+    list.retain(|d| {
+        let listed = d
+            .pointer(&format!("/annotations/{}", OCI_REF_NAME.replace('/', "~1")))
+            .and_then(|n| n.as_str());
+        ref_name.is_none() || listed != ref_name
+    });
+    list.push(entry);
+    let bytes = serde_json::to_vec(&index).expect("JSON serialises");
+    write_file(dir, &path, &bytes)
 }
 
 /// The file's bytes in chunks, hashed by a blocking task that stays a few

@@ -30,7 +30,7 @@ mod transport;
 mod writer;
 
 pub use error::{BundleError, Result};
-pub use layout::{Layout, LayoutSource};
+pub use layout::{write_layout, Layout, LayoutSource};
 pub use reader::{ArchiveEntry, Bundle, BundleImage, Format, Location};
 pub use save::{blobs_of, save, LocalImage, SaveOptions, SaveOutcome};
 pub use server::BundleServer;

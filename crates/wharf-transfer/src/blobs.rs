@@ -253,11 +253,18 @@ type SourceError = Arc<Mutex<Option<TransferError>>>;
 pub(crate) struct HoldLast<S> {
     inner: S,
     held: Option<Bytes>,
+    /// The inner stream ended: it is not polled again (a stream may panic
+    /// when polled after its end).
+    ended: bool,
 }
 
 impl<S> HoldLast<S> {
     pub(crate) fn new(inner: S) -> Self {
-        HoldLast { inner, held: None }
+        HoldLast {
+            inner,
+            held: None,
+            ended: false,
+        }
     }
 }
 
@@ -268,6 +275,9 @@ where
     type Item = std::result::Result<Bytes, E>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(self.held.take().map(Ok));
+        }
         loop {
             match self.inner.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -280,7 +290,10 @@ where
                     self.held = None;
                     return Poll::Ready(Some(Err(e)));
                 }
-                Poll::Ready(None) => return Poll::Ready(self.held.take().map(Ok)),
+                Poll::Ready(None) => {
+                    self.ended = true;
+                    return Poll::Ready(self.held.take().map(Ok));
+                }
             }
         }
     }
@@ -299,6 +312,16 @@ mod tests {
         ]);
         let all: Vec<_> = HoldLast::new(ok).collect().await;
         assert_eq!(all, vec![Ok(Bytes::from("a")), Ok(Bytes::from("b"))]);
+
+        // Read to its end, the inner stream is not polled after its own
+        // end (`unfold`, like a download, panics when it is).
+        let once = stream::unfold(0, |n| async move {
+            (n < 1).then(|| (Ok::<_, String>(Bytes::from("a")), n + 1))
+        });
+        let mut held = HoldLast::new(Box::pin(once));
+        assert_eq!(held.next().await, Some(Ok(Bytes::from("a"))));
+        assert_eq!(held.next().await, None);
+        assert_eq!(held.next().await, None);
 
         let bad = stream::iter(vec![
             Ok(Bytes::from("a")),

@@ -1,7 +1,8 @@
 //! `wharf copy` from the files skopeo writes (`oci:DIR[:REF]`,
 //! `oci-archive:FILE[:REF]`, `docker-archive:FILE[:REF]`) and `docker://`
 //! references, between real `wharf serve` processes, with real skopeo
-//! writing the files: the pushed digest is the one the file holds. And
+//! writing the files: the pushed digest is the one the file holds; and
+//! into an `oci:DIR[:REF]` layout that skopeo reads with the digest. And
 //! `wharf load` of an OCI archive whose index entry has no name: refused,
 //! naming the file and the fix, until `--name` gives it one.
 
@@ -275,4 +276,58 @@ fn an_unnamed_oci_archive_is_refused_by_load_until_named() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no name"), "{err}");
     assert!(err.contains("/REPO:TAG"), "{err}");
+}
+
+#[test]
+fn copy_writes_an_oci_layout_that_skopeo_reads_with_the_digests() {
+    let work = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start(&work.path().join("up"));
+    let dst = Wharf::start(&work.path().join("dst"));
+    let layout = work.path().join("out-layout");
+    let up = upstream.server.host();
+    let multi_ref = format!("oci:{}:v1", layout.display());
+    let app_ref = format!("oci:{}:app", layout.display());
+
+    let report = copy_json(&format!("{up}/team/multi:v1"), &multi_ref);
+    assert_eq!(report["images"][0]["destination"], multi_ref.as_str());
+    copy_json(&format!("{up}/team/app:v1"), &app_ref);
+
+    assert_eq!(skopeo_digest(&multi_ref), upstream.multi.digest());
+    assert_eq!(skopeo_digest(&app_ref), upstream.app.digest());
+    // skopeo takes it on to a registry, every platform, digests kept.
+    run(
+        skopeo().args([
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &multi_ref,
+            &format!("docker://{}/from-layout/multi:v1", dst.host()),
+        ]),
+        "skopeo copy oci: -> registry",
+    );
+    assert_eq!(
+        digest_at(&dst, "from-layout/multi", "v1"),
+        Some(upstream.multi.digest())
+    );
+
+    // The same REF again replaces its entry; the other stays.
+    copy_json(&format!("{up}/team/app:v1"), &multi_ref);
+    assert_eq!(skopeo_digest(&multi_ref), upstream.app.digest());
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"].as_array().map(Vec::len),
+        Some(2),
+        "{index}"
+    );
+
+    // Archives are wharf save's to write.
+    let (code, _, err) = wharf(&[
+        "copy",
+        &format!("{up}/team/app:v1"),
+        &format!("oci-archive:{}", work.path().join("x.tar").display()),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("wharf save"), "{err}");
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use wharf_bundle::{Transport, TRANSPORTS};
+use wharf_bundle::{write_layout, FileImage, OpenedImage, Transport, TRANSPORTS};
 use wharf_client::Client;
 use wharf_oci::{Reference, Target};
 use wharf_transfer::{
@@ -114,6 +114,9 @@ struct Plan {
     /// `wharf copy` from a layout or archive (`input` is then empty): the
     /// source as written, and what it names.
     file: Option<(String, Transport)>,
+    /// `wharf copy SRC oci:DIR[:REF]`: the layout written instead of a
+    /// registry (`map` and `fixed` are then unused).
+    to_layout: Option<(String, FileImage)>,
 }
 
 /// `wharf copy SRC host/repo[:tag]`.
@@ -148,6 +151,15 @@ fn copy_input(args: &CopyArgs) -> anyhow::Result<Plan> {
     };
     let dst = args.destination.trim().trim_end_matches('/');
     let dst = dst.strip_prefix("docker://").unwrap_or(dst);
+    if let Some(layout) = layout_destination(dst, &args.flags)? {
+        return Ok(Plan {
+            input,
+            map: DestinationMap::new("localhost", true),
+            fixed: None,
+            file,
+            to_layout: Some((dst.to_string(), layout)),
+        });
+    }
     if !dst.contains('/') {
         return Ok(Plan {
             input,
@@ -155,6 +167,7 @@ fn copy_input(args: &CopyArgs) -> anyhow::Result<Plan> {
                 .with_names(args.flags.names.registry_names.clone()),
             fixed: None,
             file,
+            to_layout: None,
         });
     }
     let reference: Reference = dst
@@ -176,6 +189,7 @@ fn copy_input(args: &CopyArgs) -> anyhow::Result<Plan> {
             reference,
         }),
         file,
+        to_layout: None,
     })
 }
 
@@ -201,6 +215,7 @@ fn sync_input(args: &SyncArgs) -> anyhow::Result<Plan> {
             .with_names(args.flags.names.registry_names.clone()),
         fixed: None,
         file: None,
+        to_layout: None,
     })
 }
 
@@ -226,6 +241,9 @@ async fn execute(
         .collect();
     let dests = BTreeSet::from([plan.map.registry.clone()]);
     let src = client(flags, flags.src.src_creds.as_ref(), &sources)?;
+    if plan.to_layout.is_some() {
+        return copy_to_layout(kind, flags, options, plan, src).await;
+    }
     let dst = client(flags, flags.dest.dest_creds.as_ref(), &dests)?;
     let show_progress = !flags.quiet.quiet && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(Progress::new()));
@@ -288,21 +306,7 @@ async fn file_job(
     plan: &Plan,
     quiet: bool,
 ) -> anyhow::Result<(Arc<dyn Source>, ImageJob)> {
-    if !quiet {
-        eprintln!("reading {written}");
-    }
-    let opening = transport.clone();
-    let opened = tokio::task::spawn_blocking(move || opening.open(None))
-        .await
-        .context("reading the source failed")?
-        .map_err(anyhow::Error::from)
-        .with_context(|| {
-            Hint(format!(
-                "nothing was copied; check the path and REF: {written} is read with the {} transport (one of {TRANSPORTS})",
-                transport.name()
-            ))
-        })?
-        .context("a registry source has no file to open")?;
+    let opened = open_file(written, transport, quiet).await?;
     let destination = match (&plan.fixed, &opened.name) {
         (Some(fixed), _) => fixed_destination(fixed, &opened.reference),
         (None, Some(_)) => plan.map.map(&opened.reference)?,
@@ -318,6 +322,113 @@ async fn file_job(
         }
     };
     Ok((opened.source, ImageJob::new(opened.reference, destination)))
+}
+
+/// Open the layout or archive `written` names (an archive is verified in
+/// full first) and pick its image.
+async fn open_file(
+    written: &str,
+    transport: &Transport,
+    quiet: bool,
+) -> anyhow::Result<OpenedImage> {
+    if !quiet {
+        eprintln!("reading {written}");
+    }
+    let opening = transport.clone();
+    tokio::task::spawn_blocking(move || opening.open(None))
+        .await
+        .context("reading the source failed")?
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            Hint(format!(
+                "nothing was copied; check the path and REF: {written} is read with the {} transport (one of {TRANSPORTS})",
+                transport.name()
+            ))
+        })?
+        .context("a registry source has no file to open")
+}
+
+/// `oci:DIR[:REF]` as the destination; other file transports are refused
+/// (`wharf save` writes archives).
+fn layout_destination(dst: &str, flags: &TransferFlags) -> anyhow::Result<Option<FileImage>> {
+    let layout = match Transport::parse(dst).map_err(|e| usage(e.to_string()))? {
+        Transport::Registry(_) => return Ok(None),
+        Transport::OciLayout(layout) => layout,
+        other => {
+            return Err(usage(format!(
+                "{dst}: copy writes to a registry or an oci:DIR[:REF] layout, not to {}: (wharf save writes archives)",
+                other.name()
+            )))
+        }
+    };
+    for (given, flag) in [
+        (flags.all_tags, "--all-tags"),
+        (flags.dry_run, "--dry-run"),
+        (flags.referrers, "--referrers"),
+    ] {
+        if given {
+            return Err(usage(format!(
+                "{flag} is for a registry destination, not {dst}"
+            )));
+        }
+    }
+    Ok(Some(layout))
+}
+
+/// `wharf copy SRC oci:DIR[:REF]`: the image (its platforms as chosen)
+/// written into the layout, listed under REF, else its own tag.
+async fn copy_to_layout(
+    kind: TransferKind,
+    flags: &TransferFlags,
+    options: Options,
+    plan: Plan,
+    src: Client,
+) -> anyhow::Result<ExitCode> {
+    let (written, layout) = plan.to_layout.expect("a layout destination");
+    let (source, reference, shown): (Arc<dyn Source>, Reference, String) = match &plan.file {
+        Some((text, transport)) => {
+            let opened = open_file(text, transport, flags.quiet.quiet).await?;
+            (opened.source, opened.reference, text.clone())
+        }
+        None => {
+            let request = plan.input.requests.first().context("no source image")?;
+            (
+                Arc::new(src),
+                request.source.clone(),
+                request.written.clone(),
+            )
+        }
+    };
+    let ref_name = layout
+        .reference
+        .clone()
+        .or_else(|| reference.tag().map(ToString::to_string));
+    let mut report = ImageReport::new(shown, Some(written.clone()));
+    match write_layout(
+        source.as_ref(),
+        &reference,
+        &options.platforms,
+        &layout.path,
+        ref_name.as_deref(),
+    )
+    .await
+    {
+        Ok(top) => report.digest = Some(top.digest),
+        Err(e) => report.fail("layout", e.to_string()),
+    }
+    let reports = vec![report];
+    print_transfer(
+        kind,
+        flags.output.output,
+        false,
+        &reports,
+        &plan.input.notes,
+    )?;
+    Ok(if reports.iter().any(ImageReport::is_failed) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn fixed_destination(fixed: &FixedDestination, source: &Reference) -> Reference {
