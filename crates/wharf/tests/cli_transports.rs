@@ -322,6 +322,39 @@ fn copy_writes_an_oci_layout_that_skopeo_reads_with_the_digests() {
         "{index}"
     );
 
+    // --platform keeps one platform: a filtered index, every entry present.
+    let one_ref = format!("oci:{}:one", layout.display());
+    let (code, out, err) = wharf(&[
+        "copy",
+        "-q",
+        "--platform",
+        &format!("linux/{}", host_arch()),
+        &format!("{up}/team/multi:v1"),
+        &one_ref,
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", &one_ref])
+        .output()
+        .unwrap();
+    let filtered: Value = serde_json::from_slice(&raw.stdout).expect("an index");
+    let kept = filtered["manifests"].as_array().expect("manifests");
+    assert_eq!(kept.len(), 1, "{filtered}");
+    assert_eq!(
+        kept[0]["digest"],
+        upstream.multi.child_for(host_arch()).digest().as_str()
+    );
+    run(
+        skopeo().args([
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            &one_ref,
+            &format!("docker://{}/from-layout/one:v1", dst.host()),
+        ]),
+        "skopeo reads the filtered layout whole",
+    );
+
     // Archives are wharf save's to write.
     let (code, _, err) = wharf(&[
         "copy",
