@@ -676,7 +676,10 @@ pub async fn token_endpoint(registry: &Registry, req: Request<'_>) -> HandlerRes
         return Err(RegistryError::not_found());
     };
     let (user, scopes, oauth) = if *req.method == Method::POST {
-        let form = body::read_limited(req.body, MAX_TOKEN_FORM, &registry.config().limits).await?;
+        let declared = body::declared_length(req.headers);
+        let limits = &registry.config().limits;
+        let form = body::read_limited(req.body, declared, MAX_TOKEN_FORM, "the token form", limits)
+            .await?;
         let form = Query::parse_form(&form);
         if form.get("grant_type") != Some("password") {
             return Err(RegistryError::new(

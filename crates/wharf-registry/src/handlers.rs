@@ -299,15 +299,6 @@ async fn get_manifest(
     )
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 async fn put_manifest(
     registry: &Registry,
     repo: &RepositoryName,
@@ -315,17 +306,14 @@ async fn put_manifest(
     req: Request<'_>,
 ) -> HandlerResult {
     let limit = registry.config().max_manifest_bytes;
-    // Refuse an announced oversize body before reading a byte of it.
-    if declared_length(req.headers).is_some_and(|l| l > limit as u64) {
-        return Err(body::too_large(limit));
-    }
+    let declared = body::declared_length(req.headers);
+    let bytes = body::read_limited(req.body, declared, limit, "manifest", limits(registry)).await?;
     let content_type = req
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let extra_tags = extra_tags(req.query, target)?;
-    let bytes = body::read_limited(req.body, limit, limits(registry)).await?;
     let options = ManifestPutOptions {
         sparse_indexes: registry.config().sparse_indexes,
         extra_tags,
@@ -700,7 +688,7 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, RegistryErro
 /// Check `Content-Range` against `Content-Length` before reading anything.
 fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, RegistryError> {
     let range = content_range(headers)?;
-    if let (Some((_, len)), Some(declared)) = (range, declared_length(headers)) {
+    if let (Some((_, len)), Some(declared)) = (range, body::declared_length(headers)) {
         if len != declared {
             return Err(RegistryError::new(
                 Code::RangeInvalid,
