@@ -1058,7 +1058,7 @@ async fn oauth2_password_grant_issues_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_token_form_is_413_after_the_whole_form_is_sent() {
     let f = Fixture::start(Mode::Token, false).await;
-    let mut form = format!("grant_type=password&username=alice&password=x&scope=").into_bytes();
+    let mut form = b"grant_type=password&username=alice&password=x&scope=".to_vec();
     form.resize(8 * 1024 * 1024, b'a');
     let length = form.len().to_string();
     let headers = [
