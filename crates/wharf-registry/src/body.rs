@@ -165,6 +165,7 @@ pub async fn read_limited(
     while let Some(chunk) = stream.try_next().await.map_err(|e| unreadable(&e))? {
         if buf.len() + chunk.len() > limit {
             let received = (buf.len() + chunk.len()) as u64;
+            // Nothing of a refused body is kept while the rest is drained.
             drop(buf);
             let refusal = too_large(what, limit);
             return Err(drain_refused(stream, declared, received, limit, refusal).await);
@@ -236,7 +237,7 @@ fn closing(refusal: RegistryError) -> RegistryError {
     refusal.with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
-pub fn too_large(what: &str, limit: usize) -> RegistryError {
+fn too_large(what: &str, limit: usize) -> RegistryError {
     RegistryError::new(
         Code::SizeInvalid,
         format!("{what} is larger than the {limit}-byte limit"),
