@@ -321,7 +321,7 @@ pub fn write_companions(
     name: &Reference,
     carries_ca: bool,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let dir = crate::save_cmd::bundle_dir(out);
+    let dir = crate::commands::save::bundle_dir(out);
     let pod = dir.join(POD_FILE);
     let unit = dir.join(UNIT_FILE);
     std::fs::write(&pod, pod_manifest(name, carries_ca))
