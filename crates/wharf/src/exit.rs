@@ -55,7 +55,8 @@ pub fn finish(outcome: anyhow::Result<ExitCode>) -> ExitCode {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.downcast_ref::<Usage>().is_some()) {
+    // `downcast_ref` sees context layers too; `chain` sees the causes.
+    if e.downcast_ref::<Usage>().is_some() || e.chain().any(|c| c.is::<Usage>()) {
         EXIT_USAGE
     } else {
         1
@@ -73,10 +74,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// `error: what failed: why`, then a blank line and `hint: what to do` when
 /// the error carries a [`Hint`].
 pub fn report(e: &anyhow::Error) {
-    let hint = e
-        .chain()
-        .find_map(|c| c.downcast_ref::<Hint>())
-        .map(|h| h.0.clone());
+    let hint = e.downcast_ref::<Hint>().map(|h| h.0.clone());
     let mut causes: Vec<String> = Vec::new();
     for cause in e.chain().map(|c| c.to_string()) {
         // Library errors often print their source already; say it once.
@@ -103,6 +101,12 @@ mod tests {
             .unwrap_err();
         assert_eq!(exit_code(&e), EXIT_USAGE);
         assert_eq!(exit_code(&anyhow::anyhow!("registry unreachable")), 1);
+    }
+
+    #[test]
+    fn usage_as_context_exits_2() {
+        let e = anyhow::anyhow!("two images land on one name").context(Usage("refused".into()));
+        assert_eq!(exit_code(&e), EXIT_USAGE);
     }
 
     #[test]

@@ -181,7 +181,7 @@ async fn execute(
         None => None,
     };
     if let Some(name) = &self_name {
-        let dir = bundle_dir(&to.bundle);
+        let dir = crate::self_image::bundle_dir(&to.bundle);
         let (image, layer) = crate::self_image::build(&dir, name.clone(), &args.trust.ca_file)
             .context("cannot build the image of wharf itself")?;
         options.extra.push(image);
@@ -237,14 +237,6 @@ async fn execute(
         indicatif::HumanBytes(outcome.file_bytes)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The directory the bundle goes to.
-pub(crate) fn bundle_dir(out: &Path) -> PathBuf {
-    match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 #[cfg(test)]
