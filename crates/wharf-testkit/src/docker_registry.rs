@@ -26,7 +26,10 @@ pub enum DockerAuth {
         password: &'static str,
     },
     /// Tokens from `realm`, signed by the key whose certificate is `cert`.
-    Token { realm: String, cert: PathBuf },
+    Token {
+        realm: String,
+        cert: PathBuf,
+    },
 }
 
 impl DockerAuth {

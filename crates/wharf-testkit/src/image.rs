@@ -302,7 +302,12 @@ pub fn multi_arch(format: Format, name: &str) -> Artifact {
 /// A single-platform image whose layers are `(seed, length)` pseudo-random
 /// bytes, gzipped; images naming the same layer seed and length share that
 /// layer. The config names `seed`, so images of different seeds differ.
-pub fn seeded_image(format: Format, platform: &str, seed: u64, layers: &[(u64, usize)]) -> Artifact {
+pub fn seeded_image(
+    format: Format,
+    platform: &str,
+    seed: u64,
+    layers: &[(u64, usize)],
+) -> Artifact {
     let layers: Vec<Vec<u8>> = layers
         .iter()
         .map(|(layer_seed, len)| pseudo_random(*layer_seed, *len))
@@ -360,7 +365,12 @@ pub fn referrer(subject: &Artifact, seed: u64) -> Artifact {
 
 /// The image manifest over `uncompressed` layers (gzipped here) and a
 /// config that is `config` plus the platform and `rootfs`.
-fn assemble(format: Format, platform: Platform, mut config: Value, uncompressed: &[Vec<u8>]) -> Artifact {
+fn assemble(
+    format: Format,
+    platform: Platform,
+    mut config: Value,
+    uncompressed: &[Vec<u8>],
+) -> Artifact {
     let diff_ids: Vec<String> = uncompressed
         .iter()
         .map(|l| Digest::sha256_of(l).to_string())
@@ -487,14 +497,15 @@ pub fn write_dir_transport(artifact: &Artifact, dir: &Path) {
 
 /// Pushes `artifact` to `host` with wharf's own client: an index's
 /// children first (by digest), then the blobs, then the manifest under
-/// `tag` (or by digest). Returns the digest the registry reported.
+/// `tag` (or by digest), checking that the registry reports the
+/// manifest's own digest.
 pub async fn push(
     client: &Client,
     host: &str,
     repo: &RepositoryName,
     tag: Option<&str>,
     artifact: &Artifact,
-) -> Digest {
+) {
     for child in &artifact.children {
         Box::pin(push(client, host, repo, None, child)).await;
     }
@@ -509,8 +520,13 @@ pub async fn push(
         None => Target::Digest(artifact.digest()),
     };
     let manifest = Bytes::from(artifact.manifest.clone());
-    client
+    let reported = client
         .put_manifest(host, repo, &target, manifest, artifact.media_type)
         .await
-        .unwrap_or_else(|e| panic!("push manifest {} to {host}/{repo}: {e}", artifact.digest()))
+        .unwrap_or_else(|e| panic!("push manifest {} to {host}/{repo}: {e}", artifact.digest()));
+    assert_eq!(
+        reported,
+        artifact.digest(),
+        "{host} reported another digest for the manifest pushed to {repo}"
+    );
 }

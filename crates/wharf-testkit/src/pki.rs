@@ -65,7 +65,10 @@ impl Ca {
         openssl(
             &mut new_key_request(&key)
                 .args(["-subj"])
-                .arg(format!("/CN={}", names.first().copied().unwrap_or("server")))
+                .arg(format!(
+                    "/CN={}",
+                    names.first().copied().unwrap_or("server")
+                ))
                 .arg("-out")
                 .arg(&csr),
             "making a server key and request",
@@ -117,9 +120,15 @@ impl ServerCert {
 /// `openssl req -newkey ec (P-256) -nodes -keyout KEY`, to be completed.
 fn new_key_request(key: &Path) -> Command {
     let mut cmd = Command::new(require_tool("openssl"));
-    cmd.args(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
-        .args(["-nodes", "-keyout"])
-        .arg(key);
+    cmd.args([
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+    ])
+    .args(["-nodes", "-keyout"])
+    .arg(key);
     cmd
 }
 

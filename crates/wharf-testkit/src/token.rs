@@ -195,10 +195,7 @@ async fn answer(issuer: Arc<Issuer>, req: &Request<Incoming>) -> Response<Full<B
     } else {
         "token"
     };
-    json_response(
-        200,
-        json!({ field: token, "expires_in": 300 }).to_string(),
-    )
+    json_response(200, json!({ field: token, "expires_in": 300 }).to_string())
 }
 
 fn json_response(status: u16, body: String) -> Response<Full<Bytes>> {
@@ -223,7 +220,9 @@ fn signing_key(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("cert.pem");
     run(
         Command::new(require_tool("openssl"))
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
             .args(["-subj", "/CN=wharf-test-token", "-keyout"])
             .arg(&key)
             .arg("-out")

@@ -15,6 +15,8 @@ use wharf_storage::Store;
 
 /// A registry serving until it is dropped or [`WharfRegistry::stop`]ped.
 pub struct WharfRegistry {
+    /// `127.0.0.1:PORT`, the registry host part of image references.
+    pub host: String,
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<io::Result<()>>>,
@@ -52,6 +54,7 @@ impl WharfRegistry {
             let _ = rx.await;
         }));
         WharfRegistry {
+            host: addr.to_string(),
             addr,
             shutdown: Some(tx),
             server: Some(server),
@@ -61,11 +64,6 @@ impl WharfRegistry {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// `127.0.0.1:PORT`, the registry host part of image references.
-    pub fn host(&self) -> String {
-        self.addr.to_string()
     }
 
     /// `http://127.0.0.1:PORT` followed by `path`.
