@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::images::TestImage;
 use common::proxy::CountingProxy;
 use common::*;
 use futures_util::stream::{self, StreamExt};
 use wharf_oci::Digest;
+use wharf_testkit::image::{push, Artifact};
+use wharf_testkit::WharfRegistry;
 use wharf_transfer::{BlobBody, LocalBlobs, NoEvents, Options, Status, Transfer};
 
 /// Blobs in memory, each served in small chunks (as a file is read); a
@@ -23,10 +24,11 @@ struct MemoryBlobs {
 }
 
 impl MemoryBlobs {
-    fn of(image: &TestImage) -> MemoryBlobs {
+    fn of(image: &Artifact) -> MemoryBlobs {
         let blobs = image
-            .blobs()
-            .map(|b| (Digest::sha256_of(b), b.clone()))
+            .blobs
+            .iter()
+            .map(|b| (b.digest(), b.bytes.clone()))
             .collect();
         MemoryBlobs {
             blobs,
@@ -62,9 +64,8 @@ async fn copy_with(local: MemoryBlobs, from: &str, to: &str) -> wharf_transfer::
 async fn local_blobs_are_read_from_there_and_manifests_from_the_source() {
     let (src_reg, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
     let src = CountingProxy::start(&src_reg.host, None).await;
-    let img = TestImage::oci(21);
-    img.push(&client(), &src_reg.host, &repo("app"), Some("v1"))
-        .await;
+    let img = oci_image(21);
+    push(&client(), &src_reg.host, &repo("app"), Some("v1"), &img).await;
 
     let report = copy_with(
         MemoryBlobs::of(&img),
@@ -91,11 +92,10 @@ async fn local_blobs_are_read_from_there_and_manifests_from_the_source() {
 #[tokio::test]
 async fn local_blobs_with_other_bytes_are_refused_by_the_destination() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
-    let img = TestImage::oci(22);
-    img.push(&client(), &src.host, &repo("app"), Some("v1"))
-        .await;
+    let img = oci_image(22);
+    push(&client(), &src.host, &repo("app"), Some("v1"), &img).await;
     let mut local = MemoryBlobs::of(&img);
-    let layer = Digest::sha256_of(&img.layers[0]);
+    let layer = img.layers()[0].digest();
     local.blobs.get_mut(&layer).unwrap()[0] ^= 0x01;
 
     let report = copy_with(
@@ -128,11 +128,10 @@ async fn local_blobs_with_other_bytes_are_refused_by_the_destination() {
 #[tokio::test]
 async fn a_read_error_names_the_blob_and_pushes_nothing_of_it() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
-    let img = TestImage::oci(23);
-    img.push(&client(), &src.host, &repo("app"), Some("v1"))
-        .await;
+    let img = oci_image(23);
+    push(&client(), &src.host, &repo("app"), Some("v1"), &img).await;
     let mut local = MemoryBlobs::of(&img);
-    let layer = Digest::sha256_of(&img.layers[0]);
+    let layer = img.layers()[0].digest();
     local.broken = Some(layer.clone());
 
     let report = copy_with(
