@@ -10,6 +10,7 @@ use common::static_registry::{Mode, StaticRegistry};
 use common::*;
 use wharf_containerd::{Code, Diagnostic, HostEntry, Linter, OnlineCheck, Position, Severity};
 use wharf_doctor::OverridePathProbe;
+use wharf_testkit::{free_port, WharfRegistry};
 
 /// Run the (blocking) check off the runtime that serves the registry.
 async fn check(url: String, override_path: bool) -> Vec<Diagnostic> {
@@ -32,7 +33,7 @@ async fn check(url: String, override_path: bool) -> Vec<Diagnostic> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn override_path_on_a_v2_registry_is_an_error() {
     let registry = WharfRegistry::start().await;
-    let url = format!("http://{}", registry.addr);
+    let url = format!("http://{}", registry.host);
 
     let found = check(url.clone(), true).await;
 
@@ -55,15 +56,15 @@ async fn override_path_on_a_v2_registry_is_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_to_say_without_override_path_or_without_v2() {
     let registry = WharfRegistry::start().await;
-    assert!(check(format!("http://{}", registry.addr), false)
+    assert!(check(format!("http://{}", registry.host), false)
         .await
         .is_empty());
     // override_path with the API root in the URL is what containerd needs.
-    assert!(check(format!("http://{}/v2", registry.addr), true)
+    assert!(check(format!("http://{}/v2", registry.host), true)
         .await
         .is_empty());
 
-    let web_server = StaticRegistry::start(TestImage::new(), Mode::NotFound, None).await;
+    let web_server = StaticRegistry::start(test_image(), Mode::NotFound, None).await;
     let found = check(format!("http://{}/custom", web_server.addr), true).await;
     assert!(
         found.is_empty(),
@@ -73,7 +74,7 @@ async fn nothing_to_say_without_override_path_or_without_v2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_mirror_is_reported_as_information() {
-    let url = format!("http://127.0.0.1:{}", closed_port());
+    let url = format!("http://127.0.0.1:{}", free_port());
     let found = check(url, true).await;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].severity, Severity::Info);
@@ -94,7 +95,7 @@ async fn the_linter_runs_the_probe_for_each_host() {
         "docker.io",
         &format!(
             "server = \"https://registry-1.docker.io\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n",
-            registry.addr
+            registry.host
         ),
     );
     let root = hosts.root();
