@@ -15,17 +15,16 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use wharf_testkit::image::{self, host_arch, Artifact, Format};
+use wharf_testkit::tools::{run, Output};
+use wharf_testkit::{free_port, in_private_netns, wait_for};
 
 use common::api::{push_artifact, Api};
 use common::containerd::{Containerd, Release};
-use common::image::{self, host_arch, Artifact, Format};
-use common::netns::in_private_netns;
-use common::process::wait_for;
-use common::server::{free_port, Wharf};
-use common::tools::{run, Output};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -113,7 +112,7 @@ fn digest_records_survive_import(release: Release) {
         );
         for (name, artifact) in &names {
             let repo = name.rsplit_once(':').unwrap().0;
-            assert_cri_finds(&containerd, name, &format!("{repo}@{}", artifact.digest()));
+            assert_cri_finds(&containerd, name, &format!("{repo}@{}", artifact.digest().to_string()));
         }
     });
 }
@@ -219,7 +218,7 @@ fn day_one_then_day_two(release: Release) {
         assert_cri_finds(
             &containerd,
             &app,
-            &format!("{name}/repo/app@{}", day.app_v1.digest()),
+            &format!("{name}/repo/app@{}", day.app_v1.digest().to_string()),
         );
         let side_loaded_self = containerd
             .cri_image(&self_name)
@@ -255,7 +254,7 @@ fn day_one_then_day_two(release: Release) {
         );
         assert_eq!(
             api.manifest("repo/app", "v0.4.2").unwrap().digest,
-            day.app_v1.digest(),
+            day.app_v1.digest().to_string(),
             "at its plain path: a node pulling the name directly finds it"
         );
 
@@ -281,7 +280,7 @@ fn day_one_then_day_two(release: Release) {
         assert_cri_finds(
             &containerd,
             &next,
-            &format!("{name}/repo/app@{}", day.app_v2.digest()),
+            &format!("{name}/repo/app@{}", day.app_v2.digest().to_string()),
         );
         let mut repos = api.catalog().unwrap();
         repos.sort();

@@ -7,15 +7,16 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use wharf_oci::media_type::{OCI_CONFIG, OCI_LAYER_GZIP as OCI_LAYER, OCI_MANIFEST};
+use wharf_testkit::process::send_signal;
+use wharf_testkit::sha256_digest;
 
 use common::api::{Api, ApiError, Findings};
-use common::image::{sha256_digest, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST};
-use common::process::send_signal;
-use common::server::Wharf;
 use rustix::process::Signal;
 use serde_json::json;
 
@@ -188,14 +189,14 @@ impl<'a> Round<'a> {
             .entry(key.clone())
             .or_default()
             .attempted
-            .push(push.digest());
+            .push(push.digest().to_string());
         self.api
             .put_manifest(&push.repo, tag, OCI_MANIFEST, &push.manifest)?;
         {
             let mut ledger = self.ledger.lock().expect("ledger");
             let history = ledger.tags.get_mut(&key).expect("attempt recorded");
             history.acknowledged = history.attempted.len();
-            ledger.manifests.insert((push.repo.clone(), push.digest()));
+            ledger.manifests.insert((push.repo.clone(), push.digest().to_string()));
         }
         self.manifest_acknowledged();
         Ok(())

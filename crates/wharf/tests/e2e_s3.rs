@@ -13,12 +13,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
+use wharf_testkit::image::{self, host_arch, write_oci_layout, Format};
+use wharf_testkit::process::{send_signal, ChildGuard};
+use wharf_testkit::tools::{run, run_unchecked, skopeo};
+use wharf_testkit::{free_port, sha256_digest, wait_for};
 
 use common::api::{push_image_while_collecting, Api, Findings};
-use common::image::{self, host_arch, sha256_digest, write_oci_layout, Format};
-use common::process::{send_signal, wait_for, ChildGuard};
-use common::server::free_port;
-use common::tools::{run, run_unchecked, skopeo};
 use reqwest::blocking::Client;
 use rustix::process::Signal;
 use wharf_storage_s3::garage::{Garage, BUCKET, REGION};
@@ -293,7 +293,7 @@ fn redirects_hand_out_presigned_urls_and_skopeo_works_both_ways() {
         .get(format!(
             "{}/v2/s3/app/blobs/{}",
             wharf.url(),
-            layer.digest()
+            layer.digest().to_string()
         ))
         .send()
         .unwrap();
@@ -301,7 +301,7 @@ fn redirects_hand_out_presigned_urls_and_skopeo_works_both_ways() {
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with(&garage.endpoint()), "{location}");
     let bytes = client.get(&location).send().unwrap().bytes().unwrap();
-    assert_eq!(sha256_digest(&bytes), layer.digest());
+    assert_eq!(sha256_digest(&bytes), layer.digest().to_string());
     // skopeo pulls through the redirects.
     let pulled = work.path().join("pulled");
     run(
@@ -315,7 +315,7 @@ fn redirects_hand_out_presigned_urls_and_skopeo_works_both_ways() {
     );
     let pulled_layer = pulled
         .join("blobs/sha256")
-        .join(image::digest_hex(&layer.digest()));
+        .join(wharf_testkit::digest_hex(&layer.digest().to_string()));
     assert!(
         pulled_layer.is_file(),
         "layer missing from the pulled image"
