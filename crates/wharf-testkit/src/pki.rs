@@ -34,7 +34,7 @@ impl Ca {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let (cert, key) = (dir.path().join("ca.crt"), dir.path().join("ca.key"));
         openssl(
-            &mut new_key_request(&key)
+            new_key_request(&key)
                 .args(["-x509", "-days", "2", "-subj"])
                 .arg(format!("/CN={name}"))
                 .args(["-addext", "basicConstraints=critical,CA:TRUE"])
@@ -63,7 +63,7 @@ impl Ca {
         let file = |ext: &str| self.dir.path().join(format!("server-{n}.{ext}"));
         let (key, csr, cert, ext) = (file("key"), file("csr"), file("crt"), file("ext"));
         openssl(
-            &mut new_key_request(&key)
+            new_key_request(&key)
                 .args(["-subj"])
                 .arg(format!(
                     "/CN={}",

@@ -102,7 +102,10 @@ fn save_then_load_keeps_every_digest_and_every_platform() {
         // Under the upstream host, as sync puts them, with the source's digests.
         let host = src.server.host().replace(':', "_");
         let multi_repo = format!("{host}/team/multi");
-        assert_eq!(digest_at(&dst, &multi_repo, "v1"), Some(src.multi.digest().to_string()));
+        assert_eq!(
+            digest_at(&dst, &multi_repo, "v1"),
+            Some(src.multi.digest().to_string())
+        );
         for child in &src.multi.children {
             assert_eq!(
                 digest_at(&dst, &multi_repo, &child.digest().to_string()),
@@ -117,7 +120,10 @@ fn save_then_load_keeps_every_digest_and_every_platform() {
         );
         let api = Api::new(&dst.url());
         for blob in &src.docker.blobs {
-            assert_eq!(api.blob(&docker_repo, &blob.digest().to_string()).unwrap(), blob.bytes);
+            assert_eq!(
+                api.blob(&docker_repo, &blob.digest().to_string()).unwrap(),
+                blob.bytes
+            );
         }
 
         // Loading again moves nothing.
@@ -420,7 +426,10 @@ fn a_source_serving_wrong_bytes_leaves_no_bundle() {
     let refs = src.refs();
     let (code, out, err) = save(&["-o", bundle.to_str().unwrap(), &refs[1]]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains(&layer.digest().to_string()), "the blob is named: {err}");
+    assert!(
+        err.contains(&layer.digest().to_string()),
+        "the blob is named: {err}"
+    );
     assert!(!bundle.exists(), "nothing under the final name");
 }
 

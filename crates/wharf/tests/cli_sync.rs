@@ -77,7 +77,11 @@ fn sync_keeps_digests_then_moves_nothing_and_names_the_bad_line() {
     let dst_api = Api::new(&dst.url());
     for (repo, artifact) in [("library/sync-00", &oci), ("library/sync-01", &docker)] {
         let got = dst_api.manifest(repo, "v1").expect("copied");
-        assert_eq!(got.digest, artifact.digest().to_string(), "{repo}: digest kept");
+        assert_eq!(
+            got.digest,
+            artifact.digest().to_string(),
+            "{repo}: digest kept"
+        );
         assert_eq!(
             got.content_type, artifact.media_type,
             "{repo}: media type kept"

@@ -123,7 +123,7 @@ impl Fixture {
             let path = self.path(dir).join(digest_hex(&blob.digest().to_string()));
             let bytes = std::fs::read(&path)
                 .unwrap_or_else(|e| panic!("pulled blob {} missing: {e}", path.display()));
-            assert_eq!(bytes, blob.bytes, "blob {} differs", blob.digest().to_string());
+            assert_eq!(bytes, blob.bytes, "blob {} differs", blob.digest());
         }
     }
 }

@@ -112,7 +112,7 @@ fn digest_records_survive_import(release: Release) {
         );
         for (name, artifact) in &names {
             let repo = name.rsplit_once(':').unwrap().0;
-            assert_cri_finds(&containerd, name, &format!("{repo}@{}", artifact.digest().to_string()));
+            assert_cri_finds(&containerd, name, &format!("{repo}@{}", artifact.digest()));
         }
     });
 }
@@ -218,7 +218,7 @@ fn day_one_then_day_two(release: Release) {
         assert_cri_finds(
             &containerd,
             &app,
-            &format!("{name}/repo/app@{}", day.app_v1.digest().to_string()),
+            &format!("{name}/repo/app@{}", day.app_v1.digest()),
         );
         let side_loaded_self = containerd
             .cri_image(&self_name)
@@ -280,7 +280,7 @@ fn day_one_then_day_two(release: Release) {
         assert_cri_finds(
             &containerd,
             &next,
-            &format!("{name}/repo/app@{}", day.app_v2.digest().to_string()),
+            &format!("{name}/repo/app@{}", day.app_v2.digest()),
         );
         let mut repos = api.catalog().unwrap();
         repos.sort();

@@ -206,7 +206,8 @@ fn podman_loads_a_bundle_and_its_save_loads_back_through_wharf() {
             .arg(format!("dir:{}", pulled.display())),
         "skopeo pull by digest",
     );
-    let config = std::fs::read(pulled.join(digest_hex(&s.docker.config().digest().to_string()))).unwrap();
+    let config =
+        std::fs::read(pulled.join(digest_hex(&s.docker.config().digest().to_string()))).unwrap();
     assert_eq!(
         config,
         s.docker.config().bytes,

@@ -72,7 +72,7 @@ fn warm_fills_the_cache_which_then_serves_without_the_upstream() {
         out.describe()
     );
     for blob in &artifact.blobs {
-        let line = format!("GET /v2/library/app/blobs/{} ", blob.digest().to_string());
+        let line = format!("GET /v2/library/app/blobs/{} ", blob.digest());
         assert_eq!(
             redirector.count(&line),
             1,
@@ -127,7 +127,7 @@ fn containerd_pulls_through_the_cache_by_tag_and_digest() {
         for (name, artifact) in [("single", &single), ("multi", &multi)] {
             for reference in [
                 format!("docker.io/library/{name}:1.0"),
-                format!("docker.io/library/{name}@{}", artifact.digest().to_string()),
+                format!("docker.io/library/{name}@{}", artifact.digest()),
             ] {
                 let out = containerd.pull(&hosts_dir, &reference);
                 assert!(
@@ -207,7 +207,10 @@ fn cache_max_age_lets_wharf_gc_remove_images_not_pulled_since() {
             artifact.manifest
         );
         for blob in &artifact.blobs {
-            assert_eq!(api.blob(&repo, &blob.digest().to_string()).expect("pull"), blob.bytes);
+            assert_eq!(
+                api.blob(&repo, &blob.digest().to_string()).expect("pull"),
+                blob.bytes
+            );
         }
     }
     last_pulled_two_hours_ago(&cache, "docker.io/library/hot", &hot.digest().to_string());
@@ -243,7 +246,8 @@ fn cache_max_age_lets_wharf_gc_remove_images_not_pulled_since() {
     );
     for blob in &hot.blobs {
         assert_eq!(
-            api.blob("docker.io/library/hot", &blob.digest().to_string()).unwrap(),
+            api.blob("docker.io/library/hot", &blob.digest().to_string())
+                .unwrap(),
             blob.bytes
         );
     }
@@ -261,10 +265,11 @@ fn cache_max_age_lets_wharf_gc_remove_images_not_pulled_since() {
     );
     for blob in &cold.blobs {
         assert_eq!(
-            api.blob("docker.io/library/cold", &blob.digest().to_string()).unwrap(),
+            api.blob("docker.io/library/cold", &blob.digest().to_string())
+                .unwrap(),
             blob.bytes
         );
-        let line = format!("GET /v2/library/cold/blobs/{} ", blob.digest().to_string());
+        let line = format!("GET /v2/library/cold/blobs/{} ", blob.digest());
         assert_eq!(
             redirector.count(&line),
             2,
@@ -358,7 +363,7 @@ fn an_anonymous_node_cannot_read_a_private_blob_through_the_cache() {
         .get(format!(
             "{}/v2/docker.io/library/app/blobs/{}",
             cache.url(),
-            layer.digest().to_string()
+            layer.digest()
         ))
         .send()
         .expect("GET a public blob");

@@ -136,7 +136,7 @@ impl Node {
             .containerd
             .cri_image(reference)
             .unwrap_or_else(|| panic!("the CRI does not know {reference} after pulling it"));
-        let repo_digest = format!("{repository}@{}", artifact.digest().to_string());
+        let repo_digest = format!("{repository}@{}", artifact.digest());
         assert!(
             image.repo_digests.contains(&repo_digest),
             "the CRI lists {reference} without {repo_digest}: {image:?}"
@@ -171,7 +171,7 @@ impl Node {
         let by_tag = format!("{repository}:{tag}");
         self.pull(&by_tag);
         self.assert_pulled(&by_tag, &repository, artifact);
-        let by_digest = format!("{repository}@{}", artifact.digest().to_string());
+        let by_digest = format!("{repository}@{}", artifact.digest());
         self.pull(&by_digest);
         self.assert_pulled(&by_digest, &repository, artifact);
     }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use wharf_oci::media_type::{OCI_CONFIG, OCI_LAYER_GZIP as OCI_LAYER, OCI_MANIFEST};
 use wharf_testkit::process::send_signal;
-use wharf_testkit::sha256_digest;
+use wharf_testkit::{pseudo_random, sha256_digest};
 
 use common::api::{Api, ApiError, Findings};
 use rustix::process::Signal;
@@ -110,7 +110,7 @@ struct Push {
 impl Push {
     fn plan(round: usize, worker: usize, index: usize, base: &[u8]) -> Push {
         let seed = (round * 1_000 + worker) * 1_000 + index;
-        let unique_layer = pseudo_random_bytes(seed as u64, 1_024 + (seed * 7_919) % 150_000);
+        let unique_layer = pseudo_random(seed as u64, 1_024 + (seed * 7_919) % 150_000);
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64",
             "os": "linux",
@@ -196,7 +196,9 @@ impl<'a> Round<'a> {
             let mut ledger = self.ledger.lock().expect("ledger");
             let history = ledger.tags.get_mut(&key).expect("attempt recorded");
             history.acknowledged = history.attempted.len();
-            ledger.manifests.insert((push.repo.clone(), push.digest().to_string()));
+            ledger
+                .manifests
+                .insert((push.repo.clone(), push.digest().to_string()));
         }
         self.manifest_acknowledged();
         Ok(())
@@ -433,19 +435,5 @@ fn oci_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 }
 
 fn base_layer() -> Vec<u8> {
-    pseudo_random_bytes(u64::MAX / 3, 200_000)
-}
-
-/// Deterministic filler (xorshift64*), so every run pushes the same data.
-fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        bytes.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
+    pseudo_random(u64::MAX / 3, 200_000)
 }

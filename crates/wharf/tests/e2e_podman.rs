@@ -88,7 +88,11 @@ fn podman_pulls_from_and_pushes_to_wharf_keeping_layer_digests() {
         .into_iter()
         .map(|(digest, _)| digest)
         .collect();
-    let original_layers: Vec<String> = artifact.layers().iter().map(|l| l.digest().to_string()).collect();
+    let original_layers: Vec<String> = artifact
+        .layers()
+        .iter()
+        .map(|l| l.digest().to_string())
+        .collect();
     assert_eq!(
         pushed_layers, original_layers,
         "podman push changed the layer digests"

@@ -197,7 +197,7 @@ fn skopeo_round_trips_an_oci_image() {
     assert_stored(&fx.api, repo, "v1", &artifact);
     assert_tag_listed(&fx.api, repo, "v1");
     assert_raw_manifest(&tagged, &artifact);
-    let by_digest = fx.docker_ref(&format!("{repo}@{}", artifact.digest().to_string()));
+    let by_digest = fx.docker_ref(&format!("{repo}@{}", artifact.digest()));
     assert_raw_manifest(&by_digest, &artifact);
 
     let pulled = fx.path("pulled-layout");
@@ -221,7 +221,7 @@ fn skopeo_round_trips_a_docker_v2s2_image_without_conversion() {
     assert_raw_manifest(&tagged, &artifact);
 
     let pulled = fx.path("pulled-dir");
-    let by_digest = fx.docker_ref(&format!("{repo}@{}", artifact.digest().to_string()));
+    let by_digest = fx.docker_ref(&format!("{repo}@{}", artifact.digest()));
     skopeo_copy(&[], &by_digest, &format!("dir:{}", pulled.display()));
     assert_dir_holds(&pulled, &artifact);
 }

@@ -79,7 +79,7 @@ fn skopeo_pushes_and_pulls_by_digest_over_https_and_another_ca_is_refused() {
     let tagged = format!("docker://{}/e2e/tls:1.0", wharf.host());
     push(&source, &tagged, &pki.cert_dir, false);
 
-    let by_digest = format!("docker://{}/e2e/tls@{}", wharf.host(), artifact.digest().to_string());
+    let by_digest = format!("docker://{}/e2e/tls@{}", wharf.host(), artifact.digest());
     let inspected = run(
         skopeo()
             .args(["inspect", "--raw", "--tls-verify=true", "--cert-dir"])
@@ -162,7 +162,7 @@ fn containerd_pulls_over_https_with_the_generated_ca_line_without_upstream() {
         let containerd = Containerd::start(&work.path().join("containerd"));
         for (artifact, tag) in [(&single, "1.0"), (&multi, "multi")] {
             let by_tag = format!("docker.io/library/{name}:{tag}");
-            let by_digest = format!("docker.io/library/{name}@{}", artifact.digest().to_string());
+            let by_digest = format!("docker.io/library/{name}@{}", artifact.digest());
             for reference in [&by_tag, &by_digest] {
                 let out = containerd.pull(&hosts_dir, reference);
                 assert!(
