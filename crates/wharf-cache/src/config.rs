@@ -102,44 +102,9 @@ impl CacheConfig {
     }
 }
 
-/// `500ms`, `30s`, `10m`, `2h`, `1d`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration such as 30s, 10m or 1h"))?;
-    let seconds = match unit.trim() {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => {
-            return Err(format!(
-                "{s:?}: unknown unit {other:?} (use ms, s, m, h or d)"
-            ))
-        }
-    };
-    Ok(Duration::from_secs(n.saturating_mul(seconds)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("ten minutes").is_err());
-        assert!(parse_duration("10w").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     #[test]
     fn endpoints() {

@@ -28,5 +28,5 @@ mod downloads;
 mod error;
 
 pub use cache::Cache;
-pub use config::{parse_duration, CacheConfig, Endpoint, UpstreamConfig};
+pub use config::{CacheConfig, Endpoint, UpstreamConfig};
 pub use error::CacheError;

@@ -71,8 +71,9 @@ fn jitter() -> f64 {
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub user_agent: String,
-    /// Registries spoken to over plain HTTP (skopeo's `--tls-verify=false`).
-    /// Loopback hosts are always plain HTTP unless listed in `https_hosts`.
+    /// Registries spoken to over plain HTTP (skopeo's `--tls-verify=false`);
+    /// `*` stands for every registry. Loopback hosts are always plain HTTP
+    /// unless listed in `https_hosts`.
     pub insecure_hosts: Vec<String>,
     /// Registries that must use HTTPS even though they are on loopback
     /// (a TLS-terminating registry on 127.0.0.1).
@@ -146,7 +147,10 @@ impl ClientConfig {
         let listed = |list: &[String]| list.iter().any(|h| h.eq_ignore_ascii_case(host));
         if listed(&self.https_hosts) {
             "https"
-        } else if listed(&self.insecure_hosts) || is_loopback(host) {
+        } else if listed(&self.insecure_hosts)
+            || self.insecure_hosts.iter().any(|h| h == "*")
+            || is_loopback(host)
+        {
             "http"
         } else {
             "https"
@@ -184,6 +188,13 @@ mod tests {
         assert_eq!(c.scheme("mirror.lan"), "https");
         assert_eq!(c.scheme("127.0.0.1:8443"), "https");
         assert_eq!(c.scheme("128.0.0.1"), "https");
+        let every = ClientConfig {
+            insecure_hosts: vec!["*".into()],
+            https_hosts: vec!["127.0.0.1:8443".into()],
+            ..ClientConfig::default()
+        };
+        assert_eq!(every.scheme("mirror.lan"), "http");
+        assert_eq!(every.scheme("127.0.0.1:8443"), "https");
     }
 
     #[test]

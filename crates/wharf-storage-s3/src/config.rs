@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use wharf_storage::SettingDuration;
+
 use crate::S3Error;
 
 /// S3 forbids parts smaller than this, except the last one of an upload.
@@ -16,8 +18,14 @@ pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// How long a presigned blob URL stays valid.
 pub const DEFAULT_REDIRECT_EXPIRY: Duration = Duration::from_secs(20 * 60);
 
-/// Everything needed to reach a bucket.
-#[derive(Debug, Clone)]
+/// Everything needed to reach a bucket. Deserialises from the `[storage]`
+/// keys of a configuration file (`type = "s3"` taken off by the caller):
+/// `bucket`, `endpoint`, `region`, `prefix`, `path_style`,
+/// `access_key_id` + `secret_access_key`, `profile`, `redirect`,
+/// `redirect_expiry`, `request_timeout`, `part_size`; checked with
+/// [`S3Config::validate`].
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(try_from = "S3Keys")]
 pub struct S3Config {
     /// `http(s)://host:port` of the S3 API; `None` for AWS itself.
     pub endpoint: Option<String>,
@@ -91,6 +99,73 @@ impl S3Config {
             self.bucket,
             self.endpoint.as_deref().unwrap_or("AWS S3")
         )
+    }
+}
+
+/// The `[storage]` keys as written; unknown keys are errors.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3Keys {
+    bucket: String,
+    endpoint: Option<String>,
+    region: Option<String>,
+    #[serde(default)]
+    prefix: String,
+    path_style: Option<bool>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    profile: Option<String>,
+    #[serde(default)]
+    redirect: bool,
+    #[serde(alias = "redirect_expiry_secs")]
+    redirect_expiry: Option<SettingDuration>,
+    #[serde(alias = "request_timeout_secs")]
+    request_timeout: Option<SettingDuration>,
+    part_size: Option<u64>,
+}
+
+impl TryFrom<S3Keys> for S3Config {
+    type Error = S3Error;
+
+    fn try_from(keys: S3Keys) -> Result<S3Config, S3Error> {
+        let mut config = S3Config::new(keys.bucket);
+        config.endpoint = keys.endpoint;
+        if let Some(region) = keys.region {
+            config.region = region;
+        }
+        config.prefix = keys.prefix;
+        config.path_style = keys.path_style.unwrap_or(true);
+        config.credentials = match (keys.access_key_id, keys.secret_access_key) {
+            (Some(id), Some(secret)) => Some(Credentials {
+                access_key_id: id,
+                secret_access_key: secret,
+                session_token: None,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(S3Error::Config(
+                    "set both access_key_id and secret_access_key, or neither".into(),
+                ))
+            }
+        };
+        config.profile = keys.profile;
+        config.redirect = keys.redirect;
+        if let Some(expiry) = keys.redirect_expiry {
+            config.redirect_expiry = expiry.get();
+        }
+        if let Some(timeout) = keys.request_timeout {
+            if timeout.get().is_zero() {
+                return Err(S3Error::Config(
+                    "request_timeout must be longer than zero".into(),
+                ));
+            }
+            config.request_timeout = timeout.get();
+        }
+        if let Some(part_size) = keys.part_size {
+            config.part_size = part_size;
+        }
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -196,6 +271,49 @@ fn parse_profile(text: &str, profile: &str) -> Option<Credentials> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deserialises_from_the_storage_keys() {
+        let config: S3Config = toml::from_str(
+            r#"
+            bucket = "images"
+            endpoint = "http://127.0.0.1:3900"
+            region = "garage"
+            access_key_id = "GK1"
+            secret_access_key = "s3cr3t"
+            redirect = true
+            redirect_expiry = "15m"
+            request_timeout_secs = 30
+            part_size = 16777216
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.bucket, "images");
+        assert_eq!(config.region, "garage");
+        assert!(config.path_style, "path style is the default");
+        assert_eq!(config.credentials.unwrap().access_key_id, "GK1");
+        assert_eq!(config.redirect_expiry, Duration::from_secs(900));
+        assert_eq!(config.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.part_size, 16 << 20);
+    }
+
+    #[test]
+    fn storage_key_mistakes_are_errors() {
+        for (text, wanted) in [
+            ("bucket = \"b\"\nbukket = 1", "unknown field"),
+            ("endpoint = \"http://x\"", "bucket"),
+            ("bucket = \"b\"\naccess_key_id = \"a\"", "neither"),
+            ("bucket = \"b\"\npart_size = 1", "part_size"),
+            (
+                "bucket = \"b\"\nrequest_timeout = \"0s\"",
+                "longer than zero",
+            ),
+            ("bucket = \"b\"\nendpoint = \"127.0.0.1:3900\"", "http://"),
+        ] {
+            let e = toml::from_str::<S3Config>(text).unwrap_err().to_string();
+            assert!(e.contains(wanted), "{text}: {e}");
+        }
+    }
 
     #[test]
     fn shared_credentials_profiles_are_read() {

@@ -13,6 +13,7 @@
 //!   pushed with; nothing is ever converted.
 
 mod backend;
+mod duration;
 mod error;
 mod fs;
 mod fsck;
@@ -23,6 +24,7 @@ pub mod testsuite;
 mod writeback;
 
 pub use backend::{AppendOutcome, Backend, ByteStream, Durability, UploadReader, WriteObserver};
+pub use duration::SettingDuration;
 pub use error::{StorageError, StorageResult};
 pub use fs::FsBackend;
 pub use fsck::{FsckReport, Problem};

@@ -4,7 +4,13 @@
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
+/// How log lines look on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Install the global subscriber. Keep the guard alive until exit: dropping
 /// it flushes what is still queued.

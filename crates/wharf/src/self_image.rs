@@ -321,7 +321,7 @@ pub fn write_companions(
     name: &Reference,
     carries_ca: bool,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let dir = crate::save_cmd::bundle_dir(out);
+    let dir = bundle_dir(out);
     let pod = dir.join(POD_FILE);
     let unit = dir.join(UNIT_FILE);
     std::fs::write(&pod, pod_manifest(name, carries_ca))
@@ -402,6 +402,14 @@ KillSignal=SIGTERM
 WantedBy=multi-user.target
 "#
     )
+}
+
+/// The directory the bundle goes to.
+pub(crate) fn bundle_dir(out: &Path) -> PathBuf {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 #[cfg(test)]

@@ -247,6 +247,73 @@ fn platform_restricts_and_a_delta_on_its_base_equals_the_full_bundle() {
     );
 }
 
+/// The spellings users bring from docker and skopeo: `save --output FILE`
+/// with `--format json`, `load -i FILE`, `--platform a,b` and
+/// `--platform all`; and the text summary naming where each image landed.
+#[test]
+fn docker_style_flags_name_files_and_platform_lists() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let refs = src.refs();
+    let bundle = work.path().join("pair.tar");
+    let (code, out, err) = save(&[
+        "--output",
+        bundle.to_str().unwrap(),
+        "--format",
+        "json",
+        &refs[0],
+        &refs[1],
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        bundle.is_file(),
+        "--output names the bundle, as docker save -o"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).expect("--format json");
+    assert_eq!(report["command"], "save");
+    assert_eq!(report["version"], 1);
+
+    let dst = Wharf::start(&work.path().join("dst"));
+    let (code, out, err) = wharf(&[
+        "load",
+        "-q",
+        "-i",
+        bundle.to_str().unwrap(),
+        "--to",
+        &dst.host(),
+    ]);
+    assert_eq!(code, 0, "load -i, as docker load: {out}{err}");
+    let landed = format!(
+        "{}/{}/team/multi:v1",
+        dst.host(),
+        src.server.host().replace(':', "_")
+    );
+    assert!(
+        out.contains("DESTINATION") && out.contains(&landed),
+        "the table says where: {out}"
+    );
+
+    // A list of platforms that names every one keeps the index as it is;
+    // so does `all`. One platform makes a filtered index of its own.
+    let both = format!("linux/{},linux/{}", host_arch(), image::other_arch());
+    for (platform, repo) in [(both.as_str(), "both"), ("all", "all")] {
+        let to = format!("{}/{repo}/multi:v1", dst.host());
+        let (code, out, err) = wharf(&["copy", "-q", &refs[0], &to, "--platform", platform]);
+        assert_eq!(code, 0, "--platform {platform}: {out}{err}");
+        assert_eq!(
+            digest_at(&dst, &format!("{repo}/multi"), "v1"),
+            Some(src.multi.digest()),
+            "--platform {platform}"
+        );
+    }
+    let (code, _, err) = wharf(&["copy", "-q", &refs[0], &dst.host(), "--platform", "linux"]);
+    assert_eq!(
+        code, 2,
+        "a platform without an architecture is bad usage: {err}"
+    );
+    assert!(err.contains("os/arch"), "{err}");
+}
+
 #[test]
 fn damaged_bundles_are_refused_and_nothing_is_imported() {
     let work = tempfile::tempdir().unwrap();

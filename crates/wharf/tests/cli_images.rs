@@ -60,3 +60,40 @@ fn lint_flags_the_frozen_latest_trap_and_json_is_versioned() {
     assert_eq!(doc["images"][0], "docker.io/repo/registry:latest");
     assert_eq!(doc["uses"][0]["line"], 3);
 }
+
+/// `wharf images … | head -1`: the reader closes the pipe after one line;
+/// that is success (exit 0), not a panic on the next write.
+#[test]
+fn a_reader_that_stops_early_is_success() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    // Far more than a pipe buffer holds, so wharf is still writing when
+    // the reader goes away.
+    let mut yaml = String::from("kind: Pod\nspec:\n  containers:\n");
+    for i in 0..20_000 {
+        yaml.push_str(&format!(
+            "  - image: registry.home.arpa:5000/team/app-{i:05}:v1.0.{i}\n"
+        ));
+    }
+    let file = dir.path().join("many.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut child = Command::new(WHARF)
+        .args(["images", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with("registry.home.arpa:5000/team/app-"),
+        "{first}"
+    );
+    // The reader is dropped here, closing the pipe.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -51,15 +51,14 @@ fn sync_keeps_digests_then_moves_nothing_and_names_the_bad_line() {
     )
     .unwrap();
     let (s, d) = (src.host(), dst.host());
+    let (insecure_s, insecure_d) = (format!("--insecure={s}"), format!("--insecure={d}"));
     let args = [
         "sync",
         "--to",
         &d,
         "--flatten",
-        "--insecure",
-        &s,
-        "--insecure",
-        &d,
+        &insecure_s,
+        &insecure_d,
         list.to_str().unwrap(),
     ];
     let (code, stdout, stderr) = run(&args);
@@ -99,10 +98,8 @@ fn sync_keeps_digests_then_moves_nothing_and_names_the_bad_line() {
         "--to",
         &d,
         "--flatten",
-        "--insecure",
-        &s,
-        "--insecure",
-        &d,
+        &insecure_s,
+        &insecure_d,
         "--output",
         "json",
         list.to_str().unwrap(),

@@ -3,7 +3,7 @@
 //! while the other finishes them; presigned-URL redirects; skopeo both ways;
 //! start-up against wrong credentials, a missing bucket and a server that is
 //! down; garbage collection on both replicas and in a `wharf gc` process
-//! while both receive pushes.
+//! while both receive pushes; `wharf fsck` on the bucket.
 
 mod common;
 
@@ -18,7 +18,7 @@ use wharf_testkit::process::{send_signal, ChildGuard};
 use wharf_testkit::tools::{run, run_unchecked, skopeo};
 use wharf_testkit::{free_port, pseudo_random, sha256_digest, wait_for};
 
-use common::api::{push_image_while_collecting, Api, Findings};
+use common::api::{push_artifact, push_image_while_collecting, Api, Findings};
 use reqwest::blocking::Client;
 use rustix::process::Signal;
 use wharf_storage_s3::garage::{Garage, BUCKET, REGION};
@@ -566,4 +566,50 @@ fn a_store_that_never_answers_fails_start_up_instead_of_hanging() {
     assert_eq!(status, Some(503), "/readyz with a store that never answers");
     drop(waiting);
     drop(held);
+}
+
+/// `wharf fsck` reads the server's `[storage]`: it checks a bucket as it
+/// checks a directory, and refuses a `--root` that would point elsewhere.
+#[test]
+fn fsck_checks_the_bucket_the_server_uses() {
+    let garage = Garage::start();
+    let work = tempfile::tempdir().unwrap();
+    let config = write_config(work.path(), "fsck", &garage, "");
+    let replica = start_ready(work.path(), "fsck-replica", &config);
+    let artifact = image::image(Format::Oci, "fsck-on-s3", host_arch());
+    push_artifact(&Api::new(&replica.url()), "team/fsck", "v1", &artifact);
+
+    let out = run_unchecked(
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["fsck", "--output", "json", "--config"])
+            .arg(&config),
+    );
+    assert_eq!(out.status.code(), Some(0), "wharf fsck: {}", out.describe());
+    let doc: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["command"], "fsck");
+    let report = &doc["report"];
+    assert_eq!(
+        report["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{doc}"
+    );
+    assert_eq!(report["tags_checked"], 1, "{doc}");
+    assert!(
+        report["blobs_checked"].as_u64() >= Some(artifact.blobs.len() as u64),
+        "every blob of the bucket rehashed: {doc}"
+    );
+
+    let out = run_unchecked(
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["fsck", "--root"])
+            .arg(work.path().join("elsewhere"))
+            .arg("--config")
+            .arg(&config),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("--root applies to filesystem storage"),
+        "{}",
+        out.describe()
+    );
 }

@@ -8,7 +8,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use wharf_tls::{ca, LocalCa, ServerNames, TlsError};
 
-use crate::cli::Hint;
+use std::io::Write;
+
+use crate::exit::Hint;
+use crate::output;
 
 /// Where `wharf ca` keeps the CA unless told otherwise.
 const DEFAULT_CA_DIR: &str = "wharf-ca";
@@ -80,19 +83,28 @@ fn init(args: &InitArgs) -> anyhow::Result<()> {
             .context(Hint(hint))
     })?;
     let dir = args.dir.display();
-    println!("CA certificate: {}", paths.cert.display());
-    println!(
+    let mut out = output::stdout();
+    writeln!(out, "CA certificate: {}", paths.cert.display())?;
+    writeln!(
+        out,
         "CA private key: {} (mode 0600; keep it off the nodes)",
         paths.key.display()
-    );
-    println!();
-    println!("Next:");
-    println!("  wharf ca issue registry.home.arpa --ip 192.0.2.10 --dir {dir} --out registry");
-    println!("  wharf serve --listen 0.0.0.0:5000 --tls-cert registry.crt --tls-key registry.key");
-    println!(
+    )?;
+    writeln!(out)?;
+    writeln!(out, "Next:")?;
+    writeln!(
+        out,
+        "  wharf ca issue registry.home.arpa --ip 192.0.2.10 --dir {dir} --out registry"
+    )?;
+    writeln!(
+        out,
+        "  wharf serve --listen 0.0.0.0:5000 --tls-cert registry.crt --tls-key registry.key"
+    )?;
+    writeln!(
+        out,
         "  wharf containerd hosts --mirror https://registry.home.arpa:5000 --ca {} docker.io --out /etc/containerd/certs.d",
         paths.cert.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -121,7 +133,7 @@ fn issue(args: &IssueArgs) -> anyhow::Result<()> {
     let (cert, key) = issued
         .write(&prefix)
         .with_context(|| format!("cannot write the certificate to {}", prefix.display()))?;
-    print_issued(&cert, &key, &names, args.days, ca.paths());
+    print_issued(&cert, &key, &names, args.days, ca.paths())?;
     Ok(())
 }
 
@@ -137,31 +149,42 @@ fn default_prefix(names: &ServerNames) -> PathBuf {
     PathBuf::from(first.replace(['*', ':'], "_"))
 }
 
-fn print_issued(cert: &Path, key: &Path, names: &ServerNames, days: u32, ca: &ca::CaPaths) {
+fn print_issued(
+    cert: &Path,
+    key: &Path,
+    names: &ServerNames,
+    days: u32,
+    ca: &ca::CaPaths,
+) -> std::io::Result<()> {
+    let mut out = output::stdout();
     let all: Vec<String> = names
         .dns
         .iter()
         .cloned()
         .chain(names.ips.iter().map(ToString::to_string))
         .collect();
-    println!(
+    writeln!(
+        out,
         "Certificate: {} (valid {days} days for {})",
         cert.display(),
         all.join(", ")
-    );
-    println!("Private key: {} (mode 0600)", key.display());
-    println!();
-    println!("Next:");
-    println!(
+    )?;
+    writeln!(out, "Private key: {} (mode 0600)", key.display())?;
+    writeln!(out)?;
+    writeln!(out, "Next:")?;
+    writeln!(
+        out,
         "  wharf serve --tls-cert {} --tls-key {}",
         cert.display(),
         key.display()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  wharf containerd hosts --mirror https://{}:5000 --ca {} docker.io --out /etc/containerd/certs.d",
         url_host(names),
         ca.cert.display()
-    );
+    )?;
+    Ok(())
 }
 
 fn url_host(names: &ServerNames) -> String {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use wharf_auth::htpasswd;
 
-use crate::cli::Hint;
+use crate::exit::Hint;
 
 #[derive(Debug, clap::Args)]
 pub struct AuthArgs {

@@ -17,21 +17,23 @@ use clap::Args;
 use wharf_bundle::{Bundle, BundleBlobs, BundleSource};
 use wharf_transfer::{
     check_collisions, DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer,
-    DEFAULT_JOBS,
 };
 
-use crate::cli::Hint;
-use crate::transfer_cmd::{
-    print_line, print_outcome, registry_client, Output, Progress, Trust, EXIT_USAGE,
-};
+use crate::commands::{runtime, Work};
+use crate::exit::{usage, Hint};
+use crate::flags::{self, DestCredentials, Jobs, Quiet, RegistryNames, Trust};
+use crate::output::{print_line, print_transfer, OutputArgs, Progress, TransferKind};
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Bundles (.tar or .tar.zst), or docker/podman/skopeo archives; a base before its deltas.
-    #[arg(required = true, value_name = "BUNDLE")]
+    #[arg(value_name = "BUNDLE")]
     pub bundles: Vec<PathBuf>,
+    /// A bundle or archive to load, as with `docker load -i`; repeatable, read after those named without it.
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
     /// Push into this registry, host[:port] (images land under their upstream host, as with sync).
-    #[arg(long = "to", value_name = "HOST[:PORT]")]
+    #[arg(long = "to", value_name = "HOST[:PORT]", value_parser = flags::registry_host)]
     pub to: Option<String>,
     /// Import into containerd (with `ctr images import`) instead.
     #[arg(long, conflicts_with = "to")]
@@ -52,54 +54,40 @@ pub struct LoadArgs {
     /// Drop the upstream host from destination paths.
     #[arg(long)]
     pub flatten: bool,
-    /// Another name of the destination registry (host[:port]; a bare host means the destination's port): images under it land at their plain path. Repeatable.
-    #[arg(long = "registry-name", value_name = "HOST[:PORT]")]
-    pub registry_names: Vec<String>,
-    /// Credentials for the destination registry, as USER:PASS.
-    #[arg(
-        long,
-        value_name = "USER:PASS",
-        env = "WHARF_DEST_CREDS",
-        hide_env_values = true
-    )]
-    pub dest_creds: Option<String>,
+    #[command(flatten)]
+    pub names: RegistryNames,
+    #[command(flatten)]
+    pub dest: DestCredentials,
     #[command(flatten)]
     pub trust: Trust,
-    /// Images and blobs pushed at once.
-    #[arg(long, short = 'j', value_name = "N", default_value_t = DEFAULT_JOBS)]
-    pub jobs: usize,
+    #[command(flatten)]
+    pub jobs: Jobs,
     /// Where a compressed bundle is decompressed to [default: the system's temp directory].
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
-    /// No progress on stderr.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
-    /// Summary format on stdout.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Output,
+    #[command(flatten)]
+    pub quiet: Quiet,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+impl LoadArgs {
+    /// Every bundle named, in order: positional ones, then `-i` ones.
+    fn all_bundles(&self) -> Vec<PathBuf> {
+        self.bundles.iter().chain(&self.inputs).cloned().collect()
+    }
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    let to = args
-        .to
-        .as_deref()
-        .map(|t| t.trim().trim_end_matches('/').to_string());
-    if let Some(t) = &to {
-        if t.is_empty()
-            || t.contains('/')
-            || format!("{t}/x").parse::<wharf_oci::Reference>().is_err()
-        {
-            eprintln!("error: --to {t:?}: expected a registry, host[:port]");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
+    if args.all_bundles().is_empty() {
+        return Err(usage(
+            "name the bundles to load (wharf load BUNDLE…, or -i BUNDLE as with docker load)",
+        ));
     }
-    if to.is_none() && !args.containerd && !args.containers_storage {
-        eprintln!("error: say where to load: --to HOST[:PORT] (a registry), --containerd or --containers-storage");
-        return Ok(ExitCode::from(EXIT_USAGE));
-    }
-    if args.jobs == 0 {
-        eprintln!("error: --jobs must be at least 1");
-        return Ok(ExitCode::from(EXIT_USAGE));
+    if args.to.is_none() && !args.containerd && !args.containers_storage {
+        return Err(usage(
+            "say where to load: --to HOST[:PORT] (a registry), --containerd or --containers-storage",
+        ));
     }
     let bundles = verify_all(&args)?;
     let mut reports = Vec::new();
@@ -109,14 +97,13 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             notes.push(format!("{}: {note}", bundle.path().display()));
         }
     }
-    if let Some(to) = to {
-        let runtime = crate::transfer_cmd::transfer_runtime()?;
-        reports = runtime.block_on(push_all(&args, &to, bundles, &notes))?;
+    if let Some(to) = &args.to {
+        reports = runtime(Work::Transfer)?.block_on(push_all(&args, to, bundles, &notes))?;
     } else if args.containers_storage {
         for note in &notes {
             eprintln!("note: {note}");
         }
-        let runtime = crate::transfer_cmd::transfer_runtime()?;
+        let runtime = runtime(Work::Transfer)?;
         for bundle in &bundles {
             reports.extend(runtime.block_on(import_containers_storage(bundle))?);
         }
@@ -128,7 +115,13 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             reports.extend(import_containerd(&args, bundle));
         }
     }
-    print_outcome("load", args.output, false, &reports, &notes)?;
+    print_transfer(
+        TransferKind::Load,
+        args.output.output,
+        false,
+        &reports,
+        &notes,
+    )?;
     Ok(if reports.iter().any(ImageReport::is_failed) {
         ExitCode::FAILURE
     } else {
@@ -139,8 +132,8 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
 /// Every bundle is read and checked in full before any is imported.
 fn verify_all(args: &LoadArgs) -> anyhow::Result<Vec<Arc<Bundle>>> {
     let mut bundles = Vec::new();
-    for path in &args.bundles {
-        if !args.quiet {
+    for path in &args.all_bundles() {
+        if !args.quiet.quiet {
             eprintln!("verifying {}", path.display());
         }
         let bundle = Bundle::open(path, args.spool_dir.as_deref())
@@ -148,7 +141,7 @@ fn verify_all(args: &LoadArgs) -> anyhow::Result<Vec<Arc<Bundle>>> {
             .context(Hint(
                 "nothing was imported; copy the bundle again (its checksums are inside it) or write it anew with wharf save".into(),
             ))?;
-        if !args.quiet {
+        if !args.quiet.quiet {
             eprintln!(
                 "verified {}: {}, {} images, {}",
                 path.display(),
@@ -169,19 +162,18 @@ async fn push_all(
     bundles: Vec<Arc<Bundle>>,
     notes: &[String],
 ) -> anyhow::Result<Vec<ImageReport>> {
-    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let show_progress = !args.quiet.quiet && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(Progress::new()));
     for note in notes {
         print_line(progress.as_deref(), &format!("note: {note}"));
     }
-    let src = registry_client(&[], &[], None, &BTreeSet::new())?;
-    let dst = registry_client(
-        &args.trust.insecure,
-        &args.trust.ca_file,
-        args.dest_creds.as_deref(),
+    let src = flags::client(&Trust::default(), None, &BTreeSet::new())?;
+    let dst = flags::client(
+        &args.trust,
+        args.dest.dest_creds.as_ref(),
         &BTreeSet::from([to.to_string()]),
     )?;
-    let map = DestinationMap::new(to, args.flatten).with_names(args.registry_names.clone());
+    let map = DestinationMap::new(to, args.flatten).with_names(args.names.registry_names.clone());
     refuse_collisions(&map, &bundles)?;
     let events: Arc<dyn Events> = match &progress {
         Some(p) => p.clone(),
@@ -208,7 +200,7 @@ async fn push_all(
             }
         }
         let options = Options {
-            jobs: args.jobs,
+            jobs: args.jobs.jobs,
             ..Options::default()
         };
         // Blobs go from the verified tar straight into the upload; the

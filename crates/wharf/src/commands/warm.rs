@@ -6,7 +6,6 @@
 //! line; the others were still warmed), 2 bad usage.
 
 use std::collections::HashSet;
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,34 +16,37 @@ use clap::Args;
 use futures_util::{stream, StreamExt, TryStreamExt};
 use wharf_client::{Client, ClientConfig};
 use wharf_oci::{Digest, ParsedManifest, PlatformSpec, Reference, RepositoryName, Target};
-use wharf_transfer::{parse_list, parse_sync_file, Request, TagSelection};
+use wharf_transfer::{Request, TagSelection};
 
-use crate::cli::Hint;
-
-const EXIT_USAGE: u8 = 2;
-const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+use crate::commands::{read_image_list, runtime, Work};
+use crate::exit::Hint;
+use crate::flags::{Jobs, Platforms, Quiet};
+use crate::output;
 
 #[derive(Debug, Args)]
 pub struct WarmArgs {
     /// The running cache: http://host:port (or host:port; https:// for TLS).
-    #[arg(long = "to", value_name = "URL")]
-    pub to: String,
-    /// Keep only this platform of multi-platform images (os/arch[/variant]); repeatable.
-    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
-    pub platforms: Vec<String>,
-    /// Blobs requested at once.
-    #[arg(long, short = 'j', value_name = "N", default_value_t = 4)]
-    pub jobs: usize,
-    /// No per-image lines on stderr.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
+    #[arg(long = "to", value_name = "URL", value_parser = cache_host)]
+    pub to: CacheAddress,
+    #[command(flatten)]
+    pub platforms: Platforms,
+    #[command(flatten)]
+    pub jobs: Jobs,
+    #[command(flatten)]
+    pub quiet: Quiet,
     /// The same input as `wharf sync`: a list of images, a TOML sync file (*.toml), or - for stdin.
     #[arg(value_name = "FILE")]
     pub input: PathBuf,
 }
 
 /// The cache as a registry: its `host:port` and whether it speaks TLS.
-fn cache_host(to: &str) -> Result<(String, bool), String> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheAddress {
+    host: String,
+    https: bool,
+}
+
+fn cache_host(to: &str) -> Result<CacheAddress, String> {
     let to = to.trim().trim_end_matches('/');
     let (https, host) = match (to.strip_prefix("https://"), to.strip_prefix("http://")) {
         (Some(h), _) => (true, h),
@@ -52,79 +54,34 @@ fn cache_host(to: &str) -> Result<(String, bool), String> {
         _ => (false, to),
     };
     if host.is_empty() || host.contains('/') || format!("{host}/x").parse::<Reference>().is_err() {
-        return Err(format!("--to {to:?}: expected http://host:port"));
+        return Err(format!("{to:?}: expected http://host:port"));
     }
-    Ok((host.to_string(), https))
-}
-
-fn read_input(path: &PathBuf) -> Result<String, String> {
-    let mut text = String::new();
-    let read = if path.as_os_str() == "-" {
-        std::io::stdin()
-            .take(MAX_INPUT_BYTES)
-            .read_to_string(&mut text)
-    } else {
-        std::fs::File::open(path).and_then(|f| f.take(MAX_INPUT_BYTES).read_to_string(&mut text))
-    };
-    read.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(text)
-}
-
-struct Usage(String);
-
-fn plan(
-    args: &WarmArgs,
-) -> Result<(String, bool, Vec<PlatformSpec>, wharf_transfer::Input), Usage> {
-    let (host, https) = cache_host(&args.to).map_err(Usage)?;
-    let platforms = args
-        .platforms
-        .iter()
-        .map(|p| p.parse::<PlatformSpec>().map_err(|e| Usage(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    if args.jobs == 0 {
-        return Err(Usage("--jobs must be at least 1".into()));
-    }
-    let text = read_input(&args.input).map_err(Usage)?;
-    let input = if args.input.extension().is_some_and(|e| e == "toml") {
-        parse_sync_file(&text).map_err(|e| Usage(format!("{}: {e}", args.input.display())))?
-    } else {
-        parse_list(&text)
-    };
-    Ok((host, https, platforms, input))
+    Ok(CacheAddress {
+        host: host.to_string(),
+        https,
+    })
 }
 
 pub fn run(args: WarmArgs) -> anyhow::Result<ExitCode> {
-    let (host, https, platforms, input) = match plan(&args) {
-        Ok(p) => p,
-        Err(Usage(message)) => {
-            eprintln!("error: {message}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
+    let input = read_image_list(&args.input)?;
+    let CacheAddress { host, https } = args.to.clone();
+    let (insecure_hosts, https_hosts) = if https {
+        (Vec::new(), vec![host.clone()])
+    } else {
+        (vec![host.clone()], Vec::new())
     };
     let client = Client::new(ClientConfig {
-        insecure_hosts: if https {
-            Vec::new()
-        } else {
-            vec![host.clone()]
-        },
-        https_hosts: if https {
-            vec![host.clone()]
-        } else {
-            Vec::new()
-        },
+        insecure_hosts,
+        https_hosts,
         ..ClientConfig::default()
     })
     .context("cannot set up the HTTP client")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let warmer = Warmer {
         client,
         cache: host,
-        platforms,
-        jobs: args.jobs,
-        quiet: args.quiet,
+        platforms: args.platforms.selected(),
+        jobs: args.jobs.jobs,
+        quiet: args.quiet.quiet,
         seen: Mutex::new(HashSet::new()),
         blobs: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -138,13 +95,13 @@ pub fn run(args: WarmArgs) -> anyhow::Result<ExitCode> {
         .map(|f| format!("{}: {}", f.source, f.error.as_deref().unwrap_or("invalid")))
         .collect();
     let mut warmed = 0;
-    runtime.block_on(async {
+    runtime(Work::Transfer)?.block_on(async {
         for request in &input.requests {
             match warmer.warm(request).await {
                 Ok(()) => warmed += 1,
                 Err(e) => {
                     let line = format!("{}: {e:#}", request.written);
-                    if !args.quiet {
+                    if !args.quiet.quiet {
                         eprintln!("failed  {line}");
                     }
                     failed.push(line);
@@ -152,15 +109,15 @@ pub fn run(args: WarmArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    println!(
+    output::line(format_args!(
         "warmed {warmed} image(s): {} blob(s), {} bytes through {}; {} failed",
         warmer.blobs.load(Ordering::Relaxed),
         warmer.bytes.load(Ordering::Relaxed),
         warmer.cache,
         failed.len()
-    );
+    ))?;
     for line in &failed {
-        println!("failed: {line}");
+        output::line(format_args!("failed: {line}"))?;
     }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)
@@ -258,17 +215,21 @@ mod tests {
 
     #[test]
     fn cache_addresses() {
+        let at = |host: &str, https| CacheAddress {
+            host: host.into(),
+            https,
+        };
         assert_eq!(
             cache_host("http://cache:5000").unwrap(),
-            ("cache:5000".into(), false)
+            at("cache:5000", false)
         );
         assert_eq!(
             cache_host("https://cache:5000/").unwrap(),
-            ("cache:5000".into(), true)
+            at("cache:5000", true)
         );
         assert_eq!(
             cache_host("127.0.0.1:5000").unwrap(),
-            ("127.0.0.1:5000".into(), false)
+            at("127.0.0.1:5000", false)
         );
         assert!(cache_host("http://cache:5000/v2").is_err());
         assert!(cache_host("").is_err());

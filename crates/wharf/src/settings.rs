@@ -1,5 +1,10 @@
-//! `wharf.toml`: the same settings as the flags. Unknown keys are errors,
-//! never silently ignored — the mistake wharf exists to prevent elsewhere.
+//! `wharf.toml`: the same settings as `wharf serve`'s flags. Unknown keys
+//! are errors, never silently ignored — the mistake wharf exists to prevent
+//! elsewhere. Every length of time is a [`SettingDuration`]. Loading and
+//! merging only read: files a setting names (the token signing key) are
+//! created when the server starts ([`AuthSettings::layer`]), not here.
+
+mod storage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,8 +15,48 @@ use serde::Deserialize;
 
 use wharf_auth::{AccessPolicy, AccessRule, TokenKey, TokenService, UserStore};
 use wharf_registry::auth::AuthLayer;
+use wharf_storage::SettingDuration;
 
-use crate::cli::{Hint, LogFormat, ServeArgs};
+use crate::exit::Hint;
+use crate::logging::LogFormat;
+
+pub use storage::{Access, StorageConfig, StorageSettings};
+
+/// The flags of `wharf serve` that set what a `wharf.toml` key sets; a flag
+/// given wins over the file.
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeFlags {
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Storage root directory [default: ./wharf-data].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Log format on stderr [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Largest manifest accepted, in bytes [default: 4194304].
+    #[arg(long, value_name = "BYTES")]
+    pub max_manifest_bytes: Option<usize>,
+    /// Accept image indexes whose child manifests are absent (single-platform mirrors keep the upstream index digest).
+    #[arg(long)]
+    pub sparse_indexes: bool,
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); reloaded when it changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert; reloaded when it changes.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// With object storage: start even when the bucket does not answer yet, report not ready on /readyz, and keep retrying (instead of exiting).
+    #[arg(long)]
+    pub wait_for_storage: bool,
+    /// A name this registry is known by (host[:port]); `?ns=` of it serves the plain path. Repeatable; the TLS certificate's names count too.
+    #[arg(long = "registry-name", value_name = "HOST[:PORT]")]
+    pub registry_names: Vec<String>,
+    /// At start-up, store this binary's own image under REF (e.g. registry.home.arpa:5000/wharf/wharf:0.2.0), as `wharf save --self REF` builds it.
+    #[arg(long, value_name = "REF")]
+    pub publish_self: Option<String>,
+}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,7 +64,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
-    pub storage: StorageSection,
+    pub storage: StorageConfig,
     #[serde(default)]
     pub registry: RegistrySection,
     #[serde(default)]
@@ -47,10 +92,10 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields)]
 pub struct CacheSection {
     /// Default for upstreams that set none ("10m").
-    pub tag_ttl: Option<String>,
-    pub connect_timeout: Option<String>,
+    pub tag_ttl: Option<SettingDuration>,
+    pub connect_timeout: Option<SettingDuration>,
     /// Longest silence from an upstream before its request is given up.
-    pub read_timeout: Option<String>,
+    pub read_timeout: Option<SettingDuration>,
     /// Tries of one upstream request, the first included.
     pub attempts: Option<u32>,
     /// Extra CA certificates (PEM) trusted for upstreams.
@@ -58,7 +103,7 @@ pub struct CacheSection {
     pub ca_files: Vec<PathBuf>,
     /// Cached images not pulled for this long are removed by garbage
     /// collection ("30d"); unset: cached images stay.
-    pub max_age: Option<String>,
+    pub max_age: Option<SettingDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +122,7 @@ pub struct AuthSection {
     /// token: the ES256 signing key (PKCS#8 PEM); generated when missing.
     pub token_key: Option<PathBuf>,
     /// token: how long a token is valid, e.g. "5m", "300s", "1h".
-    pub token_ttl: Option<String>,
+    pub token_ttl: Option<SettingDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,7 +139,7 @@ pub struct UpstreamSection {
     pub host: String,
     pub endpoint: Option<String>,
     pub credentials: Option<CredentialsSection>,
-    pub tag_ttl: Option<String>,
+    pub tag_ttl: Option<SettingDuration>,
     #[serde(default)]
     pub allow_push: bool,
 }
@@ -120,10 +165,10 @@ pub struct ServerSection {
     // Resource bounds (`wharf_registry::Limits`; defaults there).
     pub max_connections: Option<usize>,
     pub max_uploads: Option<usize>,
-    pub header_read_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub tls_handshake_timeout: Option<String>,
-    pub body_timeout: Option<String>,
+    pub header_read_timeout: Option<SettingDuration>,
+    pub idle_timeout: Option<SettingDuration>,
+    pub tls_handshake_timeout: Option<SettingDuration>,
+    pub body_timeout: Option<SettingDuration>,
     /// Bytes per second a request body must average over `body_timeout`.
     pub body_min_rate: Option<u64>,
 }
@@ -139,11 +184,8 @@ impl ServerSection {
             anyhow::ensure!(n > 0, "[server] {key} must be at least 1");
             Ok(n)
         };
-        let duration = |key: &str, value: &Option<String>, default: Duration| {
-            let Some(text) = value else {
-                return Ok(default);
-            };
-            let d = parse_duration(text).with_context(|| format!("[server] {key}"))?;
+        let duration = |key: &str, value: &Option<SettingDuration>, default: Duration| {
+            let d = value.map_or(default, SettingDuration::get);
             anyhow::ensure!(!d.is_zero(), "[server] {key} must be longer than zero");
             Ok(d)
         };
@@ -171,35 +213,6 @@ impl ServerSection {
     }
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StorageSection {
-    /// "filesystem" (the default) or "s3".
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub root: Option<PathBuf>,
-    // --- type = "s3" ---
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub bucket: Option<String>,
-    pub prefix: Option<String>,
-    pub path_style: Option<bool>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    pub profile: Option<String>,
-    pub redirect: Option<bool>,
-    pub redirect_expiry_secs: Option<u64>,
-    pub request_timeout_secs: Option<u64>,
-    pub part_size: Option<u64>,
-}
-
-/// Where the registry keeps its data.
-#[derive(Debug)]
-pub enum StorageSettings {
-    Filesystem { root: PathBuf },
-    S3(Box<wharf_storage_s3::S3Config>),
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySection {
@@ -215,10 +228,10 @@ pub struct RegistrySection {
 #[serde(deny_unknown_fields)]
 pub struct GcSection {
     /// `wharf serve` collects this often ("24h"); unset: never.
-    pub schedule: Option<String>,
-    pub grace: Option<String>,
-    pub settle: Option<String>,
-    pub upload_max_age: Option<String>,
+    pub schedule: Option<SettingDuration>,
+    pub grace: Option<SettingDuration>,
+    pub settle: Option<SettingDuration>,
+    pub upload_max_age: Option<SettingDuration>,
     #[serde(default)]
     pub retention: Vec<RetentionSection>,
 }
@@ -231,17 +244,16 @@ pub struct RetentionSection {
     pub keep_last: Option<usize>,
     #[serde(default)]
     pub keep_tags: Vec<String>,
-    pub min_age: Option<String>,
-    pub max_age: Option<String>,
+    pub min_age: Option<SettingDuration>,
+    pub max_age: Option<SettingDuration>,
 }
 
 impl GcSection {
     /// The collection's options (not a dry run).
     pub fn options(&self) -> anyhow::Result<wharf_storage::GcOptions> {
         let defaults = wharf_storage::GcOptions::default();
-        let duration = |key: &str, value: &Option<String>, default: Duration| match value {
-            Some(text) => parse_duration(text).with_context(|| format!("[gc] {key}")),
-            None => Ok(default),
+        let duration = |_key: &str, value: &Option<SettingDuration>, default: Duration| {
+            anyhow::Ok(value.map_or(default, SettingDuration::get))
         };
         let mut retention = Vec::new();
         for (i, rule) in self.retention.iter().enumerate() {
@@ -268,10 +280,9 @@ impl GcSection {
 
     /// The interval of `wharf serve`'s collections, if scheduled.
     pub fn schedule(&self) -> anyhow::Result<Option<Duration>> {
-        let Some(text) = &self.schedule else {
+        let Some(every) = self.schedule.map(SettingDuration::get) else {
             return Ok(None);
         };
-        let every = parse_duration(text).context("[gc] schedule")?;
         anyhow::ensure!(!every.is_zero(), "[gc] schedule must be longer than zero");
         Ok(Some(every))
     }
@@ -284,58 +295,10 @@ impl RetentionSection {
         for tag in &self.keep_tags {
             rule.keep_tags.push(wharf_storage::Glob::new(tag)?);
         }
-        rule.min_age = self
-            .min_age
-            .as_deref()
-            .map(parse_duration)
-            .transpose()
-            .context("min_age")?;
-        rule.max_age = self
-            .max_age
-            .as_deref()
-            .map(parse_duration)
-            .transpose()
-            .context("max_age")?;
+        rule.min_age = self.min_age.map(SettingDuration::get);
+        rule.max_age = self.max_age.map(SettingDuration::get);
         Ok(rule)
     }
-}
-
-/// `"90s"`, `"30m"`, `"24h"`, `"30d"`, `"1h30m"`, `"500ms"`; a bare `"0"`.
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let bad = || {
-        anyhow::anyhow!(
-            "{text:?} is not a duration: use a number and a unit, e.g. \"30s\", \"15m\", \"24h\", \"30d\""
-        )
-    };
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(bad());
-    }
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        let after = &rest[digits..];
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(after.len());
-        let unit = match &after[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
-            _ => return Err(bad()),
-        };
-        let number = u32::try_from(number).map_err(|_| bad())?;
-        total += unit.checked_mul(number).ok_or_else(bad)?;
-        rest = &after[unit_len..];
-    }
-    Ok(total)
 }
 
 /// Settings after merging file and flags.
@@ -356,6 +319,8 @@ pub struct ServeSettings {
     pub cache: Option<wharf_cache::CacheConfig>,
     /// This binary's own image, stored under this name at start-up.
     pub publish_self: Option<wharf_oci::Reference>,
+    /// `[auth]`, checked; `registry.auth` is built from it at start-up.
+    pub auth: Option<AuthSettings>,
 }
 
 /// The certificate chain and key `wharf serve` answers HTTPS with.
@@ -375,8 +340,8 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         ))
 }
 
-pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings> {
-    let storage = storage_settings(args.root.clone(), file.storage.clone())?;
+pub fn merge(args: &ServeFlags, file: FileConfig) -> anyhow::Result<ServeSettings> {
+    let storage = file.storage.clone().resolve(args.root.clone())?;
     let defaults = wharf_registry::RegistryConfig::default();
     let gc_options = gc_options(&file).context("invalid garbage collection settings")?;
     let gc = file.gc.schedule()?.map(|every| (every, gc_options));
@@ -384,7 +349,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         args.tls_cert.clone().or(file.server.tls_cert.clone()),
         args.tls_key.clone().or(file.server.tls_key.clone()),
     )?;
-    let auth = auth_layer(file.auth.as_ref(), &file.access)?;
+    let auth = auth_settings(file.auth.as_ref(), &file.access)?;
     let limits = file.server.limits().context(Hint(
         "counts are whole numbers above zero, timeouts durations such as \"30s\" or \"2m\"".into(),
     ))?;
@@ -420,6 +385,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
         .chain(publish_self.iter().map(|r| r.host().to_string()))
         .collect();
     Ok(ServeSettings {
+        auth,
         publish_self,
         tls,
         listen: args
@@ -444,7 +410,7 @@ pub fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<ServeSettings
                 .registry
                 .delete_enabled
                 .unwrap_or(defaults.delete_enabled),
-            auth,
+            auth: None,
             names,
             limits,
         },
@@ -471,12 +437,33 @@ fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Opti
 
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
 
-/// The registry's auth layer from `[auth]` and `[[access]]`; `None` without
-/// an `[auth]` section.
-pub fn auth_layer(
+/// `[auth]` and `[[access]]`, checked: the rules parse, the htpasswd file
+/// loads, the keys fit the mode. Nothing is written.
+pub struct AuthSettings {
+    mode: AuthMode,
+    users: Arc<UserStore>,
+    policy: AccessPolicy,
+    realm: Option<String>,
+    service: String,
+    issuer: String,
+    token_key: Option<PathBuf>,
+    token_ttl: Duration,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("mode", &self.mode)
+            .field("rules", &self.policy.rules().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[auth]` and `[[access]]` checked; `None` without an `[auth]` section.
+pub fn auth_settings(
     auth: Option<&AuthSection>,
     access: &[AccessSection],
-) -> anyhow::Result<Option<Arc<AuthLayer>>> {
+) -> anyhow::Result<Option<AuthSettings>> {
     let Some(auth) = auth else {
         anyhow::ensure!(
             access.is_empty(),
@@ -492,14 +479,12 @@ pub fn auth_layer(
                 .with_context(|| format!("[[access]] rule {} is not valid", i + 1))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let policy = AccessPolicy::new(rules);
     let users = UserStore::open(&auth.htpasswd)
         .context("cannot load the htpasswd file named by [auth] htpasswd")
         .context(Hint(
             "create or update it with `wharf auth htpasswd FILE USER` (bcrypt entries only)".into(),
         ))?;
-    let users = Arc::new(users);
-    let layer = match auth.mode {
+    match auth.mode {
         AuthMode::Basic => {
             let token_only = [
                 ("service", auth.service.is_some()),
@@ -510,54 +495,51 @@ pub fn auth_layer(
             if let Some((key, _)) = token_only.iter().find(|(_, set)| *set) {
                 anyhow::bail!("[auth] {key} only applies to mode = \"token\"");
             }
-            AuthLayer::basic(users, policy, auth.realm.as_deref().unwrap_or("wharf"))
         }
         AuthMode::Token => {
-            let key_path = auth.token_key.as_ref().ok_or_else(|| {
-                anyhow::anyhow!("[auth] mode = \"token\" needs token_key").context(Hint(
+            if auth.token_key.is_none() {
+                return Err(anyhow::anyhow!("[auth] mode = \"token\" needs token_key").context(Hint(
                     "set token_key to a path such as /var/lib/wharf/token-key.pem; the key is generated there on first start".into(),
-                ))
-            })?;
-            let key = TokenKey::load_or_generate(key_path)
-                .context("cannot load or create the token signing key")?;
-            let ttl = match &auth.token_ttl {
-                Some(text) => parse_ttl(text)
-                    .with_context(|| format!("[auth] token_ttl = {text:?} is not a duration"))?,
-                None => DEFAULT_TOKEN_TTL,
-            };
-            let service = auth.service.as_deref().unwrap_or("wharf");
-            let issuer = auth.issuer.as_deref().unwrap_or("wharf");
-            let tokens = TokenService::new(key, issuer, service, ttl);
-            AuthLayer::token(users, policy, tokens, auth.realm.clone())
+                )));
+            }
+            if auth.token_ttl.is_some_and(|t| t.get().is_zero()) {
+                anyhow::bail!("[auth] token_ttl must be longer than zero");
+            }
         }
-    };
-    Ok(Some(Arc::new(layer)))
+    }
+    Ok(Some(AuthSettings {
+        mode: auth.mode,
+        users: Arc::new(users),
+        policy: AccessPolicy::new(rules),
+        realm: auth.realm.clone(),
+        service: auth.service.clone().unwrap_or_else(|| "wharf".into()),
+        issuer: auth.issuer.clone().unwrap_or_else(|| "wharf".into()),
+        token_key: auth.token_key.clone(),
+        token_ttl: auth
+            .token_ttl
+            .map_or(DEFAULT_TOKEN_TTL, SettingDuration::get),
+    }))
 }
 
-/// `"90s"`, `"5m"`, `"1h"` (a bare number is seconds).
-fn parse_ttl(text: &str) -> anyhow::Result<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| anyhow::anyhow!("expected a number followed by s, m or h"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        other => anyhow::bail!("unknown unit {other:?} (use s, m or h)"),
-    };
-    anyhow::ensure!(seconds > 0, "must be longer than zero");
-    Ok(Duration::from_secs(seconds))
-}
-
-fn duration(key: &str, value: Option<&str>) -> anyhow::Result<Option<std::time::Duration>> {
-    value
-        .map(|v| wharf_cache::parse_duration(v).map_err(|e| anyhow::anyhow!("{key}: {e}")))
-        .transpose()
+impl AuthSettings {
+    /// The registry's auth layer. With tokens, the signing key is loaded,
+    /// or generated and written on first start.
+    pub fn layer(self) -> anyhow::Result<Arc<AuthLayer>> {
+        let layer = match (self.mode, &self.token_key) {
+            (AuthMode::Token, Some(key_path)) => {
+                let key = TokenKey::load_or_generate(key_path)
+                    .context("cannot load or create the token signing key")?;
+                let tokens = TokenService::new(key, &self.issuer, &self.service, self.token_ttl);
+                AuthLayer::token(self.users, self.policy, tokens, self.realm)
+            }
+            _ => AuthLayer::basic(
+                self.users,
+                self.policy,
+                self.realm.as_deref().unwrap_or("wharf"),
+            ),
+        };
+        Ok(Arc::new(layer))
+    }
 }
 
 /// Garbage collection as `[gc]` and `[cache] max_age` ask: the latter adds,
@@ -567,7 +549,7 @@ fn duration(key: &str, value: Option<&str>) -> anyhow::Result<Option<std::time::
 /// each pull in the manifest's revision time, which `max_age` goes by.
 pub fn gc_options(file: &FileConfig) -> anyhow::Result<wharf_storage::GcOptions> {
     let mut options = file.gc.options()?;
-    let Some(max_age) = duration("cache.max_age", file.cache.max_age.as_deref())? else {
+    let Some(max_age) = file.cache.max_age.map(SettingDuration::get) else {
         return Ok(options);
     };
     for u in &file.upstream {
@@ -592,13 +574,13 @@ fn cache_config(
         return Ok(None);
     }
     let section = &file.cache;
-    let default_ttl = duration("cache.tag_ttl", section.tag_ttl.as_deref())?
-        .unwrap_or(wharf_cache::config::DEFAULT_TAG_TTL);
+    let default_ttl = section
+        .tag_ttl
+        .map_or(wharf_cache::config::DEFAULT_TAG_TTL, SettingDuration::get);
     let mut upstreams = Vec::new();
     for u in &file.upstream {
         let mut upstream = wharf_cache::UpstreamConfig::new(&u.host);
-        upstream.tag_ttl =
-            duration("upstream.tag_ttl", u.tag_ttl.as_deref())?.unwrap_or(default_ttl);
+        upstream.tag_ttl = u.tag_ttl.map_or(default_ttl, SettingDuration::get);
         upstream.allow_push = u.allow_push;
         upstream.endpoint = u
             .endpoint
@@ -620,11 +602,11 @@ fn cache_config(
     let mut config = wharf_cache::CacheConfig::new(upstreams);
     config.max_manifest_bytes = max_manifest_bytes;
     config.ca_files = section.ca_files.clone();
-    if let Some(t) = duration("cache.connect_timeout", section.connect_timeout.as_deref())? {
-        config.connect_timeout = t;
+    if let Some(t) = section.connect_timeout {
+        config.connect_timeout = t.get();
     }
-    if let Some(t) = duration("cache.read_timeout", section.read_timeout.as_deref())? {
-        config.read_timeout = t;
+    if let Some(t) = section.read_timeout {
+        config.read_timeout = t.get();
     }
     if let Some(n) = section.attempts {
         anyhow::ensure!(n >= 1, "cache.attempts must be at least 1");
@@ -633,102 +615,12 @@ fn cache_config(
     Ok(Some(config))
 }
 
-/// Where the registry's data lives: `[storage]`, with `--root` (`cli_root`)
-/// taking precedence for filesystem storage.
-pub fn storage_settings(
-    cli_root: Option<PathBuf>,
-    section: StorageSection,
-) -> anyhow::Result<StorageSettings> {
-    match section.kind.as_deref().unwrap_or("filesystem") {
-        "filesystem" => {
-            let s3_keys = [
-                ("endpoint", section.endpoint.is_some()),
-                ("bucket", section.bucket.is_some()),
-                ("access_key_id", section.access_key_id.is_some()),
-                ("redirect", section.redirect.is_some()),
-            ];
-            if let Some((key, _)) = s3_keys.iter().find(|(_, set)| *set) {
-                anyhow::bail!(
-                    "storage key {key:?} only applies to type = \"s3\", but the storage type is \"filesystem\""
-                );
-            }
-            Ok(StorageSettings::Filesystem {
-                root: cli_root
-                    .or(section.root)
-                    .unwrap_or_else(|| PathBuf::from("wharf-data")),
-            })
-        }
-        "s3" => s3_settings(cli_root.is_some(), section).map(|c| StorageSettings::S3(Box::new(c))),
-        other => anyhow::bail!(
-            "storage type {other:?} is not supported by this wharf (supported: \"filesystem\", \"s3\")"
-        ),
-    }
-}
-
-fn s3_settings(
-    cli_root: bool,
-    section: StorageSection,
-) -> anyhow::Result<wharf_storage_s3::S3Config> {
-    anyhow::ensure!(
-        !cli_root && section.root.is_none(),
-        "`root` applies to filesystem storage; with type = \"s3\" the data lives in the bucket"
-    );
-    let bucket = section
-        .bucket
-        .ok_or_else(|| anyhow::anyhow!("[storage] type = \"s3\" needs `bucket`"))?;
-    let mut config = wharf_storage_s3::S3Config::new(bucket);
-    config.endpoint = section.endpoint;
-    if let Some(region) = section.region {
-        config.region = region;
-    }
-    config.prefix = section.prefix.unwrap_or_default();
-    config.path_style = section.path_style.unwrap_or(true);
-    config.credentials = match (section.access_key_id, section.secret_access_key) {
-        (Some(id), Some(secret)) => Some(wharf_storage_s3::Credentials {
-            access_key_id: id,
-            secret_access_key: secret,
-            session_token: None,
-        }),
-        (None, None) => None,
-        _ => anyhow::bail!("set both access_key_id and secret_access_key in [storage], or neither"),
-    };
-    config.profile = section.profile;
-    config.redirect = section.redirect.unwrap_or(false);
-    if let Some(secs) = section.request_timeout_secs {
-        anyhow::ensure!(
-            secs > 0,
-            "[storage] request_timeout_secs must be at least 1"
-        );
-        config.request_timeout = std::time::Duration::from_secs(secs);
-    }
-    if let Some(secs) = section.redirect_expiry_secs {
-        config.redirect_expiry = std::time::Duration::from_secs(secs);
-    }
-    if let Some(part_size) = section.part_size {
-        config.part_size = part_size;
-    }
-    config.validate()?;
-    Ok(config)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args() -> ServeArgs {
-        ServeArgs {
-            listen: None,
-            root: None,
-            config: None,
-            log_format: None,
-            max_manifest_bytes: None,
-            sparse_indexes: false,
-            tls_cert: None,
-            tls_key: None,
-            wait_for_storage: false,
-            registry_names: Vec::new(),
-            publish_self: None,
-        }
+    fn args() -> ServeFlags {
+        ServeFlags::default()
     }
 
     #[test]
@@ -799,7 +691,8 @@ mod tests {
         );
         let file: FileConfig = toml::from_str(&text).unwrap();
         let s = merge(&args(), file).unwrap();
-        let layer = s.registry.auth.expect("auth configured");
+        assert!(!key.exists(), "loading the settings writes nothing");
+        let layer = s.auth.expect("auth configured").layer().unwrap();
         assert_eq!(layer.policy().rules().len(), 2);
         assert!(layer.policy().anonymous_pull_anywhere());
         assert!(key.exists(), "the token key is generated on first start");
@@ -843,29 +736,31 @@ mod tests {
     }
 
     #[test]
-    fn token_ttls() {
-        assert_eq!(parse_ttl("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_ttl("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
-        assert!(parse_ttl("5 days").is_err());
-        assert!(parse_ttl("0s").is_err());
-        assert!(parse_ttl("m").is_err());
-    }
+    fn every_duration_key_reads_the_same_grammar() {
+        let file: FileConfig = toml::from_str(
+            "[cache]\ntag_ttl = \"1h30m\"\n[gc]\ngrace = \"1h30m\"\n[server]\nidle_timeout = \"1h30m\"\n[[upstream]]\nhost = \"registry.k8s.io\"\n",
+        )
+        .unwrap();
+        let s = merge(&args(), file).unwrap();
+        let ninety_minutes = Duration::from_secs(5_400);
+        assert_eq!(s.cache.unwrap().upstreams[0].tag_ttl, ninety_minutes);
+        assert_eq!(s.registry.limits.idle_timeout, ninety_minutes);
+        let file: FileConfig = toml::from_str("[gc]\ngrace = \"1h30m\"\n").unwrap();
+        assert_eq!(gc_options(&file).unwrap().grace, ninety_minutes);
 
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = htpasswd_file(dir.path());
+        let key = dir.path().join("k.pem");
+        let file: FileConfig = toml::from_str(&format!(
+            "[auth]\nmode = \"token\"\nhtpasswd = {htpasswd:?}\ntoken_key = {key:?}\ntoken_ttl = \"1d\"\n"
+        ))
+        .unwrap();
         assert_eq!(
-            parse_duration("30d").unwrap(),
-            Duration::from_secs(30 * 86_400)
+            merge(&args(), file).unwrap().auth.unwrap().token_ttl,
+            Duration::from_secs(86_400)
         );
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
-        for bad in ["", "24", "h", "3 weeks", "1y", "-1s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
-        }
+        let err = toml::from_str::<FileConfig>("[cache]\ntag_ttl = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("tag_ttl"), "{err}");
     }
 
     #[test]
@@ -900,9 +795,10 @@ max_age = "30d"
         let err = toml::from_str::<FileConfig>("[[gc.retention]]\nrepos = \"a\"\nkeep = 1\n")
             .unwrap_err();
         assert!(err.to_string().contains("keep"), "{err}");
-        let file: FileConfig =
-            toml::from_str("[[gc.retention]]\nrepos = \"a\"\nmin_age = \"soon\"\n").unwrap();
-        let err = format!("{:#}", file.gc.options().unwrap_err());
+        let err =
+            toml::from_str::<FileConfig>("[[gc.retention]]\nrepos = \"a\"\nmin_age = \"soon\"\n")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("min_age") && err.contains("soon"), "{err}");
     }
 
@@ -954,8 +850,8 @@ keep_last = 1
             Some(Duration::from_secs(30 * 86_400))
         );
         assert_eq!(options.retention[0].max_age, None);
-        let bad: FileConfig = toml::from_str("[cache]\nmax_age = \"soon\"\n").unwrap();
-        assert!(format!("{:#}", gc_options(&bad).unwrap_err()).contains("cache.max_age"));
+        let bad = toml::from_str::<FileConfig>("[cache]\nmax_age = \"soon\"\n").unwrap_err();
+        assert!(bad.to_string().contains("max_age"), "{bad}");
     }
 
     #[test]
@@ -1028,21 +924,20 @@ allow_push = true
             "[server]\nmax_connections = 0\n",
             "[server]\nmax_uploads = 0\n",
             "[server]\nidle_timeout = \"0\"\n",
-            "[server]\nbody_timeout = \"soon\"\n",
         ] {
             let file: FileConfig = toml::from_str(text).unwrap();
             let err = merge(&args(), file).unwrap_err();
             assert!(format!("{err:#}").contains("[server]"), "{text}: {err:#}");
         }
         assert!(toml::from_str::<FileConfig>("[server]\nmax_conections = 5\n").is_err());
+        assert!(toml::from_str::<FileConfig>("[server]\nbody_timeout = \"soon\"\n").is_err());
     }
 
     #[test]
     fn unknown_keys_are_errors() {
         let err = toml::from_str::<FileConfig>("[server]\nlisten_addr = \"x\"\n").unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
-        let file: FileConfig = toml::from_str("[storage]\ntype = \"tape\"\n").unwrap();
-        assert!(merge(&args(), file).is_err());
+        assert!(toml::from_str::<FileConfig>("[storage]\ntype = \"tape\"\n").is_err());
     }
 
     #[test]
@@ -1076,8 +971,11 @@ allow_push = true
             "[storage]\ntype = \"s3\"\nbucket = \"b\"\n[[upstream]]\nhost = \"registry.k8s.io\"\n",
         ];
         for text in bad {
-            let file: FileConfig = toml::from_str(text).unwrap();
-            assert!(merge(&args(), file).is_err(), "accepted: {text}");
+            let refused = match toml::from_str::<FileConfig>(text) {
+                Ok(file) => merge(&args(), file).is_err(),
+                Err(_) => true,
+            };
+            assert!(refused, "accepted: {text}");
         }
         assert!(toml::from_str::<FileConfig>("[storage]\nbuckett = \"b\"\n").is_err());
     }

@@ -2,14 +2,24 @@
 
 use std::io;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+
+use std::path::PathBuf;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::cli::{Hint, ServeArgs};
-use crate::config;
+use crate::commands::{runtime, Work};
+use crate::exit::Hint;
+use crate::settings::{self as config, Access, ServeFlags};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (README: "Configuration file" lists every section and key); flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: ServeFlags,
+}
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     keep_freed_buffers();
@@ -17,13 +27,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(path) => config::load(path)?,
         None => config::FileConfig::default(),
     };
-    let settings = config::merge(&args, file)?;
+    let settings = config::merge(&args.flags, file)?;
     let _log_guard = crate::logging::init(settings.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings))?;
+    runtime(Work::Serve)?.block_on(serve(settings))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -95,9 +101,16 @@ fn raise_open_file_limit(max_connections: usize) {
     }
 }
 
-async fn serve(settings: config::ServeSettings) -> anyhow::Result<()> {
+async fn serve(mut settings: config::ServeSettings) -> anyhow::Result<()> {
     raise_open_file_limit(settings.registry.limits.max_connections);
-    let (store, where_) = open_storage(&settings).await?;
+    let where_ = settings.storage.describe();
+    let store = settings
+        .storage
+        .open(Access::Serve {
+            wait: settings.wait_for_storage,
+        })
+        .await?;
+    settings.registry.auth = settings.auth.take().map(|a| a.layer()).transpose()?;
     // Certificates are checked before the port is taken, so a bad pair
     // fails start-up instead of every handshake.
     let tls = settings.tls.as_ref().map(tls_acceptor).transpose()?;
@@ -302,74 +315,6 @@ fn tls_acceptor(files: &config::TlsFiles) -> anyhow::Result<wharf_registry::TlsA
             .context("cannot set up HTTPS")
             .context(Hint(hint.into()))
     })
-}
-
-/// The store, and where it is (for the log).
-async fn open_storage(
-    settings: &config::ServeSettings,
-) -> anyhow::Result<(wharf_storage::Store, String)> {
-    match &settings.storage {
-        config::StorageSettings::Filesystem { root } => {
-            let store = wharf_storage::Store::open_fs(root)
-                .with_context(|| format!("cannot open storage at {}", root.display()))
-                .context(Hint(
-                    "check that the directory given to --root is writable by this user".into(),
-                ))?;
-            Ok((store, root.display().to_string()))
-        }
-        config::StorageSettings::S3(s3) => {
-            let where_ = format!("s3: {}", s3.describe());
-            let backend = open_s3((**s3).clone(), settings.wait_for_storage).await?;
-            Ok((wharf_storage::Store::new(backend), where_))
-        }
-    }
-}
-
-/// Check the bucket before serving: wrong credentials, a missing bucket or
-/// a server that does not answer stop start-up with the reason, unless
-/// `--wait-for-storage` asks to serve anyway. Then `/readyz` reports not
-/// ready (the layout marker cannot be read) and the check is retried in the
-/// background until it passes.
-async fn open_s3(
-    config: wharf_storage_s3::S3Config,
-    wait: bool,
-) -> anyhow::Result<Arc<wharf_storage_s3::S3Backend>> {
-    let what = config.describe();
-    let backend = wharf_storage_s3::S3Backend::new(config).map_err(|e| s3_failure(&what, e))?;
-    let backend = Arc::new(backend);
-    match backend.check().await {
-        Ok(()) => Ok(backend),
-        Err(e) if wait => {
-            tracing::warn!(error = %e, hint = e.hint(), "object storage is not usable yet; serving as not ready and retrying");
-            tokio::spawn(retry_check(backend.clone()));
-            Ok(backend)
-        }
-        Err(e) => Err(s3_failure(&what, e)),
-    }
-}
-
-pub(crate) fn s3_failure(what: &str, e: wharf_storage_s3::S3Error) -> anyhow::Error {
-    let hint = e.hint().to_string();
-    anyhow::Error::new(e)
-        .context(format!("cannot use object storage ({what})"))
-        .context(Hint(hint))
-}
-
-async fn retry_check(backend: Arc<wharf_storage_s3::S3Backend>) {
-    let mut wait = Duration::from_secs(1);
-    loop {
-        tokio::time::sleep(wait).await;
-        match backend.check().await {
-            Ok(()) => {
-                tracing::info!("object storage answers; ready");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, hint = e.hint(), "object storage still not usable")
-            }
-        }
-        wait = (wait * 2).min(Duration::from_secs(30));
-    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -2,16 +2,15 @@
 //! IMAGE, tested layer by layer on every host it would try, with the layer
 //! that breaks and the fix.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use wharf_doctor::{Options, Platform, ResolveOverride};
 
-/// Exit code for invalid arguments, matching clap's own usage errors.
-const EXIT_USAGE: u8 = 2;
+use crate::exit::usage;
+use crate::output::{self, Format, OutputArgs};
 
 #[derive(Debug, Args)]
 #[command(
@@ -36,9 +35,8 @@ pub struct DoctorArgs {
     /// Seconds allowed for each lookup, connection, handshake and request.
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_timeout)]
     pub timeout: Duration,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Also test the hosts after the first one that serves the pull.
     #[arg(long)]
     pub all_hosts: bool,
@@ -50,12 +48,6 @@ pub struct DoctorArgs {
     /// (default: asked of `containerd --version`).
     #[arg(long, value_name = "X.Y[.Z]")]
     pub containerd_version: Option<wharf_containerd::ContainerdRelease>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -81,22 +73,21 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         all_hosts: args.all_hosts,
         containerd: args
             .containerd_version
-            .or_else(crate::containerd_cmd::installed_containerd),
+            .or_else(crate::commands::containerd::installed_containerd),
         address: Some(args.address),
     };
     let report = match wharf_doctor::diagnose_blocking(&options) {
         Ok(report) => report,
-        Err(e) if e.is_usage() => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
+        Err(e) if e.is_usage() => return Err(usage(e.to_string())),
         Err(e) => return Err(e.into()),
     };
-    let rendered = match args.output {
-        Output::Text => wharf_doctor::render_text(&report),
-        Output::Json => report.to_json() + "\n",
-    };
-    std::io::stdout().lock().write_all(rendered.as_bytes())?;
+    match args.output.output {
+        Format::Text => {
+            use std::io::Write;
+            output::stdout().write_all(wharf_doctor::render_text(&report).as_bytes())?
+        }
+        Format::Json => output::print_json("doctor", serde_json::to_value(&report)?)?,
+    }
     Ok(if report.verdict.would_succeed {
         ExitCode::SUCCESS
     } else {
@@ -141,7 +132,7 @@ mod tests {
         assert_eq!(args.resolve[1].port, Some(5000));
         assert_eq!(args.platform.unwrap().to_string(), "linux/arm64/v8");
         assert_eq!(args.timeout, Duration::from_millis(500));
-        assert_eq!(args.output, Output::Json);
+        assert_eq!(args.output.output, Format::Json);
     }
 
     #[test]
@@ -154,13 +145,17 @@ mod tests {
             &[][..],
         ] {
             let err = parse(argv).unwrap_err();
-            assert_eq!(err.exit_code(), i32::from(EXIT_USAGE), "{argv:?}");
+            assert_eq!(err.exit_code(), 2, "{argv:?}");
         }
     }
 
     #[test]
     fn an_invalid_reference_exits_with_usage() {
         let args = parse(&["UPPER/case:1", "--config", "/nonexistent/config.toml"]).unwrap();
-        assert_eq!(run(args).unwrap(), ExitCode::from(EXIT_USAGE));
+        let e = run(args).unwrap_err();
+        assert_eq!(
+            crate::exit::finish(Err(e)),
+            ExitCode::from(crate::exit::EXIT_USAGE)
+        );
     }
 }

@@ -8,13 +8,14 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use wharf_containerd as wc;
 
+use crate::commands::{runtime, Work};
+use crate::exit::Usage;
+use crate::output::{self, Format, OutputArgs};
+
 /// Default location of containerd's main configuration file.
 const DEFAULT_CONFIG: &str = "/etc/containerd/config.toml";
 /// The hosts directory wharf suggests (containerd's documented default).
 const DEFAULT_HOSTS_DIR: &str = "/etc/containerd/certs.d";
-
-/// Exit code for invalid arguments, matching clap's own usage errors.
-const EXIT_USAGE: u8 = 2;
 
 #[derive(Debug, Args)]
 #[command(about = "Generate and lint containerd registry configuration (config.toml, hosts.toml)")]
@@ -95,9 +96,11 @@ pub struct LintArgs {
     /// Hosts directory to check instead of the config's config_path.
     #[arg(long = "hosts-dir", value_name = "DIR")]
     pub hosts_dir: Option<PathBuf>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
-    pub format: Format,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// The old spelling of --output (`human` is `text`); kept for a release.
+    #[arg(long, value_enum, hide = true)]
+    pub format: Option<LegacyFormat>,
     /// Judge release-specific behaviour for this containerd release
     /// [default: the release running on --address, else `containerd --version`].
     #[arg(long = "containerd-version", value_name = "X.Y[.Z]")]
@@ -112,9 +115,29 @@ pub struct LintArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub enum LegacyFormat {
     Human,
     Json,
+}
+
+impl LintArgs {
+    /// `--output`, or what the old `--format` said (with a warning).
+    fn format(&self) -> Format {
+        match self.format {
+            None => self.output.output,
+            Some(old) => {
+                let new = match old {
+                    LegacyFormat::Human => Format::Text,
+                    LegacyFormat::Json => Format::Json,
+                };
+                eprintln!(
+                    "warning: --format is now --output {}",
+                    if new == Format::Json { "json" } else { "text" }
+                );
+                new
+            }
+        }
+    }
 }
 
 /// Run `wharf containerd ...`. Exit codes: 0 success (lint: no error),
@@ -144,8 +167,11 @@ fn report_failure(err: anyhow::Error) -> anyhow::Result<ExitCode> {
                 | wc::Error::InvalidOption(_)
         )
     );
-    eprintln!("error: {err:#}");
-    Ok(ExitCode::from(if usage { EXIT_USAGE } else { 1 }))
+    if usage {
+        Err(Usage(format!("{err:#}")).into())
+    } else {
+        Err(err)
+    }
 }
 
 fn run_hosts(args: &HostsArgs) -> anyhow::Result<ExitCode> {
@@ -241,7 +267,7 @@ fn write_hosts_files(dir: &Path, files: &[wc::HostsFile]) -> anyhow::Result<()> 
 }
 
 fn print_hosts_files(files: &[wc::HostsFile]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = output::stdout();
     for (i, file) in files.iter().enumerate() {
         if i > 0 {
             writeln!(out)?;
@@ -263,7 +289,8 @@ fn run_config(args: &ConfigArgs) -> anyhow::Result<ExitCode> {
                         .to_owned(),
                 )
             })?;
-            print!("{}", wc::config_snippet(version, &args.config_path)?);
+            let snippet = wc::config_snippet(version, &args.config_path)?;
+            output::stdout().write_all(snippet.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -342,18 +369,14 @@ pub fn installed_containerd() -> Option<wc::ContainerdRelease> {
 /// The release to judge for: the one answering on `address`, else the
 /// installed binary's; with where it came from.
 fn detect_release(address: &Path) -> Option<(wc::ContainerdRelease, String)> {
-    let asked = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()
-        .and_then(|rt| {
-            rt.block_on(async {
-                let client = wharf_cri::CriClient::connect(address, wharf_doctor::DEFAULT_TIMEOUT)
-                    .await
-                    .ok()?;
-                client.version().await.ok()
-            })
-        });
+    let asked = runtime(Work::Requests).ok().and_then(|rt| {
+        rt.block_on(async {
+            let client = wharf_cri::CriClient::connect(address, wharf_doctor::DEFAULT_TIMEOUT)
+                .await
+                .ok()?;
+            client.version().await.ok()
+        })
+    });
     if let Some(version) = asked {
         let (release, note) = wc::ContainerdRelease::nearest_known(&version.runtime_version)?;
         let mut source = format!("running on {}", address.display());
@@ -397,11 +420,16 @@ fn run_lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
             linter.lint_setup(&config, dir.as_deref())
         }
     };
-    let rendered = match args.format {
-        Format::Human => judged_for(release.as_ref()) + &wc::render_human(&diagnostics),
-        Format::Json => wc::render_json(&diagnostics) + "\n",
-    };
-    std::io::stdout().lock().write_all(rendered.as_bytes())?;
+    match args.format() {
+        Format::Text => {
+            let rendered = judged_for(release.as_ref()) + &wc::render_human(&diagnostics);
+            output::stdout().write_all(rendered.as_bytes())?;
+        }
+        Format::Json => {
+            let report: serde_json::Value = serde_json::from_str(&wc::render_json(&diagnostics))?;
+            output::print_json("containerd lint", report)?;
+        }
+    }
     Ok(if wc::has_errors(&diagnostics) {
         ExitCode::from(1)
     } else {
@@ -477,13 +505,19 @@ mod tests {
     }
 
     #[test]
-    fn lint_format_json() {
-        let args = parse(&["lint", "--hosts-dir", "/x", "--format", "json"]).unwrap();
-        let ContainerdCommand::Lint(l) = args.command else {
-            panic!("expected lint")
+    fn lint_output_json_and_the_old_format_spelling() {
+        let lint = |argv: &[&str]| {
+            let ContainerdCommand::Lint(l) = parse(argv).unwrap().command else {
+                panic!("expected lint")
+            };
+            l
         };
-        assert_eq!(l.format, Format::Json);
+        let l = lint(&["lint", "--hosts-dir", "/x", "--output", "json"]);
+        assert_eq!(l.format(), Format::Json);
         assert!(!l.online);
+        assert_eq!(lint(&["lint", "--hosts-dir", "/x"]).format(), Format::Text);
+        assert_eq!(lint(&["lint", "--format", "human"]).format(), Format::Text);
+        assert_eq!(lint(&["lint", "--format", "json"]).format(), Format::Json);
     }
 
     #[test]

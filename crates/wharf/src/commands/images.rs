@@ -1,26 +1,23 @@
 //! `wharf images`: every image a set of Kubernetes YAML uses.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use wharf_kube::{lint, lint_held, references, scan_text, Finding, Held, ImageUse, ParseFailure};
 use wharf_oci::{Reference, Target};
 use wharf_transfer::DestinationMap;
 
-use crate::cli::Hint;
+use crate::commands::{runtime, Work};
+use crate::exit::Hint;
+use crate::flags::{self, Trust};
+use crate::output::{self, Format, OutputArgs};
 
 /// Files larger than this are not manifests; refusing them keeps a stray
 /// archive from being read into memory.
 const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
 
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
@@ -34,11 +31,10 @@ pub struct ImagesArgs {
     #[arg(long, value_name = "FILE", requires = "lint")]
     pub bundle: Option<PathBuf>,
     /// With --lint: flag references this registry does not hold (under the upstream host, as sync puts them).
-    #[arg(long, value_name = "HOST[:PORT]", requires = "lint")]
+    #[arg(long, value_name = "HOST[:PORT]", requires = "lint", value_parser = flags::registry_host)]
     pub registry: Option<String>,
-    /// Output format on stdout.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: Output,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Default)]
@@ -82,7 +78,7 @@ fn io_failure(path: &Path, message: &str) -> ParseFailure {
 fn read_text(path: &Path) -> Result<String, String> {
     let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
-    file.by_ref()
+    Read::by_ref(&mut file)
         .take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| e.to_string())?;
@@ -161,24 +157,24 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<ExitCode> {
         }
     }
     findings.sort_by(|a, b| (&a.file, a.line, a.code).cmp(&(&b.file, b.line, b.code)));
-    match args.output {
-        Output::Text => {
+    match args.output.output {
+        Format::Text => {
+            let mut out = output::stdout();
             for r in &refs {
-                println!("{r}");
+                writeln!(out, "{r}")?;
             }
             c.failures.iter().for_each(print_failure);
             findings.iter().for_each(print_finding);
         }
-        Output::Json => {
-            let doc = serde_json::json!({
-                "version": 1,
+        Format::Json => output::print_json(
+            "images",
+            serde_json::json!({
                 "images": refs,
                 "uses": c.uses,
                 "findings": findings,
                 "errors": c.failures,
-            });
-            println!("{}", serde_json::to_string_pretty(&doc)?);
-        }
+            }),
+        )?,
     }
     let clean = c.failures.is_empty() && findings.is_empty();
     Ok(if clean {
@@ -216,10 +212,13 @@ fn held_by_bundle(path: &Path) -> anyhow::Result<Held> {
 /// asked for (by tag or digest) under the upstream host, as `wharf sync`
 /// puts it, and the other tags of its repository for suggestions.
 fn held_by_registry(registry: &str, uses: &[ImageUse]) -> anyhow::Result<Held> {
-    let registry = registry.trim().trim_end_matches('/').to_string();
-    let client = crate::transfer_cmd::registry_client(
-        std::slice::from_ref(&registry),
-        &[],
+    let registry = registry.to_string();
+    let trust = Trust {
+        insecure: vec![registry.clone()],
+        ..Trust::default()
+    };
+    let client = flags::client(
+        &trust,
         None,
         &std::collections::BTreeSet::from([registry.clone()]),
     )?;
@@ -228,9 +227,7 @@ fn held_by_registry(registry: &str, uses: &[ImageUse]) -> anyhow::Result<Held> {
         .iter()
         .filter_map(|u| u.image.parse::<Reference>().ok())
         .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime(Work::Requests)?;
     let mut held = Held {
         source: format!("registry {registry}"),
         ..Held::default()
