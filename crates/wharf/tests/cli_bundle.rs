@@ -302,7 +302,7 @@ fn docker_style_flags_name_files_and_platform_lists() {
         assert_eq!(code, 0, "--platform {platform}: {out}{err}");
         assert_eq!(
             digest_at(&dst, &format!("{repo}/multi"), "v1"),
-            Some(src.multi.digest()),
+            Some(src.multi.digest().to_string()),
             "--platform {platform}"
         );
     }
