@@ -59,7 +59,7 @@ async fn pulls_by_tag_and_digest_byte_exact_through_redirects() {
         let (status, body) = cache
             .get_body(&format!(
                 "/v2/{UPSTREAM_HOST}/{REPO}/manifests/{}",
-                image.digest().to_string()
+                image.digest()
             ))
             .await;
         assert_eq!(status, StatusCode::OK);

@@ -44,7 +44,7 @@ async fn htpasswd_registry() -> DockerRegistry {
 /// Push an image, pull it back by tag and digest, byte for byte.
 async fn round_trip(client: &Client, host: &str, img: &Artifact, name: &str) {
     let r = repo(name);
-    push(client, host, &r, Some("v1"), &img).await;
+    push(client, host, &r, Some("v1"), img).await;
     let m = client
         .get_manifest(&reference(host, &format!("{name}:v1")))
         .await

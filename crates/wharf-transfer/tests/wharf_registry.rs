@@ -103,7 +103,7 @@ async fn a_second_sync_sends_nothing_and_asks_little() {
             &src_reg.host,
             &repo(&format!("library/sync-{i:02}")),
             Some("v1"),
-            &img,
+            img,
         )
         .await;
         list.push_str(&format!("{}/library/sync-{i:02}:v1\n", src.host));
