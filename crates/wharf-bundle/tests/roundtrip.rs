@@ -179,7 +179,7 @@ fn the_tar_has_what_ctr_podman_and_docker_read() {
 #[test]
 fn two_images_under_one_name_are_refused_and_nothing_is_named_twice() {
     let images = bundle_images();
-    let (a, b) = (&images[0].1, &images[1].1);
+    let (a, b) = (images[0].1.clone(), images[1].1.clone());
     let record = |name: &str, img: &Artifact| ImageRecord {
         name: name.parse().unwrap(),
         manifest: descriptor(media_type::OCI_MANIFEST, &img.manifest),
