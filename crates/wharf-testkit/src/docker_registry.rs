@@ -93,10 +93,6 @@ impl DockerRegistry {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
-
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
 }
 
 fn config(dir: &Path, port: u16, auth: &DockerAuth, tls: Option<&(PathBuf, PathBuf)>) -> String {

@@ -33,7 +33,7 @@ impl Ca {
     pub fn new(name: &str) -> Ca {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let (cert, key) = (dir.path().join("ca.crt"), dir.path().join("ca.key"));
-        openssl(
+        run(
             new_key_request(&key)
                 .args(["-x509", "-days", "2", "-subj"])
                 .arg(format!("/CN={name}"))
@@ -62,7 +62,7 @@ impl Ca {
         let n = self.issued.fetch_add(1, Ordering::SeqCst);
         let file = |ext: &str| self.dir.path().join(format!("server-{n}.{ext}"));
         let (key, csr, cert, ext) = (file("key"), file("csr"), file("crt"), file("ext"));
-        openssl(
+        run(
             new_key_request(&key)
                 .args(["-subj"])
                 .arg(format!(
@@ -74,7 +74,7 @@ impl Ca {
             "making a server key and request",
         );
         std::fs::write(&ext, extensions(names)).expect("write the extensions file");
-        openssl(
+        run(
             Command::new("openssl")
                 .args(["x509", "-req", "-days", "2", "-in"])
                 .arg(&csr)
@@ -145,8 +145,4 @@ fn extensions(names: &[&str]) -> String {
         "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
         alt_names.join(",")
     )
-}
-
-fn openssl(cmd: &mut Command, what: &str) {
-    run(cmd, what);
 }
