@@ -46,7 +46,8 @@ impl DockerAuth {
 pub struct DockerRegistry {
     /// `127.0.0.1:PORT`.
     pub host: String,
-    process: ChildGuard,
+    /// Kills the registry by its PID when dropped.
+    _process: ChildGuard,
     dir: TempDir,
 }
 
@@ -69,7 +70,7 @@ impl DockerRegistry {
         let process = ChildGuard::spawn(cmd, "docker-registry", &log);
         let registry = DockerRegistry {
             host: format!("127.0.0.1:{port}"),
-            process,
+            _process: process,
             dir,
         };
         registry.wait_ready(port).await;
