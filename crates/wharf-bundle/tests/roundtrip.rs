@@ -9,12 +9,7 @@ use wharf_bundle::{
     index_names, Bundle, BundleError, BundleWriter, DockerImage, Format, ImageRecord,
 };
 use wharf_oci::{media_type, Descriptor, Digest, Reference};
-
-struct Image {
-    config: Vec<u8>,
-    layer: Vec<u8>,
-    manifest: Vec<u8>,
-}
+use wharf_testkit::image::{seeded_image, Artifact, Format as ImageFormat};
 
 fn descriptor(media: &str, bytes: &[u8]) -> Descriptor {
     Descriptor {
@@ -28,36 +23,19 @@ fn descriptor(media: &str, bytes: &[u8]) -> Descriptor {
     }
 }
 
-fn image(seed: &str, shared_layer: &[u8]) -> Image {
-    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#).into_bytes();
-    let layer = shared_layer.to_vec();
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
-        "config": descriptor(media_type::OCI_CONFIG, &config),
-        "layers": [descriptor(media_type::OCI_LAYER_TAR, &layer)],
-    }))
-    .unwrap();
-    Image {
-        config,
-        layer,
-        manifest,
-    }
+/// Two images, `a` and `b`, sharing one 300 kB layer.
+fn bundle_images() -> Vec<(Reference, Artifact)> {
+    let shared = [(1, 300_000)];
+    let image = |seed| seeded_image(ImageFormat::Oci, "linux/amd64", seed, &shared);
+    vec![
+        ("example.com/team/a:v1".parse().unwrap(), image(1)),
+        ("example.com/team/b:v2".parse().unwrap(), image(2)),
+    ]
 }
 
-/// Two images sharing a layer, written as a bundle to `path`.
-fn write_bundle(path: &Path, compress: bool, skip: &[Digest]) -> Vec<(Reference, Image)> {
-    let layer: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let images = vec![
-        (
-            "example.com/team/a:v1".parse::<Reference>().unwrap(),
-            image("a", &layer),
-        ),
-        (
-            "example.com/team/b:v2".parse::<Reference>().unwrap(),
-            image("b", &layer),
-        ),
-    ];
+/// The images of [`bundle_images`], written as a bundle to `path`.
+fn write_bundle(path: &Path, compress: bool, skip: &[Digest]) -> Vec<(Reference, Artifact)> {
+    let images = bundle_images();
     let file = std::fs::File::create(path).unwrap();
     let out: Box<dyn Write> = if compress {
         Box::new(
@@ -73,8 +51,8 @@ fn write_bundle(path: &Path, compress: bool, skip: &[Digest]) -> Vec<(Reference,
     let mut omitted = Vec::new();
     for (name, img) in &images {
         for (bytes, leaf) in [
-            (&img.config, true),
-            (&img.layer, true),
+            (&img.config().bytes, true),
+            (&img.layer().bytes, true),
             (&img.manifest, false),
         ] {
             let d = Digest::sha256_of(bytes);
@@ -91,8 +69,8 @@ fn write_bundle(path: &Path, compress: bool, skip: &[Digest]) -> Vec<(Reference,
             name: name.clone(),
             manifest: descriptor(media_type::OCI_MANIFEST, &img.manifest),
             docker: Some(DockerImage {
-                config: Digest::sha256_of(&img.config),
-                layers: vec![Digest::sha256_of(&img.layer)],
+                config: img.config().digest(),
+                layers: vec![img.layer().digest()],
             }),
         });
     }
@@ -128,15 +106,15 @@ fn a_bundle_reads_back_byte_for_byte() {
             assert_eq!(img.manifest.digest, Digest::sha256_of(&written.manifest));
             assert_eq!(read_blob(&bundle, &img.manifest.digest), written.manifest);
             assert_eq!(
-                read_blob(&bundle, &Digest::sha256_of(&written.layer)),
-                written.layer
+                read_blob(&bundle, &written.layer().digest()),
+                written.layer().bytes
             );
         }
         // The shared layer is stored once: config a + config b + layer + 2 manifests.
-        let expected: u64 = images[0].1.layer.len() as u64
+        let expected: u64 = images[0].1.layer().bytes.len() as u64
             + images
                 .iter()
-                .map(|(_, i)| (i.config.len() + i.manifest.len()) as u64)
+                .map(|(_, i)| (i.config().bytes.len() + i.manifest.len()) as u64)
                 .sum::<u64>();
         assert_eq!(bundle.content_bytes(), expected);
     }
@@ -200,9 +178,9 @@ fn the_tar_has_what_ctr_podman_and_docker_read() {
 
 #[test]
 fn two_images_under_one_name_are_refused_and_nothing_is_named_twice() {
-    let layer = b"layer".to_vec();
-    let (a, b) = (image("a", &layer), image("b", &layer));
-    let record = |name: &str, img: &Image| ImageRecord {
+    let images = bundle_images();
+    let (a, b) = (images[0].1.clone(), images[1].1.clone());
+    let record = |name: &str, img: &Artifact| ImageRecord {
         name: name.parse().unwrap(),
         manifest: descriptor(media_type::OCI_MANIFEST, &img.manifest),
         docker: None,
@@ -282,13 +260,10 @@ fn a_truncated_compressed_bundle_is_refused() {
 #[test]
 fn a_flipped_bit_is_found() {
     let (_dir, path) = temp("b.tar");
-    write_bundle(&path, false, &[]);
+    let images = write_bundle(&path, false, &[]);
     let clean = std::fs::read(&path).unwrap();
     // A byte inside the shared layer's data, one in a header, one in index.json.
-    let layer_at = find(
-        &clean,
-        &(0..64u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-    ) + 100;
+    let layer_at = find(&clean, &images[0].1.layer().bytes[..64]) + 100;
     let index_at = find(&clean, b"io.containerd.image.name") + 3;
     for at in [layer_at, 3, index_at] {
         let mut data = clean.clone();
@@ -368,8 +343,7 @@ fn copy_tar_without(from: &Path, to: &Path, skip: &str) {
 #[test]
 fn a_delta_leaves_out_what_its_base_has_and_says_so() {
     let (_dir, path) = temp("delta.tar");
-    let layer: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let shared = Digest::sha256_of(&layer);
+    let shared = bundle_images()[0].1.layer().digest();
     write_bundle(&path, false, std::slice::from_ref(&shared));
     let bundle = Bundle::open(&path, None).unwrap();
     assert!(bundle.blob(&shared).is_none());
@@ -470,9 +444,9 @@ impl std::io::Read for Mismatch {
 #[test]
 fn a_source_that_checks_its_digest_is_trusted_only_to_its_end() {
     let (_dir, path) = temp("verified.tar");
-    let img = image("v", b"layer bytes");
+    let img = seeded_image(ImageFormat::Oci, "linux/amd64", 3, &[(3, 11)]);
     let mut writer = BundleWriter::new(std::fs::File::create(&path).unwrap()).unwrap();
-    for bytes in [&img.config, &img.layer, &img.manifest] {
+    for bytes in [&img.config().bytes, &img.layer().bytes, &img.manifest] {
         let d = Digest::sha256_of(bytes);
         writer
             .add_verified_blob(&d, bytes.len() as u64, &bytes[..])
@@ -489,10 +463,7 @@ fn a_source_that_checks_its_digest_is_trusted_only_to_its_end() {
     // which hashes everything, agrees.
     let bundle = Bundle::open(&path, None).unwrap();
     assert_eq!(bundle.images()[0].name, name);
-    assert_eq!(
-        read_blob(&bundle, &Digest::sha256_of(&img.layer)),
-        img.layer
-    );
+    assert_eq!(read_blob(&bundle, &img.layer().digest()), img.layer().bytes);
 
     let other = temp("other.tar");
     let mut writer = BundleWriter::new(std::fs::File::create(&other.1).unwrap()).unwrap();

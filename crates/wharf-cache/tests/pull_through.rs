@@ -9,12 +9,14 @@ use common::*;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
 use http::StatusCode;
+use wharf_oci::media_type::OCI_MANIFEST;
+use wharf_testkit::{eventually, sha256_digest, WharfRegistry};
 
 const REPO: &str = "coredns/coredns";
 
-async fn setup(options: CacheOptions) -> (UpstreamRegistry, Redirector, CacheServer) {
-    let upstream = UpstreamRegistry::start().await;
-    let redirector = Redirector::start(upstream.addr).await;
+async fn setup(options: CacheOptions) -> (WharfRegistry, Redirector, CacheServer) {
+    let upstream = WharfRegistry::start().await;
+    let redirector = Redirector::start(upstream.addr()).await;
     let cache = CacheServer::start(redirector.addr, options).await;
     (upstream, redirector, cache)
 }
@@ -34,16 +36,19 @@ fn upstream_blob_path(digest: &str) -> String {
 #[tokio::test]
 async fn pulls_by_tag_and_digest_byte_exact_through_redirects() {
     let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
-    let oci = Image::new(1, 300_000, false);
-    let docker = Image::new(2, 1000, true);
-    upstream.push(REPO, "v1", &oci).await;
-    upstream.push(REPO, "docker", &docker).await;
+    let oci = image(1, 300_000, false);
+    let docker = image(2, 1000, true);
+    push_upstream(&upstream, REPO, "v1", &oci).await;
+    push_upstream(&upstream, REPO, "docker", &docker).await;
 
     for (tag, image) in [("v1", &oci), ("docker", &docker)] {
         let r = cache.get(&manifest_path(tag)).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()["content-type"], image.media_type);
-        assert_eq!(r.headers()["docker-content-digest"], image.digest.as_str());
+        assert_eq!(
+            r.headers()["docker-content-digest"],
+            image.digest().to_string().as_str()
+        );
         let body = r.bytes().await.unwrap();
         assert_eq!(
             &body[..],
@@ -54,20 +59,20 @@ async fn pulls_by_tag_and_digest_byte_exact_through_redirects() {
         let (status, body) = cache
             .get_body(&format!(
                 "/v2/{UPSTREAM_HOST}/{REPO}/manifests/{}",
-                image.digest
+                image.digest()
             ))
             .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(sha256(&body.unwrap()), image.digest);
-        for blob in [&image.config, &image.layer] {
-            let digest = sha256(blob);
+        assert_eq!(sha256_digest(&body.unwrap()), image.digest().to_string());
+        for blob in [&image.config().bytes, &image.layer().bytes] {
+            let digest = sha256_digest(blob);
             let r = cache.get(&blob_path(&digest)).await;
             assert_eq!(
                 r.status(),
                 StatusCode::OK,
                 "never a redirect to the requester"
             );
-            assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+            assert_eq!(sha256_digest(&r.bytes().await.unwrap()), digest);
             assert_eq!(
                 redirector.count("GET", &upstream_blob_path(&digest)),
                 1,
@@ -83,33 +88,36 @@ async fn pulls_by_tag_and_digest_byte_exact_through_redirects() {
         cache.get_body(&manifest_path("v1")).await.1.unwrap(),
         &oci.manifest[..]
     );
-    let (status, body) = cache.get_body(&blob_path(&oci.layer_digest())).await;
+    let (status, body) = cache
+        .get_body(&blob_path(&oci.layer().digest().to_string()))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(&body.unwrap()[..], &oci.layer[..]);
+    assert_eq!(&body.unwrap()[..], &oci.layer().bytes[..]);
     assert_eq!(
         redirector.total(),
         before,
         "a warm pull must not reach the upstream"
     );
     assert!(cache.metric("wharf_cache_hits_total") >= 2);
-    assert!(cache.metric("wharf_cache_upstream_bytes_total") >= oci.layer.len() as u64);
+    assert!(cache.metric("wharf_cache_upstream_bytes_total") >= oci.layer().bytes.len() as u64);
 }
 
 #[tokio::test]
 async fn head_of_a_missing_blob_asks_upstream_and_stores_nothing() {
     let (upstream, _redirector, cache) = setup(CacheOptions::default()).await;
-    let image = Image::new(3, 5000, false);
-    upstream.push(REPO, "v1", &image).await;
+    let image = image(3, 5000, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
     let r = cache
         .http
-        .head(cache.url(&blob_path(&image.layer_digest())))
+        .head(cache.url(&blob_path(&image.layer().digest().to_string())))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["content-length"], "5000");
-    assert!(!cache.has_blob(&image.layer_digest()).await);
-    let unknown = sha256(b"nothing like this upstream");
+    let size = image.layer().bytes.len().to_string();
+    assert_eq!(r.headers()["content-length"], size.as_str());
+    assert!(!cache.has_blob(&image.layer().digest().to_string()).await);
+    let unknown = sha256_digest(b"nothing like this upstream");
     let r = cache.get(&blob_path(&unknown)).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_codes(&r.bytes().await.unwrap()), ["BLOB_UNKNOWN"]);
@@ -118,14 +126,14 @@ async fn head_of_a_missing_blob_asks_upstream_and_stores_nothing() {
 #[tokio::test]
 async fn twenty_parallel_pulls_of_one_blob_make_one_upstream_fetch() {
     let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
-    let image = Image::new(4, 8 * 1024 * 1024, false);
-    upstream.push(REPO, "v1", &image).await;
-    let digest = image.layer_digest();
+    let image = image(4, 8 * 1024 * 1024, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
+    let digest = image.layer().digest().to_string();
     let path = blob_path(&digest);
     let bodies = join_all((0..20).map(|_| cache.get_body(&path))).await;
     for (status, body) in bodies {
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(sha256(&body.expect("whole body")), digest);
+        assert_eq!(sha256_digest(&body.expect("whole body")), digest);
     }
     assert_eq!(redirector.count("GET", &upstream_blob_path(&digest)), 1);
     assert!(
@@ -137,10 +145,10 @@ async fn twenty_parallel_pulls_of_one_blob_make_one_upstream_fetch() {
 #[tokio::test]
 async fn first_bytes_reach_the_requester_before_the_upstream_finished() {
     let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
-    let image = Image::new(5, 2 * 1024 * 1024, false);
-    upstream.push(REPO, "v1", &image).await;
+    let image = image(5, 2 * 1024 * 1024, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
     redirector.set_mode(Mode::HalfThenWait);
-    let digest = image.layer_digest();
+    let digest = image.layer().digest().to_string();
     let r = cache.get(&blob_path(&digest)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let mut body = r.bytes_stream();
@@ -159,7 +167,7 @@ async fn first_bytes_reach_the_requester_before_the_upstream_finished() {
     while let Some(chunk) = body.next().await {
         received.extend_from_slice(&chunk.expect("the rest arrives"));
     }
-    assert_eq!(sha256(&received), digest);
+    assert_eq!(sha256_digest(&received), digest);
 }
 
 #[tokio::test]
@@ -169,12 +177,12 @@ async fn serves_the_cache_when_the_upstream_is_gone() {
         ..CacheOptions::default()
     };
     let (upstream, redirector, cache) = setup(options).await;
-    let image = Image::new(6, 10_000, false);
-    upstream.push(REPO, "v1", &image).await;
+    let image = image(6, 10_000, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
     assert_eq!(cache.get_body(&manifest_path("v1")).await.0, StatusCode::OK);
-    let layer_digest = image.layer_digest();
+    let layer_digest = image.layer().digest().to_string();
     let (_, layer) = cache.get_body(&blob_path(&layer_digest)).await;
-    assert_eq!(sha256(&layer.unwrap()), layer_digest);
+    assert_eq!(sha256_digest(&layer.unwrap()), layer_digest);
     assert!(eventually(Duration::from_secs(10), || cache.has_blob(&layer_digest)).await);
 
     // With a TTL of zero every pull by tag asks upstream (HEAD only).
@@ -194,9 +202,14 @@ async fn serves_the_cache_when_the_upstream_is_gone() {
     assert_eq!(status, StatusCode::OK, "a stale tag beats a failed pull");
     assert_eq!(&body.unwrap()[..], &image.manifest[..]);
     assert_eq!(cache.metric("wharf_cache_stale_serves_total"), 1);
-    let (status, layer) = cache.get_body(&blob_path(&image.layer_digest())).await;
+    let (status, layer) = cache
+        .get_body(&blob_path(&image.layer().digest().to_string()))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(sha256(&layer.unwrap()), image.layer_digest());
+    assert_eq!(
+        sha256_digest(&layer.unwrap()),
+        image.layer().digest().to_string()
+    );
     // A tag never cached cannot be served.
     let r = cache.get(&manifest_path("v2")).await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
@@ -210,19 +223,21 @@ async fn a_moved_tag_is_fetched_again_after_its_ttl() {
         ..CacheOptions::default()
     };
     let (upstream, _redirector, cache) = setup(options).await;
-    let (old, new) = (Image::new(7, 100, false), Image::new(8, 100, false));
-    upstream.push(REPO, "v1", &old).await;
+    let (old, new) = (image(7, 100, false), image(8, 100, false));
+    push_upstream(&upstream, REPO, "v1", &old).await;
     assert_eq!(
         cache.get_body(&manifest_path("v1")).await.1.unwrap(),
         &old.manifest[..]
     );
-    upstream.push(REPO, "v1", &new).await;
+    push_upstream(&upstream, REPO, "v1", &new).await;
     assert_eq!(
         cache.get_body(&manifest_path("v1")).await.1.unwrap(),
         &new.manifest[..]
     );
     // The old manifest stays reachable by digest.
-    let (status, body) = cache.get_body(&manifest_path(&old.digest)).await;
+    let (status, body) = cache
+        .get_body(&manifest_path(&old.digest().to_string()))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&body.unwrap()[..], &old.manifest[..]);
 }
@@ -281,9 +296,9 @@ async fn blob_failure_then_retry(mode: Mode, expect_status: Option<StatusCode>) 
         ..CacheOptions::default()
     };
     let (upstream, redirector, cache) = setup(options).await;
-    let image = Image::new(9, 200_000, false);
-    upstream.push(REPO, "v1", &image).await;
-    let digest = image.layer_digest();
+    let image = image(9, 200_000, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
+    let digest = image.layer().digest().to_string();
     redirector.set_mode(mode);
     let r = cache.get(&blob_path(&digest)).await;
     match expect_status {
@@ -301,7 +316,7 @@ async fn blob_failure_then_retry(mode: Mode, expect_status: Option<StatusCode>) 
             Ok(body) => panic!(
                 "{mode:?}: a body of {} bytes arrived complete (hash {})",
                 body.len(),
-                sha256(&body)
+                sha256_digest(&body)
             ),
         },
         None => {
@@ -339,7 +354,7 @@ async fn blob_failure_then_retry(mode: Mode, expect_status: Option<StatusCode>) 
     .await;
     assert!(retried, "{mode:?}: the retry never succeeded");
     let body = last.into_inner().unwrap().expect("the successful body");
-    assert_eq!(sha256(&body), digest, "{mode:?}");
+    assert_eq!(sha256_digest(&body), digest, "{mode:?}");
 }
 
 #[tokio::test]
@@ -370,8 +385,8 @@ async fn silent_upstream_times_out() {
 #[tokio::test]
 async fn enormous_manifest_fails_cleanly_and_is_not_stored() {
     let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
-    let image = Image::new(10, 100, false);
-    upstream.push(REPO, "v1", &image).await;
+    let image = image(10, 100, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
     redirector.set_mode(Mode::HugeManifest);
     let r = cache.get(&manifest_path("v1")).await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
@@ -395,13 +410,13 @@ async fn silent_upstream_on_a_manifest_times_out_and_the_next_pull_retries() {
         ..CacheOptions::default()
     };
     let (upstream, redirector, cache) = setup(options).await;
-    let image = Image::new(11, 100, false);
-    upstream.push(REPO, "v1", &image).await;
+    let image = image(11, 100, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
     redirector.set_mode(Mode::Silent);
     let r = cache.get(&manifest_path("v1")).await;
     assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(error_codes(&r.bytes().await.unwrap()), ["MANIFEST_UNKNOWN"]);
-    assert!(!cache.has_manifest(REPO, &image.digest).await);
+    assert!(!cache.has_manifest(REPO, &image.digest().to_string()).await);
     redirector.set_mode(Mode::Normal);
     let (status, body) = cache.get_body(&manifest_path("v1")).await;
     assert_eq!(status, StatusCode::OK);
@@ -411,9 +426,9 @@ async fn silent_upstream_on_a_manifest_times_out_and_the_next_pull_retries() {
 #[tokio::test]
 async fn a_range_of_an_uncached_blob_is_answered_206_from_the_download() {
     let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
-    let image = Image::new(12, 1024 * 1024, false);
-    upstream.push(REPO, "v1", &image).await;
-    let digest = image.layer_digest();
+    let image = image(12, 1024 * 1024, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
+    let digest = image.layer().digest().to_string();
     let r = cache
         .http
         .get(cache.url(&blob_path(&digest)))
@@ -424,10 +439,13 @@ async fn a_range_of_an_uncached_blob_is_answered_206_from_the_download() {
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(
         r.headers()["content-range"],
-        format!("bytes 1000-199999/{}", image.layer.len())
+        format!("bytes 1000-199999/{}", image.layer().bytes.len())
     );
     assert_eq!(r.headers()["content-length"], "199000");
-    assert_eq!(&r.bytes().await.unwrap()[..], &image.layer[1000..200_000]);
+    assert_eq!(
+        &r.bytes().await.unwrap()[..],
+        &image.layer().bytes[1000..200_000]
+    );
     assert_eq!(redirector.count("GET", &upstream_blob_path(&digest)), 1);
     // The whole blob was fetched and kept: the next range comes from storage.
     assert!(eventually(Duration::from_secs(10), || cache.has_blob(&digest)).await);
@@ -441,7 +459,7 @@ async fn a_range_of_an_uncached_blob_is_answered_206_from_the_download() {
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(
         &r.bytes().await.unwrap()[..],
-        &image.layer[image.layer.len() - 10..]
+        &image.layer().bytes[image.layer().bytes.len() - 10..]
     );
     assert_eq!(redirector.count("GET", &upstream_blob_path(&digest)), 1);
 }
@@ -449,25 +467,26 @@ async fn a_range_of_an_uncached_blob_is_answered_206_from_the_download() {
 #[tokio::test]
 async fn an_unsatisfiable_range_of_an_uncached_blob_is_416() {
     let (upstream, _redirector, cache) = setup(CacheOptions::default()).await;
-    let image = Image::new(13, 5000, false);
-    upstream.push(REPO, "v1", &image).await;
+    let image = image(13, 5000, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
     let r = cache
         .http
-        .get(cache.url(&blob_path(&image.layer_digest())))
-        .header("range", "bytes=5000-")
+        .get(cache.url(&blob_path(&image.layer().digest().to_string())))
+        .header("range", format!("bytes={}-", image.layer().bytes.len()))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    assert_eq!(r.headers()["content-range"], "bytes */5000");
+    let unsatisfied = format!("bytes */{}", image.layer().bytes.len());
+    assert_eq!(r.headers()["content-range"], unsatisfied.as_str());
 }
 
 #[tokio::test]
 async fn a_range_of_a_wrong_upstream_blob_never_arrives_complete() {
     let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
-    let image = Image::new(14, 300_000, false);
-    upstream.push(REPO, "v1", &image).await;
-    let digest = image.layer_digest();
+    let image = image(14, 300_000, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
+    let digest = image.layer().digest().to_string();
     // The wrong byte is the last one: a range that stops short of it would
     // carry right-looking bytes of a blob that is not the digest's.
     redirector.set_mode(Mode::WrongDigest);
@@ -493,10 +512,10 @@ async fn a_range_of_a_wrong_upstream_blob_never_arrives_complete() {
 #[tokio::test]
 async fn garbage_collection_leaves_a_download_in_flight_alone() {
     let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
-    let image = Image::new(15, 2 * 1024 * 1024, false);
-    upstream.push(REPO, "v1", &image).await;
+    let image = image(15, 2 * 1024 * 1024, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
     redirector.set_mode(Mode::HalfThenWait);
-    let digest = image.layer_digest();
+    let digest = image.layer().digest().to_string();
     let r = cache.get(&blob_path(&digest)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let mut body = r.bytes_stream();
@@ -521,29 +540,32 @@ async fn garbage_collection_leaves_a_download_in_flight_alone() {
     while let Some(chunk) = body.next().await {
         received.extend_from_slice(&chunk.expect("the rest arrives"));
     }
-    assert_eq!(sha256(&received), digest);
+    assert_eq!(sha256_digest(&received), digest);
     assert!(eventually(Duration::from_secs(10), || cache.has_blob(&digest)).await);
 }
 
 #[tokio::test]
 async fn cached_images_not_pulled_for_max_age_are_collected_and_fetched_again() {
     let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
-    let (hot, cold) = (Image::new(16, 50_000, false), Image::new(17, 60_000, true));
-    upstream.push(REPO, "hot", &hot).await;
-    upstream.push(REPO, "cold", &cold).await;
+    let (hot, cold) = (image(16, 50_000, false), image(17, 60_000, true));
+    push_upstream(&upstream, REPO, "hot", &hot).await;
+    push_upstream(&upstream, REPO, "cold", &cold).await;
     for (tag, image) in [("hot", &hot), ("cold", &cold)] {
         assert_eq!(cache.get_body(&manifest_path(tag)).await.0, StatusCode::OK);
-        for blob in [image.config_digest(), image.layer_digest()] {
+        for blob in [
+            image.config().digest().to_string(),
+            image.layer().digest().to_string(),
+        ] {
             let (status, body) = cache.get_body(&blob_path(&blob)).await;
             assert_eq!(status, StatusCode::OK);
-            assert_eq!(sha256(&body.unwrap()), blob);
+            assert_eq!(sha256_digest(&body.unwrap()), blob);
             assert!(eventually(Duration::from_secs(10), || cache.has_blob(&blob)).await);
         }
     }
     // Both were first cached two hours ago; only `hot` is pulled again now.
     let two_hours = Duration::from_secs(2 * 3600);
-    cache.last_pulled(REPO, &hot.digest, two_hours);
-    cache.last_pulled(REPO, &cold.digest, two_hours);
+    cache.last_pulled(REPO, &hot.digest().to_string(), two_hours);
+    cache.last_pulled(REPO, &cold.digest().to_string(), two_hours);
     assert_eq!(
         cache.get_body(&manifest_path("hot")).await.0,
         StatusCode::OK
@@ -559,12 +581,12 @@ async fn cached_images_not_pulled_for_max_age_are_collected_and_fetched_again() 
     };
     let report = cache.store.gc(&options).await.expect("gc runs");
     assert_eq!(report.manifests.count, 1, "{:?}", report.removed);
-    assert!(!cache.has_manifest(REPO, &cold.digest).await);
-    assert!(!cache.has_blob(&cold.layer_digest()).await);
-    assert!(!cache.has_blob(&cold.config_digest()).await);
-    assert!(cache.has_manifest(REPO, &hot.digest).await);
-    assert!(cache.has_blob(&hot.layer_digest()).await);
-    assert!(cache.has_blob(&hot.config_digest()).await);
+    assert!(!cache.has_manifest(REPO, &cold.digest().to_string()).await);
+    assert!(!cache.has_blob(&cold.layer().digest().to_string()).await);
+    assert!(!cache.has_blob(&cold.config().digest().to_string()).await);
+    assert!(cache.has_manifest(REPO, &hot.digest().to_string()).await);
+    assert!(cache.has_blob(&hot.layer().digest().to_string()).await);
+    assert!(cache.has_blob(&hot.config().digest().to_string()).await);
 
     // Pulled again, the collected image comes from upstream once more.
     let manifest_gets = redirector.count("GET", &format!("/v2/{REPO}/manifests/cold"));
@@ -575,9 +597,9 @@ async fn cached_images_not_pulled_for_max_age_are_collected_and_fetched_again() 
         redirector.count("GET", &format!("/v2/{REPO}/manifests/cold")),
         manifest_gets + 1
     );
-    let layer = cold.layer_digest();
+    let layer = cold.layer().digest().to_string();
     let (status, body) = cache.get_body(&blob_path(&layer)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(sha256(&body.unwrap()), layer);
+    assert_eq!(sha256_digest(&body.unwrap()), layer);
     assert_eq!(redirector.count("GET", &upstream_blob_path(&layer)), 2);
 }

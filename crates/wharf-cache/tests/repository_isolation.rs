@@ -10,12 +10,13 @@ use common::*;
 use futures_util::stream;
 use http::StatusCode;
 use wharf_oci::{Digest, RepositoryName};
+use wharf_testkit::{eventually, pseudo_random, sha256_digest, WharfRegistry};
 
 const REPO: &str = "coredns/coredns";
 
-async fn setup() -> (UpstreamRegistry, Redirector, CacheServer) {
-    let upstream = UpstreamRegistry::start().await;
-    let redirector = Redirector::start(upstream.addr).await;
+async fn setup() -> (WharfRegistry, Redirector, CacheServer) {
+    let upstream = WharfRegistry::start().await;
+    let redirector = Redirector::start(upstream.addr()).await;
     let cache = CacheServer::start(redirector.addr, CacheOptions::default()).await;
     (upstream, redirector, cache)
 }
@@ -23,7 +24,7 @@ async fn setup() -> (UpstreamRegistry, Redirector, CacheServer) {
 /// Store `bytes` in `repo` of the cache's storage, as a push would.
 async fn store_blob(cache: &CacheServer, repo: &str, bytes: &[u8]) -> Digest {
     let repo: RepositoryName = repo.parse().unwrap();
-    let digest: Digest = sha256(bytes).parse().unwrap();
+    let digest: Digest = sha256_digest(bytes).parse().unwrap();
     let body = Bytes::from(bytes.to_vec());
     cache
         .store
@@ -94,15 +95,15 @@ async fn a_private_blob_is_not_readable_through_a_cached_repository() {
 #[tokio::test]
 async fn a_blob_the_upstream_serves_is_fetched_for_the_repository_even_when_stored() {
     let (upstream, redirector, cache) = setup().await;
-    let image = Image::new(71, 20_000, false);
-    upstream.push(REPO, "v1", &image).await;
+    let image = image(71, 20_000, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
     // The same bytes were pushed into a private repository first.
-    let digest = store_blob(&cache, "private/app", &image.layer).await;
+    let digest = store_blob(&cache, "private/app", &image.layer().bytes).await;
 
     let path = format!("/v2/{REPO}/blobs/{digest}?ns={UPSTREAM_HOST}");
     let (status, body) = cache.get_body(&path).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(&body.unwrap()[..], &image.layer[..]);
+    assert_eq!(&body.unwrap()[..], &image.layer().bytes[..]);
     assert_eq!(
         redirector.count("GET", &format!("/v2/{REPO}/blobs/{digest}")),
         1,
@@ -120,7 +121,7 @@ async fn a_blob_the_upstream_serves_is_fetched_for_the_repository_even_when_stor
     let before = redirector.total();
     let (status, body) = cache.get_body(&path).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(&body.unwrap()[..], &image.layer[..]);
+    assert_eq!(&body.unwrap()[..], &image.layer().bytes[..]);
     assert_eq!(head(&cache, &path).await, StatusCode::OK);
     assert_eq!(redirector.total(), before);
 }
@@ -128,9 +129,9 @@ async fn a_blob_the_upstream_serves_is_fetched_for_the_repository_even_when_stor
 #[tokio::test]
 async fn a_blob_cached_for_one_repository_is_not_served_for_another() {
     let (upstream, redirector, cache) = setup().await;
-    let image = Image::new(72, 10_000, false);
-    upstream.push(REPO, "v1", &image).await;
-    let digest = image.layer_digest();
+    let image = image(72, 10_000, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
+    let digest = image.layer().digest().to_string();
     let (status, _) = cache
         .get_body(&format!("/v2/{REPO}/blobs/{digest}?ns={UPSTREAM_HOST}"))
         .await;

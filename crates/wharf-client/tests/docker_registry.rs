@@ -10,10 +10,13 @@ use std::os::unix::fs::PermissionsExt;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use common::token::{TokenPolicy, TokenServer};
 use common::*;
 use wharf_client::{Client, ClientConfig, Credential, CredentialSources, ErrorKind, MountOutcome};
 use wharf_oci::{media_type, Digest, Reference, Target};
+use wharf_testkit::image::{push, Artifact};
+use wharf_testkit::pki::Ca;
+use wharf_testkit::token::TOKEN_SERVICE;
+use wharf_testkit::{pseudo_random, DockerAuth, DockerRegistry, TokenPolicy, TokenServer};
 
 const USER: &str = "wharf";
 const PASSWORD: &str = "s3cret:with:colons";
@@ -39,45 +42,45 @@ async fn htpasswd_registry() -> DockerRegistry {
 }
 
 /// Push an image, pull it back by tag and digest, byte for byte.
-async fn round_trip(client: &Client, host: &str, img: &Image, name: &str) {
+async fn round_trip(client: &Client, host: &str, img: &Artifact, name: &str) {
     let r = repo(name);
-    img.push(client, host, &r, "v1").await;
+    push(client, host, &r, Some("v1"), img).await;
     let m = client
         .get_manifest(&reference(host, &format!("{name}:v1")))
         .await
         .unwrap();
     assert_eq!(m.bytes.as_ref(), img.manifest.as_slice());
     assert_eq!(m.media_type, img.media_type);
-    assert_eq!(m.digest, img.manifest_digest());
-    let by_digest = reference(host, name).with_digest(img.manifest_digest());
+    assert_eq!(m.digest, img.digest());
+    let by_digest = reference(host, name).with_digest(img.digest());
     let info = client.head_manifest(&by_digest).await.unwrap();
     assert_eq!(
         (info.digest, info.size),
-        (img.manifest_digest(), img.manifest.len() as u64)
+        (img.digest(), img.manifest.len() as u64)
     );
     let layer = collect(
         client
-            .get_blob(host, &r, &img.layer_digest())
+            .get_blob(host, &r, &img.layer().digest())
             .await
             .unwrap(),
     )
     .await
     .unwrap();
-    assert_eq!(layer, img.layer);
+    assert_eq!(layer, img.layer().bytes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_registry_oci_and_docker_v2s2() {
     let reg = DockerRegistry::start(DockerAuth::None).await;
     let client = client();
-    round_trip(&client, &reg.host, &Image::oci(11), "open/oci").await;
-    round_trip(&client, &reg.host, &Image::docker(12), "open/docker").await;
+    round_trip(&client, &reg.host, &oci_image(11), "open/oci").await;
+    round_trip(&client, &reg.host, &docker_image(12), "open/docker").await;
     let outcome = client
         .mount_blob(
             &reg.host,
             &repo("open/copy"),
             Some(&repo("open/oci")),
-            &Image::oci(11).layer_digest(),
+            &oci_image(11).layer().digest(),
         )
         .await
         .unwrap();
@@ -94,7 +97,7 @@ async fn chunked_upload_to_distribution() {
     let reg = DockerRegistry::start(DockerAuth::None).await;
     let client = client();
     let r = repo("chunks/app");
-    let blob = data(13, 200_000);
+    let blob = pseudo_random(13, 200_000);
     let digest = Digest::sha256_of(&blob);
     let session = client.start_upload(&reg.host, &r).await.unwrap();
     let chunks: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::from(blob.clone()))];
@@ -115,19 +118,19 @@ async fn referrers_fall_back_to_the_tag_schema() {
     let reg = DockerRegistry::start(DockerAuth::None).await;
     let client = client();
     let r = repo("refs/app");
-    let img = Image::oci(14);
-    img.push(&client, &reg.host, &r, "v1").await;
+    let img = oci_image(14);
+    push(&client, &reg.host, &r, Some("v1"), &img).await;
     // distribution 2.8 has no referrers API: the index lives at a tag.
-    let sig = Image::oci(15);
-    sig.push(&client, &reg.host, &r, "sig").await;
+    let sig = oci_image(15);
+    push(&client, &reg.host, &r, Some("sig"), &sig).await;
     let index = format!(
         r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{}","size":{},"artifactType":"application/vnd.example.sig"}}]}}"#,
         media_type::OCI_INDEX,
         media_type::OCI_MANIFEST,
-        sig.manifest_digest(),
+        sig.digest(),
         sig.manifest.len()
     );
-    let tag = wharf_client::referrers_tag(&img.manifest_digest());
+    let tag = wharf_client::referrers_tag(&img.digest());
     client
         .put_manifest(
             &reg.host,
@@ -139,16 +142,16 @@ async fn referrers_fall_back_to_the_tag_schema() {
         .await
         .unwrap();
     let found = client
-        .referrers(&reg.host, &r, &img.manifest_digest(), None)
+        .referrers(&reg.host, &r, &img.digest(), None)
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].digest, sig.manifest_digest());
+    assert_eq!(found[0].digest, sig.digest());
     let filtered = client
         .referrers(
             &reg.host,
             &r,
-            &img.manifest_digest(),
+            &img.digest(),
             Some("application/vnd.example.sbom"),
         )
         .await
@@ -158,7 +161,7 @@ async fn referrers_fall_back_to_the_tag_schema() {
         "filtered on the client when the registry cannot"
     );
     let none = client
-        .referrers(&reg.host, &r, &sig.manifest_digest(), None)
+        .referrers(&reg.host, &r, &sig.digest(), None)
         .await
         .unwrap();
     assert!(none.is_empty(), "no tag means no referrers");
@@ -179,7 +182,7 @@ async fn basic_auth_with_explicit_credentials() {
     let client = client_with(
         CredentialSources::none().with_explicit(&reg.host, Credential::basic(USER, PASSWORD)),
     );
-    round_trip(&client, &reg.host, &Image::docker(21), "private/app").await;
+    round_trip(&client, &reg.host, &docker_image(21), "private/app").await;
 
     let wrong = client_with(
         CredentialSources::none().with_explicit(&reg.host, Credential::basic(USER, "nope")),
@@ -225,7 +228,7 @@ async fn basic_auth_from_auth_files() {
         ErrorKind::NotFound,
         "authenticated, so the answer is 404: {tags}"
     );
-    round_trip(&client, &reg.host, &Image::oci(22), "files/app").await;
+    round_trip(&client, &reg.host, &oci_image(22), "files/app").await;
 }
 
 /// `credHelpers` names a helper found on the given PATH; it is asked with
@@ -262,17 +265,13 @@ async fn basic_auth_from_a_credential_helper() {
             .with_files([config])
             .with_helper_path(path),
     );
-    round_trip(&client, &reg.host, &Image::oci(23), "helper/app").await;
+    round_trip(&client, &reg.host, &oci_image(23), "helper/app").await;
     assert_eq!(std::fs::read_to_string(&asked).unwrap(), reg.host);
 }
 
 async fn token_setup(policy: TokenPolicy) -> (TokenServer, DockerRegistry) {
     let tokens = TokenServer::start(policy).await;
-    let reg = DockerRegistry::start(DockerAuth::Token {
-        realm: tokens.realm(),
-        cert: tokens.cert.clone(),
-    })
-    .await;
+    let reg = DockerRegistry::start(DockerAuth::token(&tokens)).await;
     (tokens, reg)
 }
 
@@ -290,9 +289,9 @@ async fn token_auth_scopes_and_reuse() {
         client.ping(&reg.host).await.unwrap().auth_scheme,
         Some("bearer")
     );
-    let img = Image::oci(31);
+    let img = oci_image(31);
     let r = repo("tok/app");
-    img.push(&client, &reg.host, &r, "v1").await;
+    push(&client, &reg.host, &r, Some("v1"), &img).await;
     assert_eq!(
         tokens.requested_scopes(),
         vec![vec!["repository:tok/app:pull,push".to_string()]],
@@ -303,7 +302,7 @@ async fn token_auth_scopes_and_reuse() {
         .await
         .unwrap();
     assert_eq!(m.bytes.as_ref(), img.manifest.as_slice());
-    for d in [img.config_digest(), img.layer_digest()] {
+    for d in [img.config().digest(), img.layer().digest()] {
         collect(client.get_blob(&reg.host, &r, &d).await.unwrap())
             .await
             .unwrap();
@@ -313,18 +312,25 @@ async fn token_auth_scopes_and_reuse() {
         [vec!["repository:tok/app:pull".to_string()]],
         "one pull token reused for the manifest and both blobs"
     );
-    let requests = tokens.server.requests();
+    let requests = tokens.requests();
     assert!(
-        requests.iter().all(|r| r.header("authorization").is_some()),
+        requests
+            .iter()
+            .all(|r| r.authorization.as_deref().is_some()),
         "credentials sent to the realm"
     );
     assert!(requests
         .iter()
-        .all(|r| common::token::query_values(r, "service") == [TOKEN_SERVICE]));
+        .all(|r| r.query_values("service") == [TOKEN_SERVICE]));
 
     // A mount asks for pull on the source in the same token.
     let outcome = client
-        .mount_blob(&reg.host, &repo("tok/copy"), Some(&r), &img.layer_digest())
+        .mount_blob(
+            &reg.host,
+            &repo("tok/copy"),
+            Some(&r),
+            &img.layer().digest(),
+        )
         .await
         .unwrap();
     assert!(matches!(outcome, MountOutcome::Mounted));
@@ -353,10 +359,12 @@ async fn token_auth_anonymous_and_refused_token_is_renewed_once() {
     // The first token is refused (401), a second is fetched, and with it the
     // registry answers what it really thinks: there is no such repository.
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    let requests = tokens.server.requests();
+    let requests = tokens.requests();
     assert_eq!(requests.len(), 2, "exactly one renewal");
     assert!(
-        requests.iter().all(|r| r.header("authorization").is_none()),
+        requests
+            .iter()
+            .all(|r| r.authorization.as_deref().is_none()),
         "anonymous tokens"
     );
 }
@@ -385,8 +393,9 @@ async fn token_server_refusing_credentials_is_unauthorized() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_an_extra_ca_file() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = loopback_pki(dir.path());
-    let reg = DockerRegistry::start_with(DockerAuth::None, Some((pki.cert, pki.key))).await;
+    let ca = Ca::new("wharf-test-ca");
+    let server = ca.issue(&["127.0.0.1"]);
+    let reg = DockerRegistry::start_with(DockerAuth::None, Some((server.cert, server.key))).await;
     let https = |ca_files: Vec<std::path::PathBuf>| {
         Client::new(ClientConfig {
             https_hosts: vec![reg.host.clone()],
@@ -397,9 +406,9 @@ async fn tls_with_an_extra_ca_file() {
     };
     let err = https(Vec::new()).ping(&reg.host).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
-    let trusted = https(vec![pki.ca]);
+    let trusted = https(vec![ca.cert.clone()]);
     assert_eq!(trusted.ping(&reg.host).await.unwrap().auth_scheme, None);
-    round_trip(&trusted, &reg.host, &Image::oci(41), "tls/app").await;
+    round_trip(&trusted, &reg.host, &oci_image(41), "tls/app").await;
 
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "not a certificate").unwrap();

@@ -12,6 +12,7 @@ use common::scripted::{Reply, Request, ScriptedServer};
 use common::*;
 use wharf_client::{Client, ClientConfig, Credential, CredentialSources, ErrorKind, MAX_REDIRECTS};
 use wharf_oci::{media_type, Digest, Reference};
+use wharf_testkit::pseudo_random;
 
 const REPO: &str = "scripted/app";
 
@@ -41,7 +42,7 @@ fn registry(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_redirects_never_carry_authorization_to_another_origin() {
-    let blob = data(41, 100_000);
+    let blob = pseudo_random(41, 100_000);
     let digest = Digest::sha256_of(&blob);
     let served = blob.clone();
     let cdn = ScriptedServer::start(move |_| Reply::new(200).body(served.clone())).await;
@@ -128,7 +129,7 @@ async fn redirect_loops_and_non_http_targets_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limited_requests_wait_for_retry_after_then_succeed() {
-    let blob = data(42, 10_000);
+    let blob = pseudo_random(42, 10_000);
     let digest = Digest::sha256_of(&blob);
     let calls = Arc::new(AtomicUsize::new(0));
     let (served, n) = (blob.clone(), calls.clone());
@@ -214,7 +215,7 @@ async fn server_errors_are_retried_with_backoff_up_to_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_download_resumes_with_range() {
-    let blob = data(43, 200_000);
+    let blob = pseudo_random(43, 200_000);
     let digest = Digest::sha256_of(&blob);
     let cut = 77_777usize;
     let served = blob.clone();
@@ -264,7 +265,7 @@ async fn interrupted_download_resumes_with_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_against_a_server_ignoring_range_still_verifies() {
-    let blob = data(44, 50_000);
+    let blob = pseudo_random(44, 50_000);
     let digest = Digest::sha256_of(&blob);
     let calls = Arc::new(AtomicUsize::new(0));
     let (served, n) = (blob.clone(), calls.clone());
@@ -379,7 +380,7 @@ async fn unreachable_registry_is_a_network_error() {
 /// client must ask how much arrived and carry on, not send it twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_whose_answer_was_lost_is_not_sent_twice() {
-    let blob = data(45, 30_000);
+    let blob = pseudo_random(45, 30_000);
     let digest = Digest::sha256_of(&blob);
     let held = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
     let patches = Arc::new(AtomicUsize::new(0));

@@ -7,6 +7,8 @@ use common::*;
 use futures_util::{stream, StreamExt};
 use wharf_client::{ErrorKind, MountOutcome};
 use wharf_oci::{media_type, Digest, Reference, Target};
+use wharf_testkit::image::push;
+use wharf_testkit::{pseudo_random, WharfRegistry};
 
 fn reference(host: &str, s: &str) -> Reference {
     format!("{host}/{s}").parse().unwrap()
@@ -25,8 +27,8 @@ async fn oci_and_docker_images_round_trip_byte_exact() {
     let reg = WharfRegistry::start().await;
     let client = client();
     let app = repo("team/app");
-    for (img, tag) in [(Image::oci(1), "oci"), (Image::docker(2), "docker")] {
-        img.push(&client, &reg.host, &app, tag).await;
+    for (img, tag) in [(oci_image(1), "oci"), (docker_image(2), "docker")] {
+        push(&client, &reg.host, &app, Some(tag), &img).await;
         let by_tag = client
             .get_manifest(&reference(&reg.host, &format!("team/app:{tag}")))
             .await
@@ -37,26 +39,26 @@ async fn oci_and_docker_images_round_trip_byte_exact() {
             "{tag}: bytes preserved"
         );
         assert_eq!(by_tag.media_type, img.media_type);
-        assert_eq!(by_tag.digest, img.manifest_digest());
-        let by_digest = reference(&reg.host, "team/app").with_digest(img.manifest_digest());
+        assert_eq!(by_tag.digest, img.digest());
+        let by_digest = reference(&reg.host, "team/app").with_digest(img.digest());
         let head = client.head_manifest(&by_digest).await.unwrap();
-        assert_eq!(head.digest, img.manifest_digest());
+        assert_eq!(head.digest, img.digest());
         assert_eq!(head.size, img.manifest.len() as u64);
         assert_eq!(head.media_type, img.media_type);
         let head_tag = client
             .head_manifest(&reference(&reg.host, &format!("team/app:{tag}")))
             .await
             .unwrap();
-        assert_eq!(head_tag.digest, img.manifest_digest());
+        assert_eq!(head_tag.digest, img.digest());
         let layer = collect(
             client
-                .get_blob(&reg.host, &app, &img.layer_digest())
+                .get_blob(&reg.host, &app, &img.layer().digest())
                 .await
                 .unwrap(),
         )
         .await
         .unwrap();
-        assert_eq!(layer, img.layer);
+        assert_eq!(layer, img.layer().bytes);
     }
 }
 
@@ -66,7 +68,7 @@ async fn blob_streams_report_progress_and_sizes() {
     let rec = recorder();
     let client = client().with_reporter(rec.clone());
     let app = repo("progress/app");
-    let blob = data(9, 1_000_000);
+    let blob = pseudo_random(9, 1_000_000);
     let digest = Digest::sha256_of(&blob);
     assert_eq!(
         client.head_blob(&reg.host, &app, &digest).await.unwrap(),
@@ -120,7 +122,7 @@ async fn chunked_upload_and_mount() {
     let reg = WharfRegistry::start().await;
     let client = client();
     let (a, b) = (repo("src/a"), repo("dst/b"));
-    let blob = data(3, 250_000);
+    let blob = pseudo_random(3, 250_000);
     let digest = Digest::sha256_of(&blob);
     let session = client.start_upload(&reg.host, &a).await.unwrap();
     // Uneven input chunks against a 64 KiB upload chunk size.
@@ -192,7 +194,7 @@ async fn wrong_digest_on_push_is_refused_and_classified() {
     assert_eq!(err.kind(), ErrorKind::DigestMismatch, "{err}");
     assert_eq!(err.api_errors()[0].code, "DIGEST_INVALID");
     // Pushing a manifest by a digest it does not have is caught locally.
-    let img = Image::oci(4);
+    let img = oci_image(4);
     let err = client
         .put_manifest(
             &reg.host,
@@ -237,8 +239,8 @@ async fn tags_and_catalog_follow_pagination() {
     let reg = WharfRegistry::start().await;
     let client = client();
     let app = repo("paged/app");
-    let img = Image::oci(5);
-    img.push(&client, &reg.host, &app, "t00").await;
+    let img = oci_image(5);
+    push(&client, &reg.host, &app, Some("t00"), &img).await;
     let mut expected: Vec<String> = (0..23).map(|i| format!("t{i:02}")).collect();
     for tag in &expected[1..] {
         client
@@ -259,9 +261,14 @@ async fn tags_and_catalog_follow_pagination() {
         .unwrap();
     assert_eq!(paged, expected, "5 pages of 5 joined in order");
     assert_eq!(client.tags_list(&reg.host, &app).await.unwrap(), expected);
-    Image::oci(6)
-        .push(&client, &reg.host, &repo("paged/other"), "x")
-        .await;
+    push(
+        &client,
+        &reg.host,
+        &repo("paged/other"),
+        Some("x"),
+        &oci_image(6),
+    )
+    .await;
     assert_eq!(
         client.catalog(&reg.host, Some(1)).await.unwrap(),
         vec!["paged/app".to_string(), "paged/other".to_string()]
@@ -273,8 +280,8 @@ async fn referrers_through_the_api() {
     let reg = WharfRegistry::start().await;
     let client = client();
     let app = repo("sig/app");
-    let img = Image::oci(7);
-    img.push(&client, &reg.host, &app, "v1").await;
+    let img = oci_image(7);
+    push(&client, &reg.host, &app, Some("v1"), &img).await;
     let empty = b"{}".to_vec();
     client
         .push_blob_bytes(
@@ -291,7 +298,7 @@ async fn referrers_through_the_api() {
         media_type::OCI_EMPTY,
         Digest::sha256_of(&empty),
         media_type::OCI_MANIFEST,
-        img.manifest_digest(),
+        img.digest(),
         img.manifest.len()
     );
     let artifact_digest = Digest::sha256_of(artifact.as_bytes());
@@ -306,7 +313,7 @@ async fn referrers_through_the_api() {
         .await
         .unwrap();
     let all = client
-        .referrers(&reg.host, &app, &img.manifest_digest(), None)
+        .referrers(&reg.host, &app, &img.digest(), None)
         .await
         .unwrap();
     assert_eq!(all.len(), 1);
@@ -315,7 +322,7 @@ async fn referrers_through_the_api() {
         .referrers(
             &reg.host,
             &app,
-            &img.manifest_digest(),
+            &img.digest(),
             Some("application/vnd.example.sig"),
         )
         .await
@@ -325,7 +332,7 @@ async fn referrers_through_the_api() {
         .referrers(
             &reg.host,
             &app,
-            &img.manifest_digest(),
+            &img.digest(),
             Some("application/vnd.example.sbom"),
         )
         .await

@@ -4,41 +4,24 @@
 //!
 //! Everything runs with its own root, state and socket under a temporary
 //! directory; the daemon test runs in a fresh network namespace with only
-//! loopback up, and is stopped by its PID.
+//! loopback up (the test kit's), and is stopped by its PID.
 
 mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use wharf_containerd::{
     config_snippet, lint_config, Code, ConfigVersion, ContainerdRelease, Linter, Severity,
 };
+use wharf_testkit::process::ChildGuard;
+use wharf_testkit::tools::{require_root, require_tool};
+use wharf_testkit::{in_private_netns, wait_for};
 
 fn containerd_binary() -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|dir| dir.join("containerd"))
-        .find(|p| p.is_file());
-    found.unwrap_or_else(|| {
-        panic!("containerd is not installed: these tests need the real daemon (apt-get install containerd)")
-    })
-}
-
-fn require_root() {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or("?");
-    assert_eq!(
-        uid, "0",
-        "these tests start containerd and must run as root"
-    );
+    require_tool("containerd")
 }
 
 fn installed_release() -> ContainerdRelease {
@@ -76,7 +59,7 @@ fn private_config(dir: &Path, body: &str) -> String {
 }
 
 fn config_dump(config: &Path) -> Output {
-    require_root();
+    require_root("starting containerd");
     let out = Command::new(containerd_binary())
         .arg("--config")
         .arg(config)
@@ -189,49 +172,27 @@ fn version_3_snippet_is_flagged_for_the_installed_release_and_ignored_by_it() {
     );
 }
 
-/// Start containerd in its own network namespace, logging to `log`.
-fn start_daemon(config: &Path, log: &Path) -> Child {
-    require_root();
-    let log_file = fs::File::create(log).unwrap();
-    let script = format!(
-        "ip link set lo up && exec {} --config {}",
-        containerd_binary().display(),
-        config.display()
-    );
-    Command::new("unshare")
-        .args(["--net", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .expect("unshare is needed to run containerd in its own network namespace")
+/// Start containerd in a network namespace of its own with only loopback,
+/// logging to `log`; it is stopped by its PID when the guard is dropped.
+fn start_daemon(config: &Path, log: &Path) -> ChildGuard {
+    require_root("starting containerd");
+    let mut cmd = Command::new(containerd_binary());
+    cmd.arg("--config").arg(config);
+    in_private_netns(|| ChildGuard::spawn(cmd, "containerd", log))
 }
 
+/// The log once it contains `needle`, or as it is after `timeout`.
 fn wait_for_log(log: &Path, needle: &str, timeout: Duration) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        if text.contains(needle) || Instant::now() > deadline {
-            return text;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let read = || fs::read_to_string(log).unwrap_or_default();
+    wait_for(timeout, || {
+        Some(read()).filter(|text| text.contains(needle))
+    })
+    .unwrap_or_else(read)
 }
 
 /// SIGTERM by PID, then SIGKILL if it does not exit in time.
-fn stop_daemon(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+fn stop_daemon(mut daemon: ChildGuard) {
+    daemon.terminate(Duration::from_secs(10));
 }
 
 #[test]

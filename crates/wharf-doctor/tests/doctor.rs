@@ -5,14 +5,15 @@
 
 mod common;
 
-use common::pki::Ca;
 use common::static_registry::{Mode, StaticRegistry};
 use common::*;
 use wharf_doctor::{diagnose, render_text, Layer, Problem, Report, StepStatus};
+use wharf_testkit::pki::Ca;
+use wharf_testkit::{free_port, in_private_netns, WharfRegistry};
 
 /// An upstream registry nothing listens on, and the image reference there.
 fn offline_upstream() -> (String, String) {
-    let upstream = format!("127.0.0.1:{}", closed_port());
+    let upstream = format!("127.0.0.1:{}", free_port());
     let image = format!("{upstream}/{REPO}:{TAG}");
     (upstream, image)
 }
@@ -42,11 +43,11 @@ fn step_problem(report: &Report, host: usize, layer: Layer) -> Problem {
 #[tokio::test]
 async fn healthy_mirror_serves_the_pull() {
     let registry = WharfRegistry::start().await;
-    let image = TestImage::new();
+    let image = test_image();
     let (upstream, reference) = offline_upstream();
-    registry.push(&mirrored_repo(&upstream), TAG, &image).await;
+    push_image(&registry, &mirrored_repo(&upstream), &image).await;
     let hosts = HostsDir::new();
-    let mirror = format!("http://{}", registry.addr);
+    let mirror = format!("http://{}", registry.host);
     hosts.write(&upstream, &mirror_toml(&upstream, &mirror, ""));
 
     let report = run(&reference, &hosts).await;
@@ -58,7 +59,7 @@ async fn healthy_mirror_serves_the_pull() {
         Some(format!("{mirror}/v2")),
         "{text}"
     );
-    assert_eq!(report.verdict.digest, Some(image.index.digest.to_string()));
+    assert_eq!(report.verdict.digest, Some(image.digest().to_string()));
     assert!(report.verdict.failures.is_empty(), "{text}");
     assert_eq!(
         ok_layers(&report, 0),
@@ -79,7 +80,7 @@ async fn healthy_mirror_serves_the_pull() {
         "the upstream is not needed:\n{text}"
     );
     assert!(
-        text.contains(&format!("  ok    tcp     {} connected in", registry.addr)),
+        text.contains(&format!("  ok    tcp     {} connected in", registry.host)),
         "{text}"
     );
     assert!(
@@ -98,11 +99,7 @@ async fn json_report_is_versioned() {
     let hosts = HostsDir::new();
     hosts.write(
         &upstream,
-        &mirror_toml(
-            &upstream,
-            &format!("http://127.0.0.1:{}", closed_port()),
-            "",
-        ),
+        &mirror_toml(&upstream, &format!("http://127.0.0.1:{}", free_port()), ""),
     );
 
     let report = run(&reference, &hosts).await;
@@ -122,7 +119,7 @@ async fn json_report_is_versioned() {
 #[tokio::test]
 async fn closed_port_breaks_tcp() {
     let (upstream, reference) = offline_upstream();
-    let mirror = format!("127.0.0.1:{}", closed_port());
+    let mirror = format!("127.0.0.1:{}", free_port());
     let hosts = HostsDir::new();
     hosts.write(
         &upstream,
@@ -154,7 +151,7 @@ async fn closed_port_breaks_tcp() {
 #[test]
 fn unresolvable_name_breaks_dns() {
     // Only loopback: the lookup cannot reach any DNS server and fails at once.
-    let report = common::netns::in_loopback_only_netns(|| {
+    let report = in_private_netns(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -197,10 +194,10 @@ async fn certificate_from_another_ca_breaks_tls() {
     let server_ca = Ca::new("server CA");
     let other_ca = Ca::new("some other CA");
     let tls = server_ca.server_config(&["127.0.0.1"]);
-    let server = StaticRegistry::start(TestImage::new(), Mode::Serve, Some(tls)).await;
+    let server = StaticRegistry::start(test_image(), Mode::Serve, Some(tls)).await;
     let (upstream, reference) = offline_upstream();
     let hosts = HostsDir::new();
-    let ca_file = hosts.write_file("other-ca.pem", &other_ca.pem);
+    let ca_file = hosts.write_file("other-ca.pem", &other_ca.pem());
     let mirror = format!("https://{}", server.addr);
     let file = hosts.write(
         &upstream,
@@ -241,14 +238,14 @@ async fn certificate_from_another_ca_breaks_tls() {
 async fn the_right_ca_makes_tls_work() {
     let ca = Ca::new("server CA");
     let server = StaticRegistry::start(
-        TestImage::new(),
+        test_image(),
         Mode::Serve,
         Some(ca.server_config(&["127.0.0.1"])),
     )
     .await;
     let (upstream, reference) = offline_upstream();
     let hosts = HostsDir::new();
-    let ca_file = hosts.write_file("ca.pem", &ca.pem);
+    let ca_file = hosts.write_file("ca.pem", &ca.pem());
     let extra = format!("  ca = \"{}\"\n", ca_file.display());
     hosts.write(
         &upstream,
@@ -265,10 +262,10 @@ async fn the_right_ca_makes_tls_work() {
 async fn certificate_for_another_name_breaks_tls() {
     let ca = Ca::new("server CA");
     let tls = ca.server_config(&["registry.example"]);
-    let server = StaticRegistry::start(TestImage::new(), Mode::Serve, Some(tls)).await;
+    let server = StaticRegistry::start(test_image(), Mode::Serve, Some(tls)).await;
     let (upstream, reference) = offline_upstream();
     let hosts = HostsDir::new();
-    let ca_file = hosts.write_file("ca.pem", &ca.pem);
+    let ca_file = hosts.write_file("ca.pem", &ca.pem());
     let extra = format!("  ca = \"{}\"\n", ca_file.display());
     hosts.write(
         &upstream,
@@ -289,7 +286,7 @@ async fn certificate_for_another_name_breaks_tls() {
 
 #[tokio::test]
 async fn not_found_on_v2_breaks_the_api_layer() {
-    let server = StaticRegistry::start(TestImage::new(), Mode::NotFound, None).await;
+    let server = StaticRegistry::start(test_image(), Mode::NotFound, None).await;
     let (upstream, reference) = offline_upstream();
     let hosts = HostsDir::new();
     hosts.write(
@@ -316,30 +313,30 @@ async fn not_found_on_v2_breaks_the_api_layer() {
 #[tokio::test]
 async fn missing_blob_breaks_the_blob_layer() {
     let registry = WharfRegistry::start().await;
-    let image = TestImage::new();
+    let image = test_image();
     let (upstream, reference) = offline_upstream();
     let repo = mirrored_repo(&upstream);
-    registry.push(&repo, TAG, &image).await;
-    registry.delete_blob(&repo, &image.layer.digest).await;
+    push_image(&registry, &repo, &image).await;
+    delete_blob(&registry, &repo, &shared_layer(&image).digest()).await;
     let hosts = HostsDir::new();
     hosts.write(
         &upstream,
-        &mirror_toml(&upstream, &format!("http://{}", registry.addr), ""),
+        &mirror_toml(&upstream, &format!("http://{}", registry.host), ""),
     );
 
     let report = run(&reference, &hosts).await;
 
-    let failure = assert_broken(&report, &registry.addr.to_string(), Layer::Blob);
+    let failure = assert_broken(&report, &registry.host.to_string(), Layer::Blob);
     assert_eq!(
         step_problem(&report, 0, Layer::Blob),
         Problem::BlobNotFound {
-            digest: image.layer.digest.to_string()
+            digest: shared_layer(&image).digest().to_string()
         }
     );
     assert!(
         failure.fix.contains(&format!(
             "has the manifest but not blob {}",
-            image.layer.digest
+            shared_layer(&image).digest()
         )),
         "{}",
         failure.fix
@@ -352,7 +349,7 @@ async fn missing_blob_breaks_the_blob_layer() {
     assert!(
         error.contains(&format!(
             "could not fetch content descriptor {}",
-            image.layer.digest
+            shared_layer(&image).digest()
         )),
         "{error}"
     );
@@ -361,11 +358,11 @@ async fn missing_blob_breaks_the_blob_layer() {
 #[tokio::test]
 async fn override_path_on_a_v2_registry_breaks_the_manifest() {
     let registry = WharfRegistry::start().await;
-    let image = TestImage::new();
+    let image = test_image();
     let (upstream, reference) = offline_upstream();
-    registry.push(&mirrored_repo(&upstream), TAG, &image).await;
+    push_image(&registry, &mirrored_repo(&upstream), &image).await;
     let hosts = HostsDir::new();
-    let mirror = format!("http://{}", registry.addr);
+    let mirror = format!("http://{}", registry.host);
     // Line 5 of the file.
     let file = hosts.write(
         &upstream,
@@ -374,7 +371,7 @@ async fn override_path_on_a_v2_registry_breaks_the_manifest() {
 
     let report = run(&reference, &hosts).await;
 
-    let failure = assert_broken(&report, &registry.addr.to_string(), Layer::Manifest);
+    let failure = assert_broken(&report, &registry.host.to_string(), Layer::Manifest);
     assert_eq!(report.hosts[0].url, mirror, "no /v2 with override_path");
     assert!(
         failure.fix.contains(&format!(
@@ -405,9 +402,9 @@ async fn override_path_on_a_v2_registry_breaks_the_manifest() {
 
 #[tokio::test]
 async fn blob_redirect_to_an_unreachable_address_is_named() {
-    let cdn = format!("127.0.0.1:{}", closed_port());
+    let cdn = format!("127.0.0.1:{}", free_port());
     let mode = Mode::RedirectBlobs(format!("http://{cdn}/cdn"));
-    let server = StaticRegistry::start(TestImage::new(), mode, None).await;
+    let server = StaticRegistry::start(test_image(), mode, None).await;
     let (upstream, reference) = offline_upstream();
     let hosts = HostsDir::new();
     hosts.write(
@@ -449,13 +446,13 @@ async fn blob_redirect_to_an_unreachable_address_is_named() {
 #[tokio::test]
 async fn default_directory_applies_to_any_registry() {
     let registry = WharfRegistry::start().await;
-    let image = TestImage::new();
+    let image = test_image();
     let (upstream, reference) = offline_upstream();
-    registry.push(&mirrored_repo(&upstream), TAG, &image).await;
+    push_image(&registry, &mirrored_repo(&upstream), &image).await;
     let hosts = HostsDir::new();
     let file = hosts.write(
         "_default",
-        &format!("[host.\"http://{}\"]\n", registry.addr),
+        &format!("[host.\"http://{}\"]\n", registry.host),
     );
     let mut options = options(&reference, &hosts);
     // What `ctr --hosts-dir` would do, with a config.toml that has no config_path.
@@ -530,7 +527,7 @@ async fn undecodable_hosts_toml_sends_pulls_to_the_registry() {
 
 #[tokio::test]
 async fn bearer_challenges_get_an_anonymous_token() {
-    let server = StaticRegistry::start(TestImage::new(), Mode::RequireToken, None).await;
+    let server = StaticRegistry::start(test_image(), Mode::RequireToken, None).await;
     let (upstream, reference) = offline_upstream();
     let hosts = HostsDir::new();
     hosts.write(

@@ -10,6 +10,7 @@ use common::static_registry::{Mode, StaticRegistry};
 use common::*;
 use wharf_containerd::{Code, Diagnostic, HostEntry, Linter, OnlineCheck, Position, Severity};
 use wharf_doctor::OverridePathProbe;
+use wharf_testkit::{free_port, WharfRegistry};
 
 /// Run the (blocking) check off the runtime that serves the registry.
 async fn check(url: String, override_path: bool) -> Vec<Diagnostic> {
@@ -32,7 +33,7 @@ async fn check(url: String, override_path: bool) -> Vec<Diagnostic> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn override_path_on_a_v2_registry_is_an_error() {
     let registry = WharfRegistry::start().await;
-    let base = format!("http://{}", registry.addr);
+    let base = format!("http://{}", registry.host);
 
     let found = check(format!("{base}/mirror"), true).await;
 
@@ -58,20 +59,20 @@ async fn override_path_on_a_v2_registry_is_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_to_say_without_override_path_or_without_v2() {
     let registry = WharfRegistry::start().await;
-    assert!(check(format!("http://{}/mirror", registry.addr), false)
+    assert!(check(format!("http://{}/mirror", registry.host), false)
         .await
         .is_empty());
     // No path of its own: wrong whatever the registry answers, and the
     // offline lint says so; the probe adds nothing.
-    assert!(check(format!("http://{}", registry.addr), true)
+    assert!(check(format!("http://{}", registry.host), true)
         .await
         .is_empty());
     // override_path with the API root in the URL is what containerd needs.
-    assert!(check(format!("http://{}/v2", registry.addr), true)
+    assert!(check(format!("http://{}/v2", registry.host), true)
         .await
         .is_empty());
 
-    let web_server = StaticRegistry::start(TestImage::new(), Mode::NotFound, None).await;
+    let web_server = StaticRegistry::start(test_image(), Mode::NotFound, None).await;
     let found = check(format!("http://{}/custom", web_server.addr), true).await;
     assert!(
         found.is_empty(),
@@ -81,7 +82,7 @@ async fn nothing_to_say_without_override_path_or_without_v2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_mirror_is_reported_as_information() {
-    let url = format!("http://127.0.0.1:{}/mirror", closed_port());
+    let url = format!("http://127.0.0.1:{}/mirror", free_port());
     let found = check(url, true).await;
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].severity, Severity::Info);
@@ -124,7 +125,7 @@ fn wrong_override_paths(found: &[Diagnostic]) -> Vec<&Diagnostic> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_linter_runs_the_probe_for_a_host_with_a_path() {
     let registry = WharfRegistry::start().await;
-    let found = lint_online(&format!("http://{}/mirror", registry.addr)).await;
+    let found = lint_online(&format!("http://{}/mirror", registry.host)).await;
     let wrong = wrong_override_paths(&found);
     assert_eq!(wrong.len(), 1, "{}", wharf_containerd::render_human(&found));
     assert!(
@@ -138,7 +139,7 @@ async fn the_linter_runs_the_probe_for_a_host_with_a_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_override_path_is_reported_once() {
     let registry = WharfRegistry::start().await;
-    let found = lint_online(&format!("http://{}", registry.addr)).await;
+    let found = lint_online(&format!("http://{}", registry.host)).await;
     let wrong = wrong_override_paths(&found);
     assert_eq!(wrong.len(), 1, "{}", wharf_containerd::render_human(&found));
     // The offline finding, at the override_path line.

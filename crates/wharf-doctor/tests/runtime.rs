@@ -7,9 +7,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{closed_port, options, HostsDir, TestImage, WharfRegistry, REPO, TAG};
+use common::{options, push_image, test_image, HostsDir, REPO, TAG};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wharf_doctor::{diagnose, render_text, Layer, Report};
+use wharf_testkit::{free_port, WharfRegistry};
 
 /// A version-3 config.toml that containerd 1.6 does not read: the only way
 /// to the mirror is through config_path, which 1.6 ignores here.
@@ -26,16 +27,14 @@ fn v3_config(hosts: &HostsDir) -> std::path::PathBuf {
 /// A mirror holding the image, and an upstream nothing answers on.
 async fn mirrored(hosts: &HostsDir) -> (WharfRegistry, String) {
     let mirror = WharfRegistry::start().await;
-    let upstream = format!("127.0.0.1:{}", closed_port());
-    let image = TestImage::new();
-    mirror
-        .push(&common::mirrored_repo(&upstream), TAG, &image)
-        .await;
+    let upstream = format!("127.0.0.1:{}", free_port());
+    let image = test_image();
+    push_image(&mirror, &common::mirrored_repo(&upstream), &image).await;
     hosts.write(
         &upstream,
         &format!(
             "server = \"http://{upstream}\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            mirror.addr
+            mirror.host
         ),
     );
     (mirror, format!("{upstream}/{REPO}:{TAG}"))

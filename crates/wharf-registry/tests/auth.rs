@@ -22,6 +22,7 @@ use wharf_auth::htpasswd::hash_password;
 use wharf_auth::{AccessPolicy, AccessRule, LimitPolicy, TokenKey, TokenService, UserStore};
 use wharf_registry::auth::AuthLayer;
 use wharf_registry::RegistryConfig;
+use wharf_testkit::sha256_digest;
 
 const USERS: [(&str, &str); 4] = [
     ("admin", "admin-Secret-1"),

@@ -8,6 +8,7 @@ use common::raw;
 use common::*;
 use reqwest::{Method, Url};
 use serde_json::json;
+use wharf_testkit::{pseudo_random, sha256_digest};
 
 const REPO: &str = "hostile/input";
 

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use wharf_testkit::sha256_digest;
 
 const REPO: &str = "conformance/discovery";
 

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use wharf_registry::RegistryConfig;
+use wharf_testkit::sha256_digest;
 
 const REPO: &str = "conformance/management";
 

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use futures_util::stream;
 use reqwest::{Method, Url};
+use wharf_testkit::{pseudo_random, sha256_digest, sha512_digest};
 
 const REPO: &str = "conformance/push";
 

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use wharf_registry::RegistryConfig;
+use wharf_testkit::{pseudo_random, sha256_digest};
 
 const REPO: &str = "conformance/manifests";
 

@@ -4,6 +4,7 @@
 mod common;
 
 use common::TestRegistry;
+use wharf_testkit::sha256_digest;
 
 fn counter(metrics: &str, series: &str) -> Option<u64> {
     metrics
@@ -21,10 +22,7 @@ async fn probes_and_counters() {
     reg.push_blob("ops/app", data).await;
     assert_eq!(reg.get("/v2/ops/app/manifests/absent").await.status(), 404);
     assert_eq!(reg.get("/v2/ops/app/manifests/absent").await.status(), 404);
-    let digest = format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
-    );
+    let digest = sha256_digest(data);
     assert_eq!(
         reg.get(&format!("/v2/ops/app/blobs/{digest}"))
             .await

@@ -11,6 +11,7 @@ use wharf_storage::{layout, Backend, StorageError, Store};
 use wharf_storage_s3::config::MIN_PART_SIZE;
 use wharf_storage_s3::garage::Garage;
 use wharf_storage_s3::{S3Backend, S3Config, S3Error};
+use wharf_testkit::pseudo_random;
 
 const MIB: usize = 1024 * 1024;
 
@@ -18,17 +19,9 @@ fn repo(name: &str) -> RepositoryName {
     name.parse().unwrap()
 }
 
+/// `len` deterministic bytes from `seed`.
 fn data(len: usize, seed: u32) -> Bytes {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect::<Vec<_>>()
-        .into()
+    pseudo_random(u64::from(seed), len).into()
 }
 
 async fn open(config: S3Config) -> Arc<S3Backend> {

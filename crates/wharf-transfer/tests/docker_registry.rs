@@ -5,9 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::images::{push_blob, put, referrer, TestImage, TestIndex};
 use common::*;
 use wharf_oci::{media_type, Digest, ParsedManifest};
+use wharf_testkit::image::{push, referrer, Format};
+use wharf_testkit::{DockerAuth, DockerRegistry, TokenPolicy, TokenServer, WharfRegistry};
 use wharf_transfer::{NoEvents, Options, PlatformSpec, Status, Transfer};
 
 const USER: &str = "wharf";
@@ -15,16 +16,28 @@ const PASSWORD: &str = "s3cret:with:colons";
 
 #[tokio::test]
 async fn basic_auth_source_and_destination_keep_digests() {
-    let src = DockerRegistry::start(Some((USER, PASSWORD))).await;
-    let dst = DockerRegistry::start(Some((USER, PASSWORD))).await;
-    let oci = TestImage::oci(201);
-    let docker = TestImage::docker(202);
+    let src = DockerRegistry::start(DockerAuth::Htpasswd {
+        user: USER,
+        password: PASSWORD,
+    })
+    .await;
+    let dst = DockerRegistry::start(DockerAuth::Htpasswd {
+        user: USER,
+        password: PASSWORD,
+    })
+    .await;
+    let oci = oci_image(201);
+    let docker = docker_image(202);
     let src_client = client_for(&src.host, USER, PASSWORD);
-    oci.push(&src_client, &src.host, &repo("apps/oci"), Some("v1"))
-        .await;
-    docker
-        .push(&src_client, &src.host, &repo("apps/docker"), Some("v1"))
-        .await;
+    push(&src_client, &src.host, &repo("apps/oci"), Some("v1"), &oci).await;
+    push(
+        &src_client,
+        &src.host,
+        &repo("apps/docker"),
+        Some("v1"),
+        &docker,
+    )
+    .await;
     let jobs = vec![
         job(
             &format!("{}/apps/oci:v1", src.host),
@@ -68,9 +81,13 @@ async fn basic_auth_source_and_destination_keep_digests() {
 #[tokio::test]
 async fn a_platform_subset_to_distribution_writes_a_filtered_index() {
     let src = WharfRegistry::start().await;
-    let dst = DockerRegistry::start(None).await;
-    let index = TestIndex::new(false, &["linux/amd64", "linux/arm64", "linux/arm/v7"], 210);
-    index.push(&client(), &src.host, &repo("multi"), "v1").await;
+    let dst = DockerRegistry::start(DockerAuth::None).await;
+    let index = multi_platform(
+        Format::Docker,
+        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        210,
+    );
+    push(&client(), &src.host, &repo("multi"), Some("v1"), &index).await;
     let options = Options {
         platforms: vec![
             "linux/arm64".parse::<PlatformSpec>().unwrap(),
@@ -103,20 +120,25 @@ async fn a_platform_subset_to_distribution_writes_a_filtered_index() {
     assert_eq!(
         kept,
         [
-            index.image("linux/arm64").digest(),
-            index.image("linux/arm/v7").digest()
+            index.child("linux/arm64").digest(),
+            index.child("linux/arm/v7").digest()
         ]
     );
 }
 
 #[tokio::test]
 async fn distribution_to_wharf_and_back_again_is_incremental() {
-    let src = DockerRegistry::start(None).await;
+    let src = DockerRegistry::start(DockerAuth::None).await;
     let dst = WharfRegistry::start().await;
-    let index = TestIndex::new(true, &["linux/amd64", "linux/arm64"], 220);
-    index
-        .push(&client(), &src.host, &repo("library/multi"), "v1")
-        .await;
+    let index = multi_platform(Format::Oci, &["linux/amd64", "linux/arm64"], 220);
+    push(
+        &client(),
+        &src.host,
+        &repo("library/multi"),
+        Some("v1"),
+        &index,
+    )
+    .await;
     let jobs = vec![job(
         &format!("{}/library/multi:v1", src.host),
         &format!("{}/library/multi:v1", dst.host),
@@ -134,22 +156,12 @@ async fn distribution_to_wharf_and_back_again_is_incremental() {
 #[tokio::test]
 async fn referrers_reach_a_registry_without_the_referrers_api() {
     let src = WharfRegistry::start().await;
-    let dst = DockerRegistry::start(None).await;
+    let dst = DockerRegistry::start(DockerAuth::None).await;
     let c = client();
-    let img = TestImage::oci(230);
-    img.push(&c, &src.host, &repo("signed"), Some("v1")).await;
-    let (sig, payload) = referrer(&img.digest(), img.manifest.len(), 231);
-    push_blob(&c, &src.host, &repo("signed"), b"{}").await;
-    push_blob(&c, &src.host, &repo("signed"), &payload).await;
-    put(
-        &c,
-        &src.host,
-        &repo("signed"),
-        None,
-        &sig,
-        media_type::OCI_MANIFEST,
-    )
-    .await;
+    let img = oci_image(230);
+    push(&c, &src.host, &repo("signed"), Some("v1"), &img).await;
+    let sig = referrer(&img, 231);
+    push(&c, &src.host, &repo("signed"), None, &sig).await;
 
     let options = Options {
         referrers: true,
@@ -167,7 +179,7 @@ async fn referrers_reach_a_registry_without_the_referrers_api() {
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].digest, Digest::sha256_of(&sig));
+    assert_eq!(found[0].digest, sig.digest());
     let again = run(jobs, options).await;
     assert_eq!(again[0].status, Status::UpToDate);
     assert_eq!(again[0].referrers_copied, 0);
@@ -175,13 +187,11 @@ async fn referrers_reach_a_registry_without_the_referrers_api() {
 
 #[tokio::test]
 async fn a_token_auth_source_syncs() {
-    let tokens = common::token::TokenServer::start().await;
-    let src =
-        DockerRegistry::start_with_auth(tempfile::tempdir().unwrap(), tokens.auth_section()).await;
+    let tokens = TokenServer::start(TokenPolicy::default()).await;
+    let src = DockerRegistry::start(DockerAuth::token(&tokens)).await;
     let dst = WharfRegistry::start().await;
-    let img = TestImage::docker(240);
-    img.push(&client(), &src.host, &repo("library/app"), Some("v1"))
-        .await;
+    let img = docker_image(240);
+    push(&client(), &src.host, &repo("library/app"), Some("v1"), &img).await;
     let list = format!("{}/library/app:v1\n", src.host);
     let map = wharf_transfer::DestinationMap::new(&dst.host, true);
     let (jobs, failures, _) =

@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::images::TestImage;
 use common::*;
 use futures_util::stream::{self, StreamExt};
 use wharf_client::Manifest;
 use wharf_oci::{Descriptor, Digest, Reference, RepositoryName};
+use wharf_testkit::image::Artifact;
+use wharf_testkit::WharfRegistry;
 use wharf_transfer::{
     ImageJob, NoEvents, Options, Source, SourceBlob, Status, Transfer, TransferError,
 };
@@ -23,17 +24,18 @@ use wharf_transfer::{
 /// One image in memory, each blob served in small chunks (as a file is
 /// read); a blob listed in `broken` fails half-way with a read error.
 struct MemorySource {
-    image: TestImage,
+    image: Artifact,
     blobs: HashMap<Digest, Vec<u8>>,
     broken: Option<Digest>,
     blobs_opened: AtomicUsize,
 }
 
 impl MemorySource {
-    fn of(image: &TestImage) -> MemorySource {
+    fn of(image: &Artifact) -> MemorySource {
         let blobs = image
-            .blobs()
-            .map(|b| (Digest::sha256_of(b), b.clone()))
+            .blobs
+            .iter()
+            .map(|b| (b.digest(), b.bytes.clone()))
             .collect();
         MemorySource {
             image: image.clone(),
@@ -106,7 +108,7 @@ async fn copy_from(source: Arc<MemorySource>, to: &str) -> wharf_transfer::Image
 #[tokio::test]
 async fn an_image_is_copied_byte_for_byte_from_a_source_that_is_not_a_registry() {
     let dst = WharfRegistry::start().await;
-    let img = TestImage::oci(21);
+    let img = oci_image(21);
     let source = Arc::new(MemorySource::of(&img));
 
     let to = format!("{}/app:v1", dst.host);
@@ -117,8 +119,8 @@ async fn an_image_is_copied_byte_for_byte_from_a_source_that_is_not_a_registry()
     assert_eq!(report.digest, Some(img.digest()));
     let copied = client().get_manifest(&reference(&to)).await.unwrap();
     assert_eq!(copied.bytes.to_vec(), img.manifest);
-    for blob in img.blobs() {
-        let digest = Digest::sha256_of(blob);
+    for blob in &img.blobs {
+        let digest = blob.digest();
         assert!(client()
             .head_blob(&dst.host, &repo("app"), &digest)
             .await
@@ -136,8 +138,8 @@ async fn an_image_is_copied_byte_for_byte_from_a_source_that_is_not_a_registry()
 #[tokio::test]
 async fn an_image_the_source_lacks_fails_as_not_found() {
     let dst = WharfRegistry::start().await;
-    let source = Arc::new(MemorySource::of(&TestImage::oci(24)));
-    let other = TestImage::oci(25).digest();
+    let source = Arc::new(MemorySource::of(&oci_image(24)));
+    let other = oci_image(25).digest();
     let job = ImageJob::new(
         reference("bundle.example/team/app:v1").with_digest(other),
         reference(&format!("{}/app:v1", dst.host)),
@@ -153,9 +155,9 @@ async fn an_image_the_source_lacks_fails_as_not_found() {
 #[tokio::test]
 async fn blobs_with_other_bytes_are_refused_by_the_destination() {
     let dst = WharfRegistry::start().await;
-    let img = TestImage::oci(22);
+    let img = oci_image(22);
     let mut source = MemorySource::of(&img);
-    let layer = Digest::sha256_of(&img.layers[0]);
+    let layer = img.layers()[0].digest();
     source.blobs.get_mut(&layer).unwrap()[0] ^= 0x01;
 
     let to = format!("{}/app:v1", dst.host);
@@ -181,9 +183,9 @@ async fn blobs_with_other_bytes_are_refused_by_the_destination() {
 #[tokio::test]
 async fn a_read_error_names_the_blob_and_pushes_nothing_of_it() {
     let dst = WharfRegistry::start().await;
-    let img = TestImage::oci(23);
+    let img = oci_image(23);
     let mut source = MemorySource::of(&img);
-    let layer = Digest::sha256_of(&img.layers[0]);
+    let layer = img.layers()[0].digest();
     source.broken = Some(layer.clone());
 
     let report = copy_from(Arc::new(source), &format!("{}/app:v1", dst.host)).await;

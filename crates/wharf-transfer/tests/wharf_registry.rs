@@ -2,10 +2,12 @@
 
 mod common;
 
-use common::images::{push_blob, put, referrer, TestImage, TestIndex};
 use common::proxy::CountingProxy;
 use common::*;
 use wharf_oci::{media_type, Digest, ParsedManifest};
+use wharf_registry::RegistryConfig;
+use wharf_testkit::image::{push, referrer, Artifact, Format};
+use wharf_testkit::WharfRegistry;
 use wharf_transfer::{
     parse_list, parse_sync_file, plan_jobs, DestinationMap, Options, PlatformSpec, Status,
 };
@@ -23,13 +25,10 @@ async fn manifest_at(reference: &str) -> Option<(Vec<u8>, String)> {
 async fn oci_and_docker_images_keep_their_digests() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
     let c = client();
-    let oci = TestImage::oci(1);
-    let docker = TestImage::docker(2);
-    oci.push(&c, &src.host, &repo("library/oci"), Some("v1"))
-        .await;
-    docker
-        .push(&c, &src.host, &repo("library/docker"), Some("v1"))
-        .await;
+    let oci = oci_image(1);
+    let docker = docker_image(2);
+    push(&c, &src.host, &repo("library/oci"), Some("v1"), &oci).await;
+    push(&c, &src.host, &repo("library/docker"), Some("v1"), &docker).await;
 
     let reports = run(
         vec![
@@ -63,21 +62,20 @@ async fn oci_and_docker_images_keep_their_digests() {
     assert_eq!(reports[0].digest, Some(oci.digest()));
     assert_eq!(reports[0].bytes_sent, oci.blob_bytes());
     assert_eq!(reports[0].blobs_sent, 2);
-    for blob in docker.blobs() {
+    for blob in &docker.blobs {
         let size = c
-            .head_blob(&dst.host, &repo("x/docker"), &Digest::sha256_of(blob))
+            .head_blob(&dst.host, &repo("x/docker"), &blob.digest())
             .await
             .unwrap();
-        assert_eq!(size, Some(blob.len() as u64));
+        assert_eq!(size, Some(blob.bytes.len() as u64));
     }
 }
 
 #[tokio::test]
 async fn a_copy_by_digest_writes_no_tag() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
-    let img = TestImage::oci(3);
-    img.push(&client(), &src.host, &repo("a/b"), Some("v1"))
-        .await;
+    let img = oci_image(3);
+    push(&client(), &src.host, &repo("a/b"), Some("v1"), &img).await;
     let source = format!("{}/a/b@{}", src.host, img.digest());
     let destination = format!("{}/a/b@{}", dst.host, img.digest());
     let reports = run(vec![job(&source, &destination)], Options::default()).await;
@@ -95,16 +93,17 @@ async fn a_second_sync_sends_nothing_and_asks_little() {
     let src = CountingProxy::start(&src_reg.host, None).await;
     let dst = CountingProxy::start(&dst_reg.host, None).await;
     let c = client();
-    let images: Vec<TestImage> = (0..5)
-        .map(|i| TestImage::build(&common::images::OCI, "amd64", 100 + i, &[99]))
+    let images: Vec<Artifact> = (0..5)
+        .map(|i| layered(Format::Oci, "linux/amd64", 100 + i, &[99]))
         .collect();
     let mut list = String::new();
     for (i, img) in images.iter().enumerate() {
-        img.push(
+        push(
             &c,
             &src_reg.host,
             &repo(&format!("library/sync-{i:02}")),
             Some("v1"),
+            img,
         )
         .await;
         list.push_str(&format!("{}/library/sync-{i:02}:v1\n", src.host));
@@ -121,8 +120,8 @@ async fn a_second_sync_sends_nothing_and_asks_little() {
         first.iter().all(|r| r.status == Status::Copied),
         "{first:?}"
     );
-    let unique: u64 =
-        images.iter().map(|i| i.blob_bytes()).sum::<u64>() - 4 * images[0].layers[0].len() as u64;
+    let unique: u64 = images.iter().map(|i| i.blob_bytes()).sum::<u64>()
+        - 4 * images[0].layers()[0].bytes.len() as u64;
     let sent: u64 = first.iter().map(|r| r.bytes_sent).sum();
     assert_eq!(sent, unique, "the shared layer is sent once");
     assert_eq!(first.iter().map(|r| r.blobs_mounted).sum::<u32>(), 4);
@@ -155,14 +154,13 @@ async fn a_second_sync_sends_nothing_and_asks_little() {
 #[tokio::test]
 async fn a_blob_with_wrong_bytes_is_never_pushed() {
     let (src_reg, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
-    let bad = TestImage::oci(7);
-    let bad_layer = Digest::sha256_of(&bad.layers[0]);
+    let bad = oci_image(7);
+    let bad_layer = bad.layers()[0].digest();
     let src = CountingProxy::start(&src_reg.host, Some(bad_layer.clone())).await;
-    let good = TestImage::oci(8);
+    let good = oci_image(8);
     let c = client();
-    bad.push(&c, &src_reg.host, &repo("bad"), Some("v1")).await;
-    good.push(&c, &src_reg.host, &repo("good"), Some("v1"))
-        .await;
+    push(&c, &src_reg.host, &repo("bad"), Some("v1"), &bad).await;
+    push(&c, &src_reg.host, &repo("good"), Some("v1"), &good).await;
 
     let reports = run(
         vec![
@@ -211,9 +209,8 @@ async fn a_blob_with_wrong_bytes_is_never_pushed() {
 #[tokio::test]
 async fn bad_list_entries_are_named_and_the_rest_copied() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
-    let img = TestImage::oci(11);
-    img.push(&client(), &src.host, &repo("app"), Some("v1"))
-        .await;
+    let img = oci_image(11);
+    push(&client(), &src.host, &repo("app"), Some("v1"), &img).await;
     let list = format!(
         "# apps\n{s}/app:v1\n{s}/app:missing\nNOT//valid\n{s}/app:v1\n127.0.0.1:1/nowhere:v1\n",
         s = src.host
@@ -251,9 +248,8 @@ async fn bad_list_entries_are_named_and_the_rest_copied() {
 #[tokio::test]
 async fn a_dry_run_writes_nothing() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
-    let img = TestImage::oci(12);
-    img.push(&client(), &src.host, &repo("app"), Some("v1"))
-        .await;
+    let img = oci_image(12);
+    push(&client(), &src.host, &repo("app"), Some("v1"), &img).await;
     let reports = run(
         vec![job(
             &format!("{}/app:v1", src.host),
@@ -268,8 +264,8 @@ async fn a_dry_run_writes_nothing() {
     assert_eq!(reports[0].status, Status::Planned, "{reports:?}");
     assert_eq!(reports[0].bytes_sent, img.blob_bytes());
     assert!(manifest_at(&format!("{}/app:v1", dst.host)).await.is_none());
-    for blob in img.blobs() {
-        let d = Digest::sha256_of(blob);
+    for blob in &img.blobs {
+        let d = blob.digest();
         assert_eq!(
             client()
                 .head_blob(&dst.host, &repo("app"), &d)
@@ -290,8 +286,12 @@ fn arm64_only() -> Options {
 #[tokio::test]
 async fn all_platforms_by_default() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
-    let index = TestIndex::new(false, &["linux/amd64", "linux/arm64", "linux/arm/v7"], 20);
-    index.push(&client(), &src.host, &repo("multi"), "v1").await;
+    let index = multi_platform(
+        Format::Docker,
+        &["linux/amd64", "linux/arm64", "linux/arm/v7"],
+        20,
+    );
+    push(&client(), &src.host, &repo("multi"), Some("v1"), &index).await;
     let reports = run(
         vec![job(
             &format!("{}/multi:v1", src.host),
@@ -308,21 +308,21 @@ async fn all_platforms_by_default() {
     assert_eq!(bytes, index.manifest);
     assert_eq!(mt, media_type::DOCKER_MANIFEST_LIST);
     // The base layer is shared by the three platforms: sent once.
-    let unique: u64 = index
-        .images
-        .iter()
-        .map(|(_, i)| i.blob_bytes())
-        .sum::<u64>()
-        - 2 * index.images[0].1.layers[0].len() as u64;
+    let unique: u64 = index.children.iter().map(|i| i.blob_bytes()).sum::<u64>()
+        - 2 * index.children[0].layers()[0].bytes.len() as u64;
     assert_eq!(reports[0].bytes_sent, unique);
 }
 
 #[tokio::test]
 async fn a_platform_subset_keeps_the_index_digest_where_sparse_indexes_are_allowed() {
     let src = WharfRegistry::start().await;
-    let dst = WharfRegistry::start_with(true).await;
-    let index = TestIndex::new(true, &["linux/amd64", "linux/arm64"], 30);
-    index.push(&client(), &src.host, &repo("multi"), "v1").await;
+    let dst = WharfRegistry::start_with(RegistryConfig {
+        sparse_indexes: true,
+        ..RegistryConfig::default()
+    })
+    .await;
+    let index = multi_platform(Format::Oci, &["linux/amd64", "linux/arm64"], 30);
+    push(&client(), &src.host, &repo("multi"), Some("v1"), &index).await;
     let reports = run(
         vec![job(
             &format!("{}/multi:v1", src.host),
@@ -341,8 +341,8 @@ async fn a_platform_subset_keeps_the_index_digest_where_sparse_indexes_are_allow
             .0,
         index.manifest
     );
-    let arm = format!("{}/multi@{}", dst.host, index.image("linux/arm64").digest());
-    let amd = format!("{}/multi@{}", dst.host, index.image("linux/amd64").digest());
+    let arm = format!("{}/multi@{}", dst.host, index.child("linux/arm64").digest());
+    let amd = format!("{}/multi@{}", dst.host, index.child("linux/amd64").digest());
     assert!(manifest_at(&arm).await.is_some());
     assert!(manifest_at(&amd).await.is_none());
 }
@@ -350,8 +350,8 @@ async fn a_platform_subset_keeps_the_index_digest_where_sparse_indexes_are_allow
 #[tokio::test]
 async fn a_platform_subset_writes_a_filtered_index_where_it_must() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
-    let index = TestIndex::new(true, &["linux/amd64", "linux/arm64"], 40);
-    index.push(&client(), &src.host, &repo("multi"), "v1").await;
+    let index = multi_platform(Format::Oci, &["linux/amd64", "linux/arm64"], 40);
+    push(&client(), &src.host, &repo("multi"), Some("v1"), &index).await;
     let reports = run(
         vec![job(
             &format!("{}/multi:v1", src.host),
@@ -372,7 +372,7 @@ async fn a_platform_subset_writes_a_filtered_index_where_it_must() {
     assert_eq!(parsed.manifests.len(), 1);
     assert_eq!(
         parsed.manifests[0].digest,
-        index.image("linux/arm64").digest()
+        index.child("linux/arm64").digest()
     );
 }
 
@@ -380,20 +380,10 @@ async fn a_platform_subset_writes_a_filtered_index_where_it_must() {
 async fn referrers_follow_their_subject() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
     let c = client();
-    let img = TestImage::oci(50);
-    img.push(&c, &src.host, &repo("signed"), Some("v1")).await;
-    let (sig, payload) = referrer(&img.digest(), img.manifest.len(), 51);
-    push_blob(&c, &src.host, &repo("signed"), b"{}").await;
-    push_blob(&c, &src.host, &repo("signed"), &payload).await;
-    put(
-        &c,
-        &src.host,
-        &repo("signed"),
-        None,
-        &sig,
-        media_type::OCI_MANIFEST,
-    )
-    .await;
+    let img = oci_image(50);
+    push(&c, &src.host, &repo("signed"), Some("v1"), &img).await;
+    let sig = referrer(&img, 51);
+    push(&c, &src.host, &repo("signed"), None, &sig).await;
 
     let jobs = vec![job(
         &format!("{}/signed:v1", src.host),
@@ -416,7 +406,7 @@ async fn referrers_follow_their_subject() {
         .await
         .unwrap();
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].digest, Digest::sha256_of(&sig));
+    assert_eq!(found[0].digest, sig.digest());
 }
 
 #[tokio::test]
@@ -427,9 +417,8 @@ async fn all_tags_and_sync_file_filters() {
         "v1.9.0", "v1.10.0", "v1.11.3", "v2.0.0", "latest", "nightly",
     ];
     for (i, tag) in tags.iter().enumerate() {
-        TestImage::oci(60 + i as u64)
-            .push(&c, &src.host, &repo("tool"), Some(tag))
-            .await;
+        let image = oci_image(60 + i as u64);
+        push(&c, &src.host, &repo("tool"), Some(tag), &image).await;
     }
     let map = DestinationMap::new(&dst.host, false);
 
@@ -474,14 +463,10 @@ async fn a_layer_from_an_earlier_run_is_mounted_not_sent() {
     let (src, dst) = (WharfRegistry::start().await, WharfRegistry::start().await);
     let c = client();
     // Two images that share one layer (seed 77), in different repositories.
-    let first = TestImage::build(&common::images::OCI, "amd64", 201, &[77]);
-    let second = TestImage::build(&common::images::OCI, "amd64", 202, &[77]);
-    first
-        .push(&c, &src.host, &repo("team/first"), Some("v1"))
-        .await;
-    second
-        .push(&c, &src.host, &repo("team/second"), Some("v1"))
-        .await;
+    let first = layered(Format::Oci, "linux/amd64", 201, &[77]);
+    let second = layered(Format::Oci, "linux/amd64", 202, &[77]);
+    push(&c, &src.host, &repo("team/first"), Some("v1"), &first).await;
+    push(&c, &src.host, &repo("team/second"), Some("v1"), &second).await;
 
     let earlier = run(
         vec![job(
@@ -502,7 +487,7 @@ async fn a_layer_from_an_earlier_run_is_mounted_not_sent() {
     )
     .await;
     assert_eq!(later[0].status, Status::Copied, "{later:?}");
-    let shared = first.layers[0].len() as u64;
+    let shared = first.layers()[0].bytes.len() as u64;
     assert_eq!(
         later[0].bytes_sent,
         second.blob_bytes() - shared,
@@ -513,7 +498,7 @@ async fn a_layer_from_an_earlier_run_is_mounted_not_sent() {
         .await
         .unwrap();
     assert_eq!(bytes, second.manifest);
-    let layer = Digest::sha256_of(&first.layers[0]);
+    let layer = first.layers()[0].digest();
     let linked = c
         .head_blob(&dst.host, &repo("mirror/second"), &layer)
         .await

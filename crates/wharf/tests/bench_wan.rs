@@ -10,8 +10,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use wharf_testkit::tools::{require_root, require_tool, run};
 
-use common::tools::{require_root, require_tool, run};
 use serde_json::Value;
 
 /// What the script runs besides wharf (the Go peers are optional: with

@@ -5,12 +5,13 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use common::netns::in_private_netns;
-use common::server::{free_port, Wharf};
-use common::tools::{run_unchecked, Output};
+use wharf_testkit::free_port;
+use wharf_testkit::in_private_netns;
+use wharf_testkit::tools::run_unchecked;
+use wharf_testkit::tools::Output;
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 

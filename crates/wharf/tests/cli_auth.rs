@@ -2,9 +2,8 @@
 //! longer than bcrypt reads is refused when set, never cut short.
 
 mod common;
-
+use common::cli::wharf_htpasswd;
 use common::server::Wharf;
-use common::tools::wharf_htpasswd;
 
 #[test]
 fn a_password_longer_than_72_bytes_is_refused_and_nothing_is_written() {

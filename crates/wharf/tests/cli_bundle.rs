@@ -7,12 +7,12 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::Path;
 use std::process::Command;
+use wharf_testkit::image::{self, host_arch, Artifact, Format};
 
 use common::api::{push_artifact as push, Api};
-use common::image::{self, host_arch, Artifact, Format};
-use common::server::Wharf;
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 
@@ -102,22 +102,28 @@ fn save_then_load_keeps_every_digest_and_every_platform() {
         // Under the upstream host, as sync puts them, with the source's digests.
         let host = src.server.host().replace(':', "_");
         let multi_repo = format!("{host}/team/multi");
-        assert_eq!(digest_at(&dst, &multi_repo, "v1"), Some(src.multi.digest()));
+        assert_eq!(
+            digest_at(&dst, &multi_repo, "v1"),
+            Some(src.multi.digest().to_string())
+        );
         for child in &src.multi.children {
             assert_eq!(
-                digest_at(&dst, &multi_repo, &child.digest()),
-                Some(child.digest()),
+                digest_at(&dst, &multi_repo, &child.digest().to_string()),
+                Some(child.digest().to_string()),
                 "every platform of the index is in the bundle"
             );
         }
         let docker_repo = format!("{host}/team/docker");
         assert_eq!(
             digest_at(&dst, &docker_repo, "v1"),
-            Some(src.docker.digest())
+            Some(src.docker.digest().to_string())
         );
         let api = Api::new(&dst.url());
         for blob in &src.docker.blobs {
-            assert_eq!(api.blob(&docker_repo, &blob.digest()).unwrap(), blob.bytes);
+            assert_eq!(
+                api.blob(&docker_repo, &blob.digest().to_string()).unwrap(),
+                blob.bytes
+            );
         }
 
         // Loading again moves nothing.
@@ -228,7 +234,7 @@ fn platform_restricts_and_a_delta_on_its_base_equals_the_full_bundle() {
     let loaded = report["images"][0]["digest"].as_str().unwrap().to_string();
     assert_ne!(
         loaded,
-        src.multi.digest(),
+        src.multi.digest().to_string(),
         "a filtered index has its own digest"
     );
     let repo = format!("{host}/team/multi");
@@ -296,7 +302,7 @@ fn docker_style_flags_name_files_and_platform_lists() {
         assert_eq!(code, 0, "--platform {platform}: {out}{err}");
         assert_eq!(
             digest_at(&dst, &format!("{repo}/multi"), "v1"),
-            Some(src.multi.digest()),
+            Some(src.multi.digest().to_string()),
             "--platform {platform}"
         );
     }
@@ -401,12 +407,12 @@ fn a_newer_format_or_a_missing_blob_is_refused_and_nothing_is_imported() {
     let newer = work.path().join("newer.tar");
     std::fs::write(&newer, &newer_bytes).unwrap();
 
-    let layer = src.docker.layers()[1].digest();
+    let layer = src.docker.layers()[1].digest().to_string();
     let missing = work.path().join("missing.tar");
     copy_tar_without(
         &bundle,
         &missing,
-        &format!("blobs/sha256/{}", image::digest_hex(&layer)),
+        &format!("blobs/sha256/{}", wharf_testkit::digest_hex(&layer)),
     );
 
     for (bad, words) in [
@@ -562,7 +568,10 @@ fn a_source_serving_wrong_bytes_leaves_no_bundle() {
     let refs = src.refs();
     let (code, out, err) = save(&["-o", bundle.to_str().unwrap(), &refs[1]]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains(&layer.digest()), "the blob is named: {err}");
+    assert!(
+        err.contains(&layer.digest().to_string()),
+        "the blob is named: {err}"
+    );
     assert!(!bundle.exists(), "nothing under the final name");
 }
 
@@ -600,8 +609,8 @@ fn a_disk_that_fills_up_leaves_nothing_under_the_final_name() {
     // A real full disk: a tmpfs of one page, mounted in a private mount
     // namespace so it vanishes with the command. What is left in it is
     // listed before the namespace goes.
-    common::tools::require_root("mounting a tmpfs");
-    let unshare = common::tools::require_tool("unshare");
+    wharf_testkit::tools::require_root("mounting a tmpfs");
+    let unshare = wharf_testkit::tools::require_tool("unshare");
     let work = tempfile::tempdir().unwrap();
     let src = Source::start(&work.path().join("src"));
     let full = work.path().join("full");
@@ -775,7 +784,7 @@ fn load_copy_and_sync_onto_the_images_own_registry_keep_its_plain_path() {
     assert_eq!(catalog(&same), ["repo/registry"]);
     assert_eq!(
         digest_at(&same, "repo/registry", "v0.4.2"),
-        Some(app.digest())
+        Some(app.digest().to_string())
     );
 
     // Under another name, given with --registry-name: load, copy and sync.
@@ -803,7 +812,7 @@ fn load_copy_and_sync_onto_the_images_own_registry_keep_its_plain_path() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(
         digest_at(&copied, "repo/registry", "v0.4.2"),
-        Some(app.digest())
+        Some(app.digest().to_string())
     );
     let list = work.path().join("images.txt");
     std::fs::write(&list, format!("{reference}\n")).unwrap();

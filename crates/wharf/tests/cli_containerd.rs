@@ -4,11 +4,10 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::Path;
 use std::process::Command;
-
-use common::server::Wharf;
-use common::tools::run_unchecked;
+use wharf_testkit::tools::run_unchecked;
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 

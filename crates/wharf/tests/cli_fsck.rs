@@ -3,11 +3,12 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::process::Command;
+use wharf_testkit::digest_hex;
+use wharf_testkit::image::{self, host_arch, Format};
 
 use common::api::Api;
-use common::image::{self, digest_hex, host_arch, Format};
-use common::server::Wharf;
 
 fn fsck(root: &std::path::Path, extra: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
@@ -44,7 +45,7 @@ fn fsck_finds_a_flipped_bit_and_repair_moves_it_aside() {
     assert_eq!(code, 0, "clean storage: {out}");
     assert!(out.contains("0 problem(s)"), "{out}");
 
-    let layer = artifact.layers()[0].digest();
+    let layer = artifact.layers()[0].digest().to_string();
     let hex = digest_hex(&layer);
     let path = root.join("blobs/sha256").join(&hex[..2]).join(hex);
     let mut bytes = std::fs::read(&path).unwrap();

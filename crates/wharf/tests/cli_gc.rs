@@ -5,16 +5,15 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use wharf_testkit::{sha256_digest, wait_for};
 
 use common::api::{oci_manifest, push_image, push_image_while_collecting, Api};
-use common::image::sha256_digest;
-use common::process::wait_for;
-use common::server::Wharf;
 use wharf_storage::testsuite::age_tree;
 
 fn wharf(args: &[&str], extra: &[&Path]) -> (i32, String, String) {

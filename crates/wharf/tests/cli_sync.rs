@@ -4,11 +4,11 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::process::Command;
+use wharf_testkit::image::{self, host_arch, Artifact, Format};
 
 use common::api::Api;
-use common::image::{self, host_arch, Artifact, Format};
-use common::server::Wharf;
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 
@@ -76,7 +76,11 @@ fn sync_keeps_digests_then_moves_nothing_and_names_the_bad_line() {
     let dst_api = Api::new(&dst.url());
     for (repo, artifact) in [("library/sync-00", &oci), ("library/sync-01", &docker)] {
         let got = dst_api.manifest(repo, "v1").expect("copied");
-        assert_eq!(got.digest, artifact.digest(), "{repo}: digest kept");
+        assert_eq!(
+            got.digest,
+            artifact.digest().to_string(),
+            "{repo}: digest kept"
+        );
         assert_eq!(
             got.content_type, artifact.media_type,
             "{repo}: media type kept"
@@ -126,7 +130,7 @@ fn copy_keeps_the_host_in_the_path_and_bad_usage_exits_2() {
     let got = Api::new(&dst.url())
         .manifest(&format!("{host_component}/team/app"), "v1")
         .expect("copied under the source host");
-    assert_eq!(got.digest, artifact.digest());
+    assert_eq!(got.digest, artifact.digest().to_string());
     let (code, _, _) = run(&["copy", "--no-such-flag"]);
     assert_eq!(code, 2);
 }

@@ -9,9 +9,10 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use wharf_testkit::wait_for;
 
-use common::process::wait_for;
-use common::tls::{ca_init, ca_issue, leaf_der, wharf, HttpsWharf, TlsClient};
+use common::cli::wharf;
+use common::tls::{ca_init, ca_issue, leaf_der, HttpsWharf, TlsClient};
 
 /// How long a reload may take to show: the server looks at the files at
 /// most once a second, so this is generous.

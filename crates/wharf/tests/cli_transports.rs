@@ -8,13 +8,17 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::Path;
 use std::process::Command;
+use wharf_testkit::image;
+use wharf_testkit::image::host_arch;
+use wharf_testkit::image::Artifact;
+use wharf_testkit::image::Format;
+use wharf_testkit::tools::run;
+use wharf_testkit::tools::skopeo;
 
 use common::api::{push_artifact as push, Api};
-use common::image::{self, host_arch, Artifact, Format};
-use common::server::Wharf;
-use common::tools::{run, skopeo};
 use serde_json::Value;
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
@@ -76,7 +80,7 @@ fn skopeo_digest(file_ref: &str) -> String {
         .output()
         .expect("run skopeo inspect");
     assert!(out.status.success(), "skopeo inspect --raw {file_ref}");
-    image::sha256_digest(&out.stdout)
+    wharf_testkit::sha256_digest(&out.stdout)
 }
 
 fn copy_json(source: &str, destination: &str) -> Value {
@@ -97,7 +101,7 @@ fn an_oci_archive_skopeo_wrote_is_pushed_with_its_digest() {
     let report = copy_json(&file_ref, &format!("{}/mirror/app:v1", dst.host()));
 
     let pushed = digest_at(&dst, "mirror/app", "v1");
-    assert_eq!(pushed, Some(upstream.app.digest()), "{report}");
+    assert_eq!(pushed, Some(upstream.app.digest().to_string()), "{report}");
     assert_eq!(pushed, Some(skopeo_digest(&file_ref)));
     let images = report["images"].as_array().expect("images");
     assert_eq!(images.len(), 1, "{report}");
@@ -105,7 +109,10 @@ fn an_oci_archive_skopeo_wrote_is_pushed_with_its_digest() {
     assert_eq!(images[0]["status"], "copied");
     let api = Api::new(&dst.url());
     for blob in &upstream.app.blobs {
-        assert_eq!(api.blob("mirror/app", &blob.digest()).unwrap(), blob.bytes);
+        assert_eq!(
+            api.blob("mirror/app", &blob.digest().to_string()).unwrap(),
+            blob.bytes
+        );
     }
 
     // To a bare registry the image keeps the full name the archive gives it,
@@ -113,7 +120,7 @@ fn an_oci_archive_skopeo_wrote_is_pushed_with_its_digest() {
     copy_json(&file_ref, &format!("docker://{}", dst.host()));
     assert_eq!(
         digest_at(&dst, "reg.example/team/app", "v1"),
-        Some(upstream.app.digest())
+        Some(upstream.app.digest().to_string())
     );
 
     // Again: up to date, nothing sent.
@@ -138,16 +145,16 @@ fn an_oci_layout_of_an_index_is_pushed_with_every_platform_and_its_tag() {
 
     assert_eq!(
         digest_at(&dst, "mirror/multi", "v1"),
-        Some(upstream.multi.digest())
+        Some(upstream.multi.digest().to_string())
     );
     assert_eq!(
         Some(skopeo_digest(&file_ref)),
-        Some(upstream.multi.digest())
+        Some(upstream.multi.digest().to_string())
     );
     for child in &upstream.multi.children {
         assert_eq!(
-            digest_at(&dst, "mirror/multi", &child.digest()),
-            Some(child.digest()),
+            digest_at(&dst, "mirror/multi", &child.digest().to_string()),
+            Some(child.digest().to_string()),
             "every platform of the index"
         );
     }
@@ -192,7 +199,7 @@ fn a_docker_archive_skopeo_wrote_lands_under_its_repo_tag() {
     let manifest: Value = serde_json::from_slice(&pushed.body).unwrap();
     assert_eq!(
         manifest["config"]["digest"],
-        upstream.app.config().digest().as_str(),
+        upstream.app.config().digest().to_string().as_str(),
         "the image's config, byte for byte: {manifest}"
     );
     assert_eq!(
@@ -260,7 +267,7 @@ fn an_unnamed_oci_archive_is_refused_by_load_until_named() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(
         digest_at(&dst, "reg.example/team/app", "v1"),
-        Some(upstream.app.digest())
+        Some(upstream.app.digest().to_string())
     );
     // So is the other way: copying it by itself to a full name.
     copy_json(
@@ -269,7 +276,7 @@ fn an_unnamed_oci_archive_is_refused_by_load_until_named() {
     );
     assert_eq!(
         digest_at(&dst, "copied/app", "v1"),
-        Some(upstream.app.digest())
+        Some(upstream.app.digest().to_string())
     );
     // And to a bare registry the missing name is said, with the fix.
     let (code, _, err) = wharf(&["copy", "-q", &format!("oci-archive:{path}"), &dst.host()]);
@@ -292,8 +299,11 @@ fn copy_writes_an_oci_layout_that_skopeo_reads_with_the_digests() {
     assert_eq!(report["images"][0]["destination"], multi_ref.as_str());
     copy_json(&format!("{up}/team/app:v1"), &app_ref);
 
-    assert_eq!(skopeo_digest(&multi_ref), upstream.multi.digest());
-    assert_eq!(skopeo_digest(&app_ref), upstream.app.digest());
+    assert_eq!(
+        skopeo_digest(&multi_ref),
+        upstream.multi.digest().to_string()
+    );
+    assert_eq!(skopeo_digest(&app_ref), upstream.app.digest().to_string());
     // skopeo takes it on to a registry, every platform, digests kept.
     run(
         skopeo().args([
@@ -308,12 +318,12 @@ fn copy_writes_an_oci_layout_that_skopeo_reads_with_the_digests() {
     );
     assert_eq!(
         digest_at(&dst, "from-layout/multi", "v1"),
-        Some(upstream.multi.digest())
+        Some(upstream.multi.digest().to_string())
     );
 
     // The same REF again replaces its entry; the other stays.
     copy_json(&format!("{up}/team/app:v1"), &multi_ref);
-    assert_eq!(skopeo_digest(&multi_ref), upstream.app.digest());
+    assert_eq!(skopeo_digest(&multi_ref), upstream.app.digest().to_string());
     let index: Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     assert_eq!(
@@ -342,7 +352,12 @@ fn copy_writes_an_oci_layout_that_skopeo_reads_with_the_digests() {
     assert_eq!(kept.len(), 1, "{filtered}");
     assert_eq!(
         kept[0]["digest"],
-        upstream.multi.child_for(host_arch()).digest().as_str()
+        upstream
+            .multi
+            .child_for(host_arch())
+            .digest()
+            .to_string()
+            .as_str()
     );
     run(
         skopeo().args([

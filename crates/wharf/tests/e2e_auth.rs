@@ -5,11 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::image::{self, digest_hex, host_arch, write_dir_transport, Artifact, Format};
+use common::cli::wharf_htpasswd;
 use common::server::Wharf;
-use common::tools::{podman, require_root, run, run_unchecked, skopeo, wharf_htpasswd, Output};
+use std::path::{Path, PathBuf};
+use wharf_testkit::digest_hex;
+use wharf_testkit::image::{self, host_arch, write_dir_transport, Artifact, Format};
+use wharf_testkit::tools::{podman, require_root, run, run_unchecked, skopeo, Output};
+
 use tempfile::TempDir;
 
 const CI_PASSWORD: &str = "ci-Pa55word";
@@ -118,7 +120,7 @@ impl Fixture {
     /// Every blob of the pushed image arrived byte for byte in `dir`.
     fn assert_pulled(&self, dir: &str) {
         for blob in self.artifact.all_blobs() {
-            let path = self.path(dir).join(digest_hex(&blob.digest()));
+            let path = self.path(dir).join(digest_hex(&blob.digest().to_string()));
             let bytes = std::fs::read(&path)
                 .unwrap_or_else(|e| panic!("pulled blob {} missing: {e}", path.display()));
             assert_eq!(bytes, blob.bytes, "blob {} differs", blob.digest());
@@ -224,7 +226,7 @@ fn podman_login_push_and_pull_with_token_auth() {
             .arg(&source),
         "podman pull after login",
     );
-    let config_hex = digest_hex(&f.artifact.config().digest()).to_owned();
+    let config_hex = digest_hex(&f.artifact.config().digest().to_string()).to_owned();
     assert!(
         pulled.stdout.contains(&config_hex),
         "podman pulled another image:\n{}",

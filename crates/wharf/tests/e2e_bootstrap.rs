@@ -15,17 +15,16 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
+use wharf_testkit::image::{self, host_arch, Artifact, Format};
+use wharf_testkit::tools::{run, Output};
+use wharf_testkit::{free_port, in_private_netns, wait_for};
 
 use common::api::{push_artifact, Api};
 use common::containerd::{Containerd, Release};
-use common::image::{self, host_arch, Artifact, Format};
-use common::netns::in_private_netns;
-use common::process::wait_for;
-use common::server::{free_port, Wharf};
-use common::tools::{run, Output};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -255,7 +254,7 @@ fn day_one_then_day_two(release: Release) {
         );
         assert_eq!(
             api.manifest("repo/app", "v0.4.2").unwrap().digest,
-            day.app_v1.digest(),
+            day.app_v1.digest().to_string(),
             "at its plain path: a node pulling the name directly finds it"
         );
 

@@ -7,18 +7,19 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::Path;
 use std::process::Command;
+use wharf_testkit::digest_hex;
+use wharf_testkit::image::{self, host_arch, Artifact, Format};
+use wharf_testkit::tools::{podman, require_root, run, run_unchecked, skopeo};
 
 use common::api::{push_artifact as push, Api};
 use common::containerd::Containerd;
-use common::image::{self, digest_hex, host_arch, Artifact, Format};
-use common::server::Wharf;
-use common::tools::{podman, require_root, run, run_unchecked, skopeo};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 
-fn wharf(args: &[&str]) -> common::tools::Output {
+fn wharf(args: &[&str]) -> wharf_testkit::tools::Output {
     run_unchecked(Command::new(WHARF).args(args))
 }
 
@@ -82,8 +83,8 @@ fn ctr_imports_a_bundle_with_names_and_digests() {
             .map(|r| r.digest.clone())
             .unwrap_or_else(|| panic!("{name} not in ctr images ls: {rows:?}"))
     };
-    assert_eq!(digest_of(&s.names[0]), s.multi.digest());
-    assert_eq!(digest_of(&s.names[1]), s.docker.digest());
+    assert_eq!(digest_of(&s.names[0]), s.multi.digest().to_string());
+    assert_eq!(digest_of(&s.names[1]), s.docker.digest().to_string());
 }
 
 #[test]
@@ -124,8 +125,8 @@ fn wharf_load_containerd_imports_a_compressed_bundle_and_refuses_a_damaged_one()
     assert!(out.status.success(), "{}", out.describe());
     let rows = containerd.images();
     for (name, digest) in [
-        (&s.names[0], s.multi.digest()),
-        (&s.names[1], s.docker.digest()),
+        (&s.names[0], s.multi.digest().to_string()),
+        (&s.names[1], s.docker.digest().to_string()),
     ] {
         assert!(
             rows.iter()
@@ -159,9 +160,9 @@ fn podman_loads_a_bundle_and_its_save_loads_back_through_wharf() {
     for (name, config) in [
         (
             &s.names[0],
-            s.multi.child_for(host_arch()).config().digest(),
+            s.multi.child_for(host_arch()).config().digest().to_string(),
         ),
-        (&s.names[1], s.docker.config().digest()),
+        (&s.names[1], s.docker.config().digest().to_string()),
     ] {
         assert!(
             listed
@@ -205,7 +206,8 @@ fn podman_loads_a_bundle_and_its_save_loads_back_through_wharf() {
             .arg(format!("dir:{}", pulled.display())),
         "skopeo pull by digest",
     );
-    let config = std::fs::read(pulled.join(digest_hex(&s.docker.config().digest()))).unwrap();
+    let config =
+        std::fs::read(pulled.join(digest_hex(&s.docker.config().digest().to_string()))).unwrap();
     assert_eq!(
         config,
         s.docker.config().bytes,
@@ -256,7 +258,7 @@ fn skopeo_archives_load_through_wharf() {
         if transport == "oci-archive" {
             assert_eq!(
                 digest,
-                docker.digest(),
+                docker.digest().to_string(),
                 "an OCI archive keeps the manifest digest"
             );
         }
@@ -269,7 +271,7 @@ fn skopeo_archives_load_through_wharf() {
         let manifest: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
         assert_eq!(
             manifest["config"]["digest"].as_str(),
-            Some(docker.config().digest().as_str()),
+            Some(docker.config().digest().to_string().as_str()),
             "{transport}"
         );
     }

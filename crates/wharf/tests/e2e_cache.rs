@@ -7,17 +7,18 @@
 
 mod common;
 
+use common::cli::wharf_htpasswd;
+use common::server::Wharf;
 use std::path::Path;
 use std::process::Command;
+use wharf_testkit::image::{self, host_arch, Format};
+use wharf_testkit::in_private_netns;
+use wharf_testkit::tools::run;
 
 use common::api::{push_artifact as push, Api};
 use common::containerd::{write_docker_io_mirror, Containerd};
-use common::image::{self, host_arch, Format};
-use common::netns::in_private_netns;
 use common::redirector::Redirector;
-use common::server::Wharf;
 use common::standin::StandIn;
-use common::tools::{run, wharf_htpasswd};
 
 /// A cache for `docker.io` whose endpoint is the redirector.
 fn start_cache(work: &Path, redirector: &Redirector, tag_ttl: &str) -> Wharf {
@@ -87,15 +88,15 @@ fn warm_fills_the_cache_which_then_serves_without_the_upstream() {
         .manifest("library/app", "1.0?ns=docker.io")
         .expect("a stale tag is served when the upstream is gone");
     assert_eq!(by_ns.body, artifact.manifest);
-    assert_eq!(by_ns.digest, artifact.digest());
+    assert_eq!(by_ns.digest, artifact.digest().to_string());
     assert_eq!(by_ns.content_type, artifact.media_type);
     let by_digest = api
-        .manifest("docker.io/library/app", &artifact.digest())
+        .manifest("docker.io/library/app", &artifact.digest().to_string())
         .expect("by digest from the cache");
     assert_eq!(by_digest.body, artifact.manifest);
     for blob in &artifact.blobs {
         let bytes = api
-            .blob("docker.io/library/app", &blob.digest())
+            .blob("docker.io/library/app", &blob.digest().to_string())
             .expect("a blob from the cache");
         assert_eq!(bytes, blob.bytes);
     }
@@ -105,7 +106,7 @@ fn warm_fills_the_cache_which_then_serves_without_the_upstream() {
 
 #[test]
 fn containerd_pulls_through_the_cache_by_tag_and_digest() {
-    common::tools::require_root("containerd in a network namespace");
+    wharf_testkit::tools::require_root("containerd in a network namespace");
     let work = tempfile::tempdir().expect("temp dir");
     in_private_netns(|| {
         let upstream = Wharf::start(&work.path().join("upstream"));
@@ -143,7 +144,7 @@ fn containerd_pulls_through_the_cache_by_tag_and_digest() {
                     .iter()
                     .find(|r| r.reference == reference)
                     .unwrap_or_else(|| panic!("ctr images ls lacks {reference}: {rows:?}"));
-                assert_eq!(row.digest, artifact.digest(), "{reference}");
+                assert_eq!(row.digest, artifact.digest().to_string(), "{reference}");
             }
         }
         assert_eq!(
@@ -206,11 +207,14 @@ fn cache_max_age_lets_wharf_gc_remove_images_not_pulled_since() {
             artifact.manifest
         );
         for blob in &artifact.blobs {
-            assert_eq!(api.blob(&repo, &blob.digest()).expect("pull"), blob.bytes);
+            assert_eq!(
+                api.blob(&repo, &blob.digest().to_string()).expect("pull"),
+                blob.bytes
+            );
         }
     }
-    last_pulled_two_hours_ago(&cache, "docker.io/library/hot", &hot.digest());
-    last_pulled_two_hours_ago(&cache, "docker.io/library/cold", &cold.digest());
+    last_pulled_two_hours_ago(&cache, "docker.io/library/hot", &hot.digest().to_string());
+    last_pulled_two_hours_ago(&cache, "docker.io/library/cold", &cold.digest().to_string());
     // Only `hot` is pulled again: its last pull is now.
     api.manifest("docker.io/library/hot", "1.0")
         .expect("pull again");
@@ -231,7 +235,7 @@ fn cache_max_age_lets_wharf_gc_remove_images_not_pulled_since() {
         .filter(|o| o["kind"] == "manifest")
         .filter_map(|o| o["subject"].as_str())
         .collect();
-    assert_eq!(removed, [cold.digest()], "{}", out.describe());
+    assert_eq!(removed, [cold.digest().to_string()], "{}", out.describe());
 
     // `hot` is served from the cache; `cold` comes from the upstream again.
     let before = redirector.count("GET /v2/library/cold/manifests/1.0");
@@ -242,7 +246,8 @@ fn cache_max_age_lets_wharf_gc_remove_images_not_pulled_since() {
     );
     for blob in &hot.blobs {
         assert_eq!(
-            api.blob("docker.io/library/hot", &blob.digest()).unwrap(),
+            api.blob("docker.io/library/hot", &blob.digest().to_string())
+                .unwrap(),
             blob.bytes
         );
     }
@@ -260,7 +265,8 @@ fn cache_max_age_lets_wharf_gc_remove_images_not_pulled_since() {
     );
     for blob in &cold.blobs {
         assert_eq!(
-            api.blob("docker.io/library/cold", &blob.digest()).unwrap(),
+            api.blob("docker.io/library/cold", &blob.digest().to_string())
+                .unwrap(),
             blob.bytes
         );
         let line = format!("GET /v2/library/cold/blobs/{} ", blob.digest());
@@ -300,7 +306,7 @@ fn an_anonymous_node_cannot_read_a_private_blob_through_the_cache() {
     );
     let http = reqwest::blocking::Client::new();
     let secret = b"private build secret: never on any upstream".to_vec();
-    let digest = image::sha256_digest(&secret);
+    let digest = wharf_testkit::sha256_digest(&secret);
     let pushed = http
         .post(format!(
             "{}/v2/private/app/blobs/uploads/?digest={digest}",

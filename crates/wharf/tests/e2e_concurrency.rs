@@ -6,16 +6,16 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use wharf_oci::media_type::OCI_MANIFEST;
+use wharf_testkit::{sha256_digest, wait_for};
 
 use common::api::{oci_manifest, push_image, push_image_skipping_present, Api, ApiError};
-use common::image::{sha256_digest, OCI_MANIFEST};
-use common::process::wait_for;
-use common::server::Wharf;
 
 const COLLECTORS: usize = 2;
 /// How long a pusher waits for the collections in progress to finish.

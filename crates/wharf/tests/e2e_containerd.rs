@@ -13,14 +13,16 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::{Path, PathBuf};
+use wharf_testkit::image::{
+    self, host_arch, write_dir_transport, write_oci_layout, Artifact, Format,
+};
+use wharf_testkit::in_private_netns;
+use wharf_testkit::tools::{run, skopeo};
 
 use common::containerd::{config_snippet, write_docker_io_mirror, Containerd, Release};
-use common::image::{self, host_arch, write_dir_transport, write_oci_layout, Artifact, Format};
-use common::netns::in_private_netns;
-use common::server::Wharf;
 use common::standin::StandIn;
-use common::tools::{run, skopeo};
 
 /// How containerd is asked to pull.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +112,7 @@ impl Node {
     /// CRI (tags, repo digests and the config the node's platform runs)
     /// and in `ctr images ls`.
     fn assert_pulled(&self, reference: &str, repository: &str, artifact: &Artifact) {
-        self.assert_listed(reference, &artifact.digest());
+        self.assert_listed(reference, &artifact.digest().to_string());
         if let PullPath::Cri | PullPath::CriSnippet = self.path {
             self.assert_cri_knows(reference, repository, artifact);
         }
@@ -152,7 +154,7 @@ impl Node {
         };
         assert_eq!(
             image.id,
-            runnable.config().digest(),
+            runnable.config().digest().to_string(),
             "the CRI's image id for {reference} is not the config of the node's platform"
         );
         let listed = self.containerd.cri_images();

@@ -7,15 +7,16 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use wharf_oci::media_type::{OCI_CONFIG, OCI_LAYER_GZIP as OCI_LAYER, OCI_MANIFEST};
+use wharf_testkit::process::send_signal;
+use wharf_testkit::{pseudo_random, sha256_digest};
 
 use common::api::{Api, ApiError, Findings};
-use common::image::{sha256_digest, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST};
-use common::process::send_signal;
-use common::server::Wharf;
 use rustix::process::Signal;
 use serde_json::json;
 
@@ -109,7 +110,7 @@ struct Push {
 impl Push {
     fn plan(round: usize, worker: usize, index: usize, base: &[u8]) -> Push {
         let seed = (round * 1_000 + worker) * 1_000 + index;
-        let unique_layer = pseudo_random_bytes(seed as u64, 1_024 + (seed * 7_919) % 150_000);
+        let unique_layer = pseudo_random(seed as u64, 1_024 + (seed * 7_919) % 150_000);
         let config = serde_json::to_vec(&json!({
             "architecture": "amd64",
             "os": "linux",
@@ -188,14 +189,16 @@ impl<'a> Round<'a> {
             .entry(key.clone())
             .or_default()
             .attempted
-            .push(push.digest());
+            .push(push.digest().to_string());
         self.api
             .put_manifest(&push.repo, tag, OCI_MANIFEST, &push.manifest)?;
         {
             let mut ledger = self.ledger.lock().expect("ledger");
             let history = ledger.tags.get_mut(&key).expect("attempt recorded");
             history.acknowledged = history.attempted.len();
-            ledger.manifests.insert((push.repo.clone(), push.digest()));
+            ledger
+                .manifests
+                .insert((push.repo.clone(), push.digest().to_string()));
         }
         self.manifest_acknowledged();
         Ok(())
@@ -432,19 +435,5 @@ fn oci_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 }
 
 fn base_layer() -> Vec<u8> {
-    pseudo_random_bytes(u64::MAX / 3, 200_000)
-}
-
-/// Deterministic filler (xorshift64*), so every run pushes the same data.
-fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        bytes.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
+    pseudo_random(u64::MAX / 3, 200_000)
 }

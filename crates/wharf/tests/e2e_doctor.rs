@@ -10,16 +10,16 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use wharf_testkit::image::{self, host_arch, write_oci_layout, Format};
+use wharf_testkit::tools::{run, skopeo};
+use wharf_testkit::{free_port, in_private_netns};
 
 use common::containerd::{write_docker_io_mirror, Containerd, Release};
-use common::image::{self, host_arch, write_oci_layout, Format};
-use common::netns::in_private_netns;
-use common::server::{free_port, Wharf};
 use common::standin::StandIn;
 use common::tls::{ca_init, ca_issue, HttpsWharf};
-use common::tools::{run, skopeo};
 use serde_json::Value;
 
 const NAME: &str = "wharf-doctor-e2e";

@@ -5,12 +5,13 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::PathBuf;
+use wharf_testkit::digest_hex;
+use wharf_testkit::image::{self, host_arch, write_dir_transport, Format};
+use wharf_testkit::tools::{podman, require_root, run, skopeo};
 
 use common::api::{descriptors, push_artifact, Api, Findings};
-use common::image::{self, digest_hex, host_arch, write_dir_transport, Format};
-use common::server::Wharf;
-use common::tools::{podman, require_root, run, skopeo};
 use serde_json::Value;
 
 #[test]
@@ -39,7 +40,7 @@ fn podman_pulls_from_and_pushes_to_wharf_keeping_layer_digests() {
         "podman pull from wharf",
     );
     // podman prints the image ID, which is the config digest.
-    let config_hex = digest_hex(&artifact.config().digest()).to_owned();
+    let config_hex = digest_hex(&artifact.config().digest().to_string()).to_owned();
     assert!(
         pull.stdout.contains(&config_hex),
         "podman pull reported a different image ID than the pushed config {config_hex}:\n{}",
@@ -87,7 +88,11 @@ fn podman_pulls_from_and_pushes_to_wharf_keeping_layer_digests() {
         .into_iter()
         .map(|(digest, _)| digest)
         .collect();
-    let original_layers: Vec<String> = artifact.layers().iter().map(|l| l.digest()).collect();
+    let original_layers: Vec<String> = artifact
+        .layers()
+        .iter()
+        .map(|l| l.digest().to_string())
+        .collect();
     assert_eq!(
         pushed_layers, original_layers,
         "podman push changed the layer digests"
@@ -95,7 +100,7 @@ fn podman_pulls_from_and_pushes_to_wharf_keeping_layer_digests() {
     let pushed_config = descriptors(&manifest["config"]);
     assert_eq!(
         pushed_config.first().map(|(d, _)| d.clone()),
-        Some(artifact.config().digest()),
+        Some(artifact.config().digest().to_string()),
         "podman push changed the config digest"
     );
 }
@@ -116,11 +121,11 @@ fn load_into_containers_storage_keeps_every_registry_digest() {
     let images = [
         (
             format!("{}/team/single:v1.0.0", source.host()),
-            single.digest(),
+            single.digest().to_string(),
         ),
         (
             format!("{}/team/multi:v2.0.0", source.host()),
-            multi.digest(),
+            multi.digest().to_string(),
         ),
     ];
     let bundle = work.path().join("site.tar");

@@ -13,12 +13,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
+use wharf_testkit::image::{self, host_arch, write_oci_layout, Format};
+use wharf_testkit::process::{send_signal, ChildGuard};
+use wharf_testkit::tools::{run, run_unchecked, skopeo};
+use wharf_testkit::{free_port, pseudo_random, sha256_digest, wait_for};
 
 use common::api::{push_artifact, push_image_while_collecting, Api, Findings};
-use common::image::{self, host_arch, sha256_digest, write_oci_layout, Format};
-use common::process::{send_signal, wait_for, ChildGuard};
-use common::server::free_port;
-use common::tools::{run, run_unchecked, skopeo};
 use reqwest::blocking::Client;
 use rustix::process::Signal;
 use wharf_storage_s3::garage::{Garage, BUCKET, REGION};
@@ -96,18 +96,6 @@ fn client() -> Client {
         .unwrap()
 }
 
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 /// `Range: 0-N` of an upload, as the other replica reports it.
 fn upload_offset(client: &Client, url: &str) -> u64 {
     let resp = client.get(url).send().expect("upload status");
@@ -169,7 +157,11 @@ fn a_replica_killed_mid_push_leaves_the_other_to_finish() {
     let b = start_ready(work.path(), "replica-b", &config);
     let client = client();
     let repo = "e2e/app";
-    let blobs: Vec<Vec<u8>> = vec![data(3 * MIB + 7, 1), data(7 * MIB + 3, 2), data(6 * MIB, 3)];
+    let blobs: Vec<Vec<u8>> = vec![
+        pseudo_random(1, 3 * MIB + 7),
+        pseudo_random(2, 7 * MIB + 3),
+        pseudo_random(3, 6 * MIB),
+    ];
     // Open every upload on A and push part of each in 1 MiB chunks.
     let mut uploads = Vec::new();
     for blob in &blobs {
@@ -301,7 +293,7 @@ fn redirects_hand_out_presigned_urls_and_skopeo_works_both_ways() {
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     assert!(location.starts_with(&garage.endpoint()), "{location}");
     let bytes = client.get(&location).send().unwrap().bytes().unwrap();
-    assert_eq!(sha256_digest(&bytes), layer.digest());
+    assert_eq!(sha256_digest(&bytes), layer.digest().to_string());
     // skopeo pulls through the redirects.
     let pulled = work.path().join("pulled");
     run(
@@ -315,7 +307,7 @@ fn redirects_hand_out_presigned_urls_and_skopeo_works_both_ways() {
     );
     let pulled_layer = pulled
         .join("blobs/sha256")
-        .join(image::digest_hex(&layer.digest()));
+        .join(wharf_testkit::digest_hex(&layer.digest().to_string()));
     assert!(
         pulled_layer.is_file(),
         "layer missing from the pulled image"
@@ -426,7 +418,7 @@ fn garbage_collection_with_two_replicas_pushing_loses_nothing() {
     let urls: Vec<String> = replicas.iter().map(Replica::url).collect();
     let api = Api::new(&urls[0]);
     let shared: Vec<Vec<u8>> = (0..3)
-        .map(|i| data(64 * 1024 + i, 100 + i as u32))
+        .map(|i| pseudo_random(100 + i as u64, 64 * 1024 + i))
         .collect();
     for layer in &shared {
         api.push_blob_monolithic("garbage/shared", layer).unwrap();
@@ -467,7 +459,7 @@ fn garbage_collection_with_two_replicas_pushing_loses_nothing() {
                     let api = Api::new(&urls[(p + i) % urls.len()]);
                     let repo = format!("team/app{p}");
                     let config = format!("{{\"pusher\":{p},\"image\":{i}}}");
-                    let own = data(32 * 1024 + i, (p * 100 + i) as u32 + 1000);
+                    let own = pseudo_random((p * 100 + i) as u64 + 1000, 32 * 1024 + i);
                     let layers: Vec<&[u8]> = vec![shared[(p + i) % shared.len()].as_slice(), &own];
                     let tag = format!("v{i}");
                     let digest =

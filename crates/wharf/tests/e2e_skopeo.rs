@@ -4,15 +4,15 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::path::{Path, PathBuf};
+use wharf_testkit::image::{
+    self, host_arch, write_dir_transport, write_oci_layout, Artifact, Format,
+};
+use wharf_testkit::tools::{run, skopeo};
+use wharf_testkit::{digest_hex, sha256_digest};
 
 use common::api::Api;
-use common::image::{
-    self, digest_hex, host_arch, sha256_digest, write_dir_transport, write_oci_layout, Artifact,
-    Format,
-};
-use common::server::Wharf;
-use common::tools::{run, skopeo};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -79,7 +79,7 @@ fn assert_stored(api: &Api, repo: &str, reference: &str, artifact: &Artifact) {
     );
     assert_eq!(
         fetched.digest,
-        artifact.digest(),
+        artifact.digest().to_string(),
         "{repo}:{reference}: Docker-Content-Digest differs from the pushed manifest digest"
     );
     assert!(
@@ -88,10 +88,10 @@ fn assert_stored(api: &Api, repo: &str, reference: &str, artifact: &Artifact) {
         String::from_utf8_lossy(&fetched.body)
     );
     for child in &artifact.children {
-        assert_stored(api, repo, &child.digest(), child);
+        assert_stored(api, repo, &child.digest().to_string(), child);
     }
     for blob in &artifact.blobs {
-        let digest = blob.digest();
+        let digest = blob.digest().to_string();
         let bytes = api
             .blob(repo, &digest)
             .unwrap_or_else(|e| panic!("blob {digest} not served: {e}"));
@@ -103,7 +103,7 @@ fn assert_raw_manifest(reference: &str, artifact: &Artifact) {
     let raw = skopeo_raw_manifest(reference);
     assert_eq!(
         sha256_digest(&raw),
-        artifact.digest(),
+        artifact.digest().to_string(),
         "skopeo inspect --raw {reference} returned a different manifest:\n{}",
         String::from_utf8_lossy(&raw)
     );
@@ -133,20 +133,20 @@ fn assert_layout_holds(dir: &Path, tag: &str, artifact: &Artifact) {
         .unwrap_or_else(|| panic!("pulled layout has no entry for tag {tag}: {index}"));
     assert_eq!(
         entry["digest"],
-        artifact.digest(),
+        artifact.digest().to_string(),
         "pulled layout: manifest digest for {tag} was not preserved"
     );
     let mut manifests = vec![artifact];
     manifests.extend(&artifact.children);
     let mut expected: Vec<(String, &[u8])> = manifests
         .iter()
-        .map(|m| (m.digest(), m.manifest.as_slice()))
+        .map(|m| (m.digest().to_string(), m.manifest.as_slice()))
         .collect();
     expected.extend(
         artifact
             .all_blobs()
             .into_iter()
-            .map(|b| (b.digest(), b.bytes.as_slice())),
+            .map(|b| (b.digest().to_string(), b.bytes.as_slice())),
     );
     for (digest, bytes) in expected {
         let path = dir.join("blobs/sha256").join(digest_hex(&digest));
@@ -161,22 +161,22 @@ fn assert_dir_holds(dir: &Path, artifact: &Artifact) {
     let manifest = std::fs::read(dir.join("manifest.json")).expect("pulled dir has manifest.json");
     assert_eq!(
         sha256_digest(&manifest),
-        artifact.digest(),
+        artifact.digest().to_string(),
         "pulled dir: manifest.json changed:\n{}",
         String::from_utf8_lossy(&manifest)
     );
     for child in &artifact.children {
-        let name = format!("{}.manifest.json", digest_hex(&child.digest()));
+        let name = format!("{}.manifest.json", digest_hex(&child.digest().to_string()));
         let bytes = std::fs::read(dir.join(&name))
             .unwrap_or_else(|e| panic!("pulled dir lacks {name}: {e}"));
         assert_eq!(
             sha256_digest(&bytes),
-            child.digest(),
+            child.digest().to_string(),
             "pulled dir: {name} changed"
         );
     }
     for blob in artifact.all_blobs() {
-        let digest = blob.digest();
+        let digest = blob.digest().to_string();
         let bytes = std::fs::read(dir.join(digest_hex(&digest)))
             .unwrap_or_else(|e| panic!("pulled dir lacks blob {digest}: {e}"));
         assert!(bytes == blob.bytes, "pulled dir: blob {digest} differs");

@@ -7,13 +7,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use wharf_testkit::image::{self, host_arch, write_oci_layout, Artifact, Format};
+use wharf_testkit::tools::{run, run_unchecked, skopeo};
+use wharf_testkit::{in_private_netns, sha256_digest};
 
 use common::containerd::{write_docker_io_mirror_with, Containerd};
-use common::image::{self, host_arch, sha256_digest, write_oci_layout, Artifact, Format};
-use common::netns::in_private_netns;
 use common::standin::StandIn;
 use common::tls::{ca_init, ca_issue, HttpsWharf};
-use common::tools::{run, run_unchecked, skopeo};
 
 /// A CA, a server certificate for 127.0.0.1 signed by it, and a cert dir
 /// (`DIR/ca.crt`) in the layout skopeo and podman read.
@@ -89,7 +89,7 @@ fn skopeo_pushes_and_pulls_by_digest_over_https_and_another_ca_is_refused() {
     );
     assert_eq!(
         sha256_digest(inspected.stdout.as_bytes()),
-        artifact.digest(),
+        artifact.digest().to_string(),
         "the manifest served over HTTPS is not the one pushed"
     );
 
@@ -106,7 +106,7 @@ fn skopeo_pushes_and_pulls_by_digest_over_https_and_another_ca_is_refused() {
         serde_json::from_slice(&std::fs::read(pulled.join("index.json")).unwrap()).unwrap();
     assert_eq!(
         index["manifests"][0]["digest"].as_str(),
-        Some(artifact.digest().as_str()),
+        Some(artifact.digest().to_string().as_str()),
         "pulled image has another digest: {index}"
     );
 
@@ -179,7 +179,7 @@ fn containerd_pulls_over_https_with_the_generated_ca_line_without_upstream() {
                     .iter()
                     .find(|r| &r.reference == reference)
                     .unwrap_or_else(|| panic!("ctr images ls does not list {reference}: {rows:?}"));
-                assert_eq!(row.digest, artifact.digest(), "{reference}");
+                assert_eq!(row.digest, artifact.digest().to_string(), "{reference}");
             }
         }
         assert_eq!(

@@ -6,14 +6,13 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::io::Write;
 use std::time::Duration;
+use wharf_testkit::{sha256_digest, wait_for};
 
 use common::api::{push_image, Api};
-use common::image::sha256_digest;
 use common::net::{self, stalled_patch};
-use common::process::wait_for;
-use common::server::Wharf;
 use common::tls::{ca_init, ca_issue, HttpsWharf, TlsClient};
 
 /// Short bounds, so each test sees them act within seconds.

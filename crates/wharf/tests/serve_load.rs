@@ -9,15 +9,14 @@
 
 mod common;
 
+use common::server::Wharf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wharf_testkit::{sha256_digest, wait_for};
 
 use common::api::{push_image, Api};
-use common::image::sha256_digest;
 use common::net;
-use common::process::wait_for;
-use common::server::Wharf;
 use tokio::io::AsyncWriteExt;
 
 /// Bytes a slow upload sends each step, and how often: 16 KiB/s, well above

@@ -1,7 +1,8 @@
 //! Harness for the pull-through cache: an upstream wharf registry on a
-//! loopback port, a redirector in front of it that answers every blob GET
-//! with a 307 to the upstream's own port (as registries hand blobs to a CDN)
-//! and can misbehave on demand, and the cache under test in front of that.
+//! loopback port (the test kit's), a redirector in front of it that answers
+//! every blob GET with a 307 to the upstream's own port (as registries hand
+//! blobs to a CDN) and can misbehave on demand, and the cache under test in
+//! front of that.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -17,148 +18,34 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
-use sha2::{Digest as _, Sha256};
-use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use wharf_cache::{Cache, CacheConfig, Endpoint, UpstreamConfig};
+use wharf_client::{Client, ClientConfig};
+use wharf_oci::media_type::{DOCKER_MANIFEST, OCI_MANIFEST};
 use wharf_oci::{Digest, RepositoryName, Target};
 use wharf_registry::metrics::Metrics;
-use wharf_registry::{serve, Registry, RegistryConfig};
-use wharf_storage::{ManifestPutOptions, Store};
-
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+use wharf_registry::{Registry, RegistryConfig};
+use wharf_storage::Store;
+use wharf_testkit::image::{push, random_image, Artifact, Format};
+use wharf_testkit::WharfRegistry;
 
 /// The upstream's name as images use it; served by the cache for
 /// `?ns=registry.k8s.io` and under `/v2/registry.k8s.io/…`.
 pub const UPSTREAM_HOST: &str = "registry.k8s.io";
 
-pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+/// A one-layer image of `layer_len` bytes, unique to `seed`.
+pub fn image(seed: u64, layer_len: usize, docker: bool) -> Artifact {
+    let format = if docker { Format::Docker } else { Format::Oci };
+    random_image(format, seed, layer_len)
 }
 
-/// Deterministic, incompressible-looking bytes.
-pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// One image as pushed upstream.
-pub struct Image {
-    pub manifest: Vec<u8>,
-    pub media_type: &'static str,
-    pub digest: String,
-    pub config: Vec<u8>,
-    pub layer: Vec<u8>,
-}
-
-impl Image {
-    pub fn new(seed: u64, layer_size: usize, docker: bool) -> Image {
-        let config = format!(
-            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"seed":{seed}}}"#
-        )
-        .into_bytes();
-        let layer = pseudo_random(seed, layer_size);
-        let (media_type, config_type, layer_type) = if docker {
-            (DOCKER_MANIFEST, DOCKER_CONFIG, DOCKER_LAYER)
-        } else {
-            (OCI_MANIFEST, OCI_CONFIG, OCI_LAYER)
-        };
-        // Deliberately not in serde_json's canonical form: the cache must
-        // keep the bytes, not re-serialise them.
-        let manifest = format!(
-            "{{\n   \"schemaVersion\": 2,\n   \"mediaType\": \"{media_type}\",\n   \"config\": {{\"mediaType\": \"{config_type}\", \"size\": {}, \"digest\": \"{}\"}},\n   \"layers\": [{{\"mediaType\": \"{layer_type}\", \"size\": {}, \"digest\": \"{}\"}}]\n}}",
-            config.len(),
-            sha256(&config),
-            layer.len(),
-            sha256(&layer)
-        )
-        .into_bytes();
-        Image {
-            digest: sha256(&manifest),
-            manifest,
-            media_type,
-            config,
-            layer,
-        }
-    }
-
-    pub fn layer_digest(&self) -> String {
-        sha256(&self.layer)
-    }
-
-    pub fn config_digest(&self) -> String {
-        sha256(&self.config)
-    }
-}
-
-async fn serve_registry(store: Store, registry: Registry) -> (SocketAddr, oneshot::Sender<()>) {
-    let _ = store;
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, registry, async move {
-        let _ = rx.await;
-    }));
-    (addr, tx)
-}
-
-/// A plain wharf registry standing in for the upstream.
-pub struct UpstreamRegistry {
-    pub addr: SocketAddr,
-    pub store: Store,
-    _shutdown: oneshot::Sender<()>,
-    _dir: TempDir,
-}
-
-impl UpstreamRegistry {
-    pub async fn start() -> UpstreamRegistry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open_fs(dir.path().join("store")).expect("store");
-        let registry = Registry::new(store.clone(), RegistryConfig::default());
-        let (addr, shutdown) = serve_registry(store.clone(), registry).await;
-        UpstreamRegistry {
-            addr,
-            store,
-            _shutdown: shutdown,
-            _dir: dir,
-        }
-    }
-
-    pub async fn push(&self, repo: &str, tag: &str, image: &Image) {
-        let repo: RepositoryName = repo.parse().expect("repository");
-        for blob in [&image.config, &image.layer] {
-            let d: Digest = sha256(blob).parse().expect("digest");
-            let body = Bytes::from(blob.clone());
-            self.store
-                .put_blob(&repo, &d, Box::pin(stream::iter([Ok(body)])))
-                .await
-                .expect("push blob upstream");
-        }
-        self.store
-            .manifest_put(
-                &repo,
-                &Target::Tag(tag.parse().expect("tag")),
-                Bytes::from(image.manifest.clone()),
-                Some(image.media_type),
-                &ManifestPutOptions::default(),
-            )
-            .await
-            .expect("push manifest upstream");
-    }
+/// Push `image` to `repo:tag` of the upstream.
+pub async fn push_upstream(upstream: &WharfRegistry, repo: &str, tag: &str, image: &Artifact) {
+    let client = Client::new(ClientConfig::default()).expect("build a client");
+    let repo: RepositoryName = repo.parse().expect("repository");
+    push(&client, &upstream.host, &repo, Some(tag), image).await;
 }
 
 /// How the redirector answers.
@@ -407,8 +294,7 @@ pub struct CacheServer {
     pub root: std::path::PathBuf,
     pub metrics: Arc<Metrics>,
     pub http: reqwest::Client,
-    _shutdown: oneshot::Sender<()>,
-    _dir: TempDir,
+    _registry: WharfRegistry,
 }
 
 pub struct CacheOptions {
@@ -449,19 +335,19 @@ impl CacheServer {
             metrics.clone(),
             Arc::new(cache),
         );
-        let (addr, shutdown) = serve_registry(store.clone(), registry).await;
+        let root = dir.path().join("store");
+        let served = WharfRegistry::serve_in(dir, registry).await;
         CacheServer {
-            addr,
+            addr: served.addr(),
             store,
-            root: dir.path().join("store"),
+            root,
             metrics,
             // A requester must never be handed a redirect: do not follow any.
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            _shutdown: shutdown,
-            _dir: dir,
+            _registry: served,
         }
     }
 
@@ -537,22 +423,4 @@ pub fn error_codes(body: &[u8]) -> Vec<String> {
         .iter()
         .map(|e| e["code"].as_str().unwrap_or_default().to_string())
         .collect()
-}
-
-/// Poll `ready` until it holds or `timeout` passes.
-pub async fn eventually<F, Fut>(timeout: Duration, mut ready: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if ready().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

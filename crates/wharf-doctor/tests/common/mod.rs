@@ -1,10 +1,9 @@
-//! Test fixtures: wharf's registry in-process, a small static registry for
-//! faults wharf never makes (404 on /v2/, redirects, TLS), certificates,
-//! hosts directories, and a loopback-only network namespace.
+//! Test fixtures: the image every test pulls, a small static registry for
+//! faults wharf never makes (404 on /v2/, redirects, TLS) and hosts
+//! directories. The wharf registry, certificates, free ports and the
+//! loopback-only network namespace come from `wharf_testkit`.
 #![allow(dead_code)]
 
-pub mod netns;
-pub mod pki;
 pub mod static_registry;
 
 use std::net::SocketAddr;
@@ -12,204 +11,49 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
+use wharf_client::{Client, ClientConfig};
 use wharf_doctor::{Failure, Layer, Options, Platform, Report, StepStatus};
-use wharf_oci::media_type::{OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST};
-use wharf_oci::Digest;
+use wharf_oci::{Digest, RepositoryName};
+use wharf_testkit::image::{index, push, seeded_image, Artifact, Blob, Format};
+use wharf_testkit::WharfRegistry;
 
 /// The platform every test asks for, whatever machine runs it.
 pub const PLATFORM: &str = "linux/amd64";
 pub const REPO: &str = "test/app";
 pub const TAG: &str = "1";
 
-/// A port nothing listens on: bound, then released.
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
+/// The image every test pulls: an OCI index over linux/amd64 and
+/// linux/arm64 manifests that share one layer, larger than the 1024 bytes
+/// the doctor reads, so `Range` matters.
+pub fn test_image() -> Artifact {
+    let shared_layer = [(7, 4096)];
+    index(
+        Format::Oci,
+        vec![
+            seeded_image(Format::Oci, "linux/amd64", 1, &shared_layer),
+            seeded_image(Format::Oci, "linux/arm64", 2, &shared_layer),
+        ],
+    )
 }
 
-/// A blob and its digest.
-#[derive(Clone)]
-pub struct Blob {
-    pub media_type: &'static str,
-    pub bytes: Vec<u8>,
-    pub digest: Digest,
+/// The layer both platforms of [`test_image`] share.
+pub fn shared_layer(image: &Artifact) -> &Blob {
+    image.children[0].layer()
 }
 
-impl Blob {
-    fn new(media_type: &'static str, bytes: Vec<u8>) -> Blob {
-        let digest = Digest::sha256_of(&bytes);
-        Blob {
-            media_type,
-            bytes,
-            digest,
-        }
-    }
-
-    fn descriptor(&self) -> String {
-        format!(
-            r#"{{"mediaType":"{}","digest":"{}","size":{}}}"#,
-            self.media_type,
-            self.digest,
-            self.bytes.len()
-        )
-    }
+/// Push `image` to `repo:TAG` of `registry`.
+pub async fn push_image(registry: &WharfRegistry, repo: &str, image: &Artifact) {
+    let client = Client::new(ClientConfig::default()).expect("build a client");
+    let repo: RepositoryName = repo.parse().expect("repository");
+    push(&client, &registry.host, &repo, Some(TAG), image).await;
 }
 
-/// A two-platform image: an index over linux/amd64 and linux/arm64
-/// manifests that share one layer.
-#[derive(Clone)]
-pub struct TestImage {
-    pub layer: Blob,
-    pub configs: Vec<Blob>,
-    /// Image manifests, amd64 first.
-    pub manifests: Vec<Blob>,
-    pub index: Blob,
-}
-
-impl TestImage {
-    pub fn new() -> TestImage {
-        // Larger than the 1024 bytes the doctor reads, so Range matters.
-        let layer = Blob::new(
-            OCI_LAYER_GZIP,
-            (0..4096u32).map(|i| (i * 7 % 251) as u8).collect(),
-        );
-        let arches = ["amd64", "arm64"];
-        let configs: Vec<Blob> = arches
-            .iter()
-            .map(|arch| {
-                Blob::new(
-                    OCI_CONFIG,
-                    format!(r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#)
-                        .into_bytes(),
-                )
-            })
-            .collect();
-        let manifests: Vec<Blob> = configs
-            .iter()
-            .map(|config| {
-                Blob::new(
-                    OCI_MANIFEST,
-                    format!(
-                        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{}]}}"#,
-                        config.descriptor(),
-                        layer.descriptor()
-                    )
-                    .into_bytes(),
-                )
-            })
-            .collect();
-        let entries: Vec<String> = manifests
-            .iter()
-            .zip(arches)
-            .map(|(m, arch)| {
-                format!(
-                    r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":{},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#,
-                    m.digest,
-                    m.bytes.len()
-                )
-            })
-            .collect();
-        let index = Blob::new(
-            OCI_INDEX,
-            format!(
-                r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
-                entries.join(",")
-            )
-            .into_bytes(),
-        );
-        TestImage {
-            layer,
-            configs,
-            manifests,
-            index,
-        }
-    }
-
-    pub fn blobs(&self) -> Vec<&Blob> {
-        self.configs.iter().chain([&self.layer]).collect()
-    }
-
-    /// Any manifest or blob by digest.
-    pub fn by_digest(&self, digest: &str) -> Option<&Blob> {
-        self.manifests
-            .iter()
-            .chain(self.configs.iter())
-            .chain([&self.layer, &self.index])
-            .find(|b| b.digest.to_string() == digest)
-    }
-}
-
-/// wharf's own registry on 127.0.0.1, stopped when dropped.
-pub struct WharfRegistry {
-    pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl WharfRegistry {
-    pub async fn start() -> WharfRegistry {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = wharf_storage::Store::open_fs(dir.path()).expect("open store");
-        let registry =
-            wharf_registry::Registry::new(store, wharf_registry::RegistryConfig::default());
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = wharf_registry::serve(listener, registry, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        WharfRegistry {
-            addr,
-            shutdown: Some(tx),
-            _dir: dir,
-        }
-    }
-
-    /// Push every blob and manifest of `image` to `repo:tag`.
-    pub async fn push(&self, repo: &str, tag: &str, image: &TestImage) {
-        for blob in image.blobs() {
-            let path = format!("/v2/{repo}/blobs/uploads/?digest={}", blob.digest);
-            let (status, body) = http(self.addr, "POST", &path, &[], &blob.bytes).await;
-            assert_eq!(status, 201, "blob upload: {body}");
-        }
-        for manifest in &image.manifests {
-            self.put_manifest(repo, &manifest.digest.to_string(), manifest)
-                .await;
-        }
-        self.put_manifest(repo, tag, &image.index).await;
-    }
-
-    async fn put_manifest(&self, repo: &str, reference: &str, manifest: &Blob) {
-        let path = format!("/v2/{repo}/manifests/{reference}");
-        let headers = [("Content-Type", manifest.media_type)];
-        let (status, body) = http(self.addr, "PUT", &path, &headers, &manifest.bytes).await;
-        assert_eq!(status, 201, "manifest push: {body}");
-    }
-
-    pub async fn delete_blob(&self, repo: &str, digest: &Digest) {
-        let (status, body) = http(
-            self.addr,
-            "DELETE",
-            &format!("/v2/{repo}/blobs/{digest}"),
-            &[],
-            b"",
-        )
-        .await;
-        assert_eq!(status, 202, "blob delete: {body}");
-    }
-}
-
-impl Drop for WharfRegistry {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
+/// Delete a blob from `repo` of `registry` (202 Accepted).
+pub async fn delete_blob(registry: &WharfRegistry, repo: &str, digest: &Digest) {
+    let path = format!("/v2/{repo}/blobs/{digest}");
+    let (status, body) = http(registry.addr(), "DELETE", &path, &[], b"").await;
+    assert_eq!(status, 202, "blob delete: {body}");
 }
 
 /// One HTTP/1.1 request with `Connection: close`; returns status and body.

@@ -1,4 +1,4 @@
-//! A registry that serves one [`TestImage`] from memory, with faults wharf's
+//! A registry that serves one image (an index) from memory, with faults wharf's
 //! own server never makes: 404 on every path, blob redirects, TLS.
 
 use std::convert::Infallible;
@@ -14,7 +14,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use super::{TestImage, TAG};
+use wharf_testkit::image::Artifact;
+
+use super::TAG;
 
 /// How the registry misbehaves.
 #[derive(Clone)]
@@ -40,7 +42,7 @@ pub struct StaticRegistry {
 
 impl StaticRegistry {
     pub async fn start(
-        image: TestImage,
+        image: Artifact,
         mode: Mode,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> StaticRegistry {
@@ -91,7 +93,7 @@ impl StaticRegistry {
 }
 
 fn answer(
-    image: &TestImage,
+    image: &Artifact,
     mode: &Mode,
     addr: SocketAddr,
     req: &Request<Incoming>,
@@ -109,13 +111,14 @@ fn answer(
         return Response::new(Full::new(Bytes::from_static(b"{}")));
     }
     if let Some((_, reference)) = path.rsplit_once("/manifests/") {
-        let blob = if reference == TAG {
-            Some(&image.index)
+        let (found, digest) = if reference == TAG {
+            let digest = image.digest().to_string();
+            (image.find(&digest), digest)
         } else {
-            image.by_digest(reference)
+            (image.find(reference), reference.to_owned())
         };
-        return match blob {
-            Some(m) => content(&m.bytes, m.media_type, &m.digest.to_string(), req.method()),
+        return match found {
+            Some((media_type, bytes)) => content(bytes, media_type, &digest, req.method()),
             None => status(StatusCode::NOT_FOUND),
         };
     }
@@ -127,8 +130,8 @@ fn answer(
                 .body(Full::new(Bytes::new()))
                 .expect("response");
         }
-        return match image.by_digest(digest) {
-            Some(b) => content(&b.bytes, b.media_type, digest, req.method()),
+        return match image.find(digest) {
+            Some((media_type, bytes)) => content(bytes, media_type, digest, req.method()),
             None => status(StatusCode::NOT_FOUND),
         };
     }

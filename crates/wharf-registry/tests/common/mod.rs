@@ -1,5 +1,5 @@
-//! Shared harness for the registry's HTTP-level tests: an in-process server
-//! per test, a captured-response type, spec error-body assertions and the
+//! Shared harness for the registry's HTTP-level tests: the test kit's
+//! in-process server per test, a captured-response type, spec error-body assertions and the
 //! push helpers every suite needs.
 //!
 //! Each test file uses a different subset of these helpers.
@@ -15,12 +15,9 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
-use tempfile::TempDir;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use wharf_registry::{serve, Registry, RegistryConfig};
+use wharf_registry::RegistryConfig;
 use wharf_storage::Store;
+use wharf_testkit::{sha256_digest, WharfRegistry};
 
 pub use content::*;
 
@@ -72,15 +69,12 @@ async fn s3_store() -> Store {
     Store::new(std::sync::Arc::new(backend))
 }
 
-/// A registry served on a loopback port for the duration of one test.
-/// Dropping it signals shutdown.
+/// The test kit's in-process registry, with the spec-level request
+/// helpers the conformance suites share. Dropping it signals shutdown.
 pub struct TestRegistry {
     base: Url,
-    addr: SocketAddr,
     client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<io::Result<()>>>,
-    dir: TempDir,
+    served: WharfRegistry,
 }
 
 impl TestRegistry {
@@ -98,43 +92,30 @@ impl TestRegistry {
         config: RegistryConfig,
         client: reqwest::Client,
     ) -> TestRegistry {
-        let dir = tempfile::tempdir().expect("create a temporary directory");
-        let store = if s3_selected() {
-            s3_store().await
+        let served = if s3_selected() {
+            WharfRegistry::start_on_store(s3_store().await, config).await
         } else {
-            Store::open_fs(dir.path().join("store")).expect("open the filesystem store")
+            WharfRegistry::start_with(config).await
         };
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let addr = listener.local_addr().expect("listener address");
-        let (tx, rx) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        let server = tokio::spawn(serve(listener, Registry::new(store, config), shutdown));
         TestRegistry {
-            base: Url::parse(&format!("http://{addr}/")).expect("base URL"),
-            addr,
+            base: Url::parse(&served.url("/")).expect("base URL"),
             client,
-            shutdown: Some(tx),
-            server: Some(server),
-            dir,
+            served,
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.served.addr()
     }
 
     /// The temporary directory that holds the store (as `<dir>/store`) and
     /// nothing else.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.served.dir()
     }
 
     pub fn store_root(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.served.store_root()
     }
 
     /// `path` may carry a query string.
@@ -150,12 +131,8 @@ impl TestRegistry {
     }
 
     /// Signal shutdown and wait for `serve` to return.
-    pub async fn stop(mut self) -> io::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let server = self.server.take().expect("server task present");
-        server.await.expect("server task must not panic")
+    pub async fn stop(self) -> io::Result<()> {
+        self.served.stop().await
     }
 
     pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
@@ -302,14 +279,6 @@ impl TestRegistry {
             self.push_image(repo, &child.manifest.digest, child).await;
         }
         self.push_manifest(repo, reference, index).await
-    }
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 

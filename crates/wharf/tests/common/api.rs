@@ -8,7 +8,9 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use serde_json::Value;
 
-use super::image::{sha256_digest, ALL_MANIFEST_TYPES, DOCKER_LIST, OCI_INDEX, OCI_MANIFEST};
+use wharf_oci::media_type::{DOCKER_MANIFEST_LIST, MANIFEST_ACCEPT, OCI_INDEX, OCI_MANIFEST};
+use wharf_testkit::image::Artifact;
+use wharf_testkit::sha256_digest;
 
 /// A request that failed: the HTTP status when there was an answer, and what happened.
 #[derive(Debug)]
@@ -78,7 +80,7 @@ impl Api {
         let request = self
             .client
             .get(&url)
-            .header(ACCEPT, ALL_MANIFEST_TYPES.join(", "));
+            .header(ACCEPT, MANIFEST_ACCEPT.join(", "));
         let resp = send(request, &what, &[200])?;
         Ok(FetchedManifest {
             content_type: header(&resp, CONTENT_TYPE.as_str()),
@@ -289,7 +291,7 @@ impl Api {
                 return Some(actual);
             }
         };
-        if [OCI_INDEX, DOCKER_LIST].contains(&fetched.content_type.as_str()) {
+        if [OCI_INDEX, DOCKER_MANIFEST_LIST].contains(&fetched.content_type.as_str()) {
             for (child, _) in descriptors(&manifest["manifests"]) {
                 self.verify_tree(repo, &child, findings);
             }
@@ -415,9 +417,9 @@ pub fn oci_manifest(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Push `artifact` (children of an index first) as `repo:tag`.
-pub fn push_artifact(api: &Api, repo: &str, tag: &str, artifact: &super::image::Artifact) {
+pub fn push_artifact(api: &Api, repo: &str, tag: &str, artifact: &Artifact) {
     for child in &artifact.children {
-        push_artifact(api, repo, &child.digest(), child);
+        push_artifact(api, repo, &child.digest().to_string(), child);
     }
     for blob in &artifact.blobs {
         api.push_blob_monolithic(repo, &blob.bytes)

@@ -20,9 +20,12 @@ use std::time::Duration;
 use serde_json::Value;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, TableLike};
 
-use super::image::host_arch;
-use super::process::{wait_for, ChildGuard};
-use super::tools::{require_env_tool, require_root, require_tool, run, run_unchecked, Output};
+use wharf_testkit::image::host_arch;
+use wharf_testkit::process::ChildGuard;
+use wharf_testkit::tools::{
+    require_env_tool, require_root, require_tool, run, run_unchecked, Output,
+};
+use wharf_testkit::wait_for;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The namespace the kubelet's CRI uses, so the test looks at what Kubernetes would see.

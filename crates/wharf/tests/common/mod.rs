@@ -1,18 +1,18 @@
-//! Shared code for the end-to-end tests: a generator for real container
-//! images, process guards, a handle on a running `wharf serve`, a small
-//! registry API client, an isolated containerd and a network namespace helper.
+//! What only the binary's end-to-end tests share: the `wharf` binary run
+//! as a command ([`cli`]) and as a server ([`server`], [`tls`]), a small
+//! blocking registry API client, an isolated containerd driven through the
+//! binary's own config commands, raw sockets for the server's limits, and
+//! stand-ins for upstream registries. Images, processes, tools, network
+//! namespaces and ports come from `wharf_testkit`.
 //!
 //! Every test binary includes this module but uses a different subset of it.
 #![allow(dead_code)]
 
 pub mod api;
+pub mod cli;
 pub mod containerd;
-pub mod image;
 pub mod net;
-pub mod netns;
-pub mod process;
 pub mod redirector;
 pub mod server;
 pub mod standin;
 pub mod tls;
-pub mod tools;

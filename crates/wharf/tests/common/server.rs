@@ -1,11 +1,11 @@
 //! A `wharf serve` process on a free loopback port with its own root directory.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::process::{wait_for, ChildGuard};
+use wharf_testkit::process::{log_tail, ChildGuard};
+use wharf_testkit::{free_port, wait_for};
 
 /// How long a freshly started server may take to answer `GET /v2/`.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -47,7 +47,7 @@ impl Wharf {
             panic!(
                 "{why}\n--- log {} ---\n{}",
                 log.display(),
-                super::process::log_tail(&log, 40)
+                log_tail(&log, 40)
             );
         }
         Wharf::started(process, port, root, work_dir, extra)
@@ -157,7 +157,7 @@ fn spawn_ready(root: &Path, work_dir: &Path, start: usize, extra: &[String]) -> 
         "wharf serve did not become ready:\n{}\n--- log {} ---\n{}",
         failures.join("\n"),
         log.display(),
-        super::process::log_tail(&log, 40)
+        log_tail(&log, 40)
     );
 }
 
@@ -197,10 +197,4 @@ fn wait_ready(process: &mut ChildGuard, port: u16) -> Result<(), String> {
             "GET {url} did not answer 200 within {READY_TIMEOUT:?}"
         ))
     })
-}
-
-/// A port that was free a moment ago (the OS picks it).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
 }

@@ -14,25 +14,14 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use super::process::{wait_for, ChildGuard};
-use super::server::free_port;
-use super::tools::{run, run_unchecked, Output};
+use wharf_testkit::process::ChildGuard;
+use wharf_testkit::{free_port, wait_for};
+
+use super::cli::wharf_ok;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upper bound for one read or write of the test client.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// `wharf ARGS…`, run to completion; output whatever the exit status.
-pub fn wharf(args: &[&str]) -> Output {
-    run_unchecked(Command::new(env!("CARGO_BIN_EXE_wharf")).args(args))
-}
-
-fn wharf_ok(args: &[&str]) -> Output {
-    run(
-        Command::new(env!("CARGO_BIN_EXE_wharf")).args(args),
-        &format!("wharf {}", args.join(" ")),
-    )
-}
 
 /// `wharf ca init --dir DIR`; returns the CA certificate's path.
 pub fn ca_init(dir: &Path) -> PathBuf {

@@ -4,26 +4,11 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::{kill_process, Pid, Signal};
 
-/// How often a bounded wait re-checks its condition.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Polls `ready` until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(timeout: Duration, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = ready() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
-}
+use crate::wait::wait_for;
 
 /// Sends `signal` to the process `pid`; a process that is already gone is not an error.
 pub fn send_signal(pid: u32, signal: Signal) {

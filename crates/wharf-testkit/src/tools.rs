@@ -1,4 +1,4 @@
-//! Running the external clients (skopeo, podman, ctr, ip) with bounded run
+//! Running the external clients (skopeo, podman, ctr, ip, openssl) with bounded run
 //! times and failure messages that show what the tool printed.
 
 use std::io::Read;
@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use super::process::{send_signal, wait_for};
+use crate::process::send_signal;
+use crate::wait::wait_for;
 
 /// Upper bound for one client command; a hung client fails the test instead of the CI job.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -123,18 +124,6 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
-}
-
-/// `wharf auth htpasswd --cost 4 FILE USER` with `password` and a newline
-/// on stdin, whatever its outcome.
-pub fn wharf_htpasswd(file: &Path, user: &str, password: &str) -> Output {
-    run_with_stdin(
-        Command::new(env!("CARGO_BIN_EXE_wharf"))
-            .args(["auth", "htpasswd", "--cost", "4"])
-            .arg(file)
-            .arg(user),
-        Some(format!("{password}\n").as_bytes()),
-    )
 }
 
 /// A `skopeo` command that talks plain HTTP to the test registry and needs

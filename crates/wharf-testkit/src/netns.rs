@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
-use super::process::send_signal;
-use super::tools::{require_root, require_tool, run};
+use crate::process::send_signal;
+use crate::tools::{require_root, require_tool, run};
 
 /// Runs `scenario` on a new thread that has joined a new network namespace
 /// with only `lo` (up). Processes spawned from that thread, and threads it
