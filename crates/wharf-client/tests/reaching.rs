@@ -14,6 +14,9 @@ use wharf_client::{
     Client, ClientConfig, Credential, CredentialSources, ErrorKind, RedirectEvent, Reporter,
     RetryEvent,
 };
+use wharf_testkit::image::push;
+use wharf_testkit::pki::Ca;
+use wharf_testkit::{pseudo_random, DockerAuth, DockerRegistry, WharfRegistry};
 
 /// Every event, as one line each.
 #[derive(Default)]
@@ -54,11 +57,11 @@ fn reporting(config: ClientConfig) -> (Client, Arc<Heard>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_loopback_registry_serving_tls_is_spoken_to_in_tls() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = loopback_pki(dir.path());
-    let reg = DockerRegistry::start_with(DockerAuth::None, Some((pki.cert, pki.key))).await;
+    let ca = Ca::new("wharf-test-ca");
+    let server = ca.issue(&["127.0.0.1"]);
+    let reg = DockerRegistry::start_with(DockerAuth::None, Some((server.cert, server.key))).await;
     let (client, heard) = reporting(ClientConfig {
-        ca_files: vec![pki.ca],
+        ca_files: vec![ca.cert.clone()],
         ..quick_config()
     });
     assert_eq!(client.ping(&reg.host).await.unwrap().auth_scheme, None);
@@ -69,9 +72,14 @@ async fn a_loopback_registry_serving_tls_is_spoken_to_in_tls() {
             format!("trying {0} https://{0}/v2/", reg.host),
         ]
     );
-    Image::oci(7)
-        .push(&client, &reg.host, &repo("tls/found"), "v1")
-        .await;
+    push(
+        &client,
+        &reg.host,
+        &repo("tls/found"),
+        Some("v1"),
+        &oci_image(7),
+    )
+    .await;
     let refs = client
         .tags_list(&reg.host, &repo("tls/found"))
         .await
@@ -82,8 +90,9 @@ async fn a_loopback_registry_serving_tls_is_spoken_to_in_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certs_d_directories_add_trust_per_host() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = loopback_pki(dir.path());
-    let reg = DockerRegistry::start_with(DockerAuth::None, Some((pki.cert, pki.key))).await;
+    let ca = Ca::new("wharf-test-ca");
+    let server = ca.issue(&["127.0.0.1"]);
+    let reg = DockerRegistry::start_with(DockerAuth::None, Some((server.cert, server.key))).await;
     let certs_d = dir.path().join("certs.d");
     let https = |certs_dirs: Vec<std::path::PathBuf>| {
         Client::new(ClientConfig {
@@ -100,14 +109,14 @@ async fn certs_d_directories_add_trust_per_host() {
     assert_eq!(err.kind(), ErrorKind::Tls, "no certs.d entry yet: {err}");
 
     std::fs::create_dir_all(certs_d.join(&reg.host)).unwrap();
-    std::fs::copy(&pki.ca, certs_d.join(&reg.host).join("ca.crt")).unwrap();
+    std::fs::copy(&ca.cert, certs_d.join(&reg.host).join("ca.crt")).unwrap();
     let trusted = https(vec![dir.path().join("absent"), certs_d.clone()]);
     assert_eq!(trusted.ping(&reg.host).await.unwrap().auth_scheme, None);
 
     // Another host's directory does not count.
     let other = dir.path().join("other.d");
     std::fs::create_dir_all(other.join("127.0.0.1:1")).unwrap();
-    std::fs::copy(&pki.ca, other.join("127.0.0.1:1/ca.crt")).unwrap();
+    std::fs::copy(&ca.cert, other.join("127.0.0.1:1/ca.crt")).unwrap();
     let err = https(vec![other]).ping(&reg.host).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
 }
@@ -247,7 +256,7 @@ async fn credentials_are_verified_like_docker_login() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_redirect_followed_is_reported_without_its_signature() {
     use common::scripted::{Reply, ScriptedServer};
-    let blob = data(7, 10_000);
+    let blob = pseudo_random(7, 10_000);
     let digest = wharf_oci::Digest::sha256_of(&blob);
     let served = blob.clone();
     let cdn = ScriptedServer::start(move |_| Reply::new(200).body(served.clone())).await;

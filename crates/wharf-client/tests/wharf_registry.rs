@@ -348,16 +348,16 @@ async fn a_blob_stream_polled_past_its_end_stays_ended() {
     let reg = WharfRegistry::start().await;
     let client = client();
     let app = repo("fused/app");
-    let img = Image::oci(9);
-    img.push(&client, &reg.host, &app, "v1").await;
+    let img = oci_image(9);
+    push(&client, &reg.host, &app, Some("v1"), &img).await;
     let mut blob = client
-        .get_blob(&reg.host, &app, &img.layer_digest())
+        .get_blob(&reg.host, &app, &img.layer().digest())
         .await
         .unwrap();
     let mut bytes = Vec::new();
     while let Some(chunk) = blob.next().await {
         bytes.extend_from_slice(&chunk.unwrap());
     }
-    assert_eq!(bytes, img.layer);
+    assert_eq!(bytes, img.layer().bytes);
     assert!(blob.next().await.is_none());
 }
