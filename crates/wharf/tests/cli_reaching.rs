@@ -11,9 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::api::{push_image, Api};
-use common::server::{free_port, Wharf};
+use common::server::Wharf;
 use common::tls::{ca_init, ca_issue, HttpsWharf};
-use common::tools::{run, run_unchecked, skopeo, Output};
+use wharf_testkit::free_port;
+use wharf_testkit::tools::{run, run_unchecked, skopeo, Output};
 
 /// `wharf copy ARGS…` with stderr a pipe.
 fn copy(args: &[&str]) -> Output {

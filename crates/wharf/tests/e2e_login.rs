@@ -9,13 +9,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::image::{self, digest_hex, host_arch, write_dir_transport, Artifact, Format};
+use common::cli::wharf_htpasswd;
 use common::server::Wharf;
-use common::tools::{
-    podman, require_root, run, run_unchecked, run_with_stdin, skopeo, wharf_htpasswd, Output,
-};
 use serde_json::Value;
 use tempfile::TempDir;
+use wharf_testkit::digest_hex;
+use wharf_testkit::image::{self, host_arch, write_dir_transport, Artifact, Format};
+use wharf_testkit::tools::{
+    podman, require_root, run, run_unchecked, run_with_stdin, skopeo, Output,
+};
 
 const PASSWORD: &str = "ci-Pa55word";
 
@@ -155,7 +157,7 @@ fn podman_and_skopeo_use_what_wharf_login_wrote() {
             .arg(format!("{}/e2e/app:v1", f.wharf.host())),
         "podman pull with wharf's auth.json",
     );
-    let config_hex = digest_hex(&f.artifact.config().digest()).to_owned();
+    let config_hex = digest_hex(&f.artifact.config().digest().to_string()).to_owned();
     assert!(pulled.stdout.contains(&config_hex), "{}", pulled.describe());
 }
 
