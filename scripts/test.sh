@@ -137,13 +137,17 @@ run_tests() {
 }
 
 # The registry conformance suites once more, on S3 storage (Garage).
+# Selected from the whole workspace, not with `-p wharf-registry`: features
+# are resolved for the packages selected, and one package alone resolves
+# them differently (about 40 crates built a second time). With --workspace
+# the suites are the binaries the run above built, and nothing is compiled.
 run_s3_conformance() {
     local suites=() file
     for file in crates/wharf-registry/tests/conformance_*.rs; do
         suites+=(--test "$(basename "$file" .rs)")
     done
     step "Running the conformance suites against S3 storage"
-    WHARF_TEST_STORAGE=s3 cargo test --locked -p wharf-registry "${suites[@]}"
+    WHARF_TEST_STORAGE=s3 cargo test --workspace --locked "${suites[@]}"
 }
 
 install_packages

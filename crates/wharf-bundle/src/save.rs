@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -530,9 +531,13 @@ fn write_bundle(
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "bundle".into());
+    // Mode 0666 less the umask, as for any file a user creates (0644 under
+    // umask 022): a bundle is meant to be copied and read by others.
+    // tempfile's own default, 0600, is for secrets.
     let temp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".partial")
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(&dir)
         .map_err(|e| {
             io::Error::new(

@@ -58,13 +58,25 @@ fn caret_indent(line: &str, column: usize) -> String {
         .collect()
 }
 
+/// `2 errors, 1 warning, 1 info`: each severity under the name its findings
+/// carry (`error[…]`, `warning[…]`, `info[…]`), so the totals read like the
+/// lines above them.
 fn summary_line(diagnostics: &[Diagnostic]) -> String {
-    let count = |s: Severity| diagnostics.iter().filter(|d| d.severity == s).count();
+    let counted = |severity: Severity| {
+        let n = diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count();
+        let name = severity.as_str();
+        // "info" is a mass noun: 2 info, like 2 information.
+        let plural = n != 1 && severity != Severity::Info;
+        format!("{n} {name}{}", if plural { "s" } else { "" })
+    };
     format!(
-        "{} error(s), {} warning(s), {} note(s)\n",
-        count(Severity::Error),
-        count(Severity::Warning),
-        count(Severity::Info)
+        "{}, {}, {}\n",
+        counted(Severity::Error),
+        counted(Severity::Warning),
+        counted(Severity::Info)
     )
 }
 
@@ -124,5 +136,33 @@ fn json_diagnostic(d: &Diagnostic) -> JsonDiagnostic<'_> {
         containerd_will: &d.containerd_will,
         fix: &d.fix,
         source_line: d.source_line.as_deref(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Code;
+
+    fn finding(severity: Severity) -> Diagnostic {
+        Diagnostic::new(
+            Code::CtrIgnoresConfigPath,
+            severity,
+            std::path::Path::new("config.toml"),
+            "message".to_owned(),
+        )
+    }
+
+    #[test]
+    fn the_summary_counts_each_severity_by_its_name() {
+        let found = [
+            finding(Severity::Error),
+            finding(Severity::Error),
+            finding(Severity::Warning),
+            finding(Severity::Info),
+        ];
+        assert_eq!(summary_line(&found), "2 errors, 1 warning, 1 info\n");
+        let infos = [finding(Severity::Info), finding(Severity::Info)];
+        assert_eq!(summary_line(&infos), "0 errors, 0 warnings, 2 info\n");
     }
 }

@@ -2,12 +2,14 @@
 //! the registry itself. With override_path containerd drops `/v2` from
 //! every request; when the registry answers at the standard `/v2/` (and
 //! not at the URL's own path), those requests 404 and pulls fall back to
-//! the upstream.
+//! the upstream. Only a URL with a path of its own needs asking: without one,
+//! `override_path` is wrong whatever the registry says, which the offline
+//! lint reports.
 
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use wharf_containerd::{Code, Diagnostic, HostEntry, OnlineCheck, Severity};
+use wharf_containerd::{Code, Diagnostic, HostEntry, MirrorUrl, OnlineCheck, Severity};
 
 use crate::http::{Call, HostClient};
 use crate::net::{self, Origin, Resolver, TlsSettings};
@@ -107,9 +109,23 @@ struct Answer {
     registry: bool,
 }
 
+/// Whether only the network can tell if `override_path` is right for this
+/// URL. Without a path beyond `/v2` it is wrong for certain, and the offline
+/// lint already says so (WH011) at the `override_path` line: probing too
+/// would report the one problem twice.
+fn needs_probe(host: &HostEntry<'_>) -> bool {
+    let with_scheme = if host.url.starts_with("http") {
+        host.url.to_owned()
+    } else {
+        format!("https://{}", host.url)
+    };
+    host.override_path
+        && MirrorUrl::parse(&with_scheme).is_ok_and(|url| url.has_path_beyond_api_root())
+}
+
 impl OnlineCheck for OverridePathProbe {
     fn check_host(&self, host: &HostEntry<'_>) -> Vec<Diagnostic> {
-        if !host.override_path {
+        if !needs_probe(host) {
             return Vec::new();
         }
         // The lint is synchronous and may run inside or outside a runtime:

@@ -98,6 +98,34 @@ impl ImageReport {
     pub fn is_failed(&self) -> bool {
         self.status == Status::Failed
     }
+
+    /// What to do next about this image's failure, for a `hint:` line; one
+    /// per kind of cause, so a front end can print each once per run.
+    pub fn hint(&self) -> Option<&'static str> {
+        hint_for(self.error_cause?)
+    }
+}
+
+/// The next step for the common causes of a failed image; `None` where the
+/// message itself is all there is to say.
+fn hint_for(cause: &str) -> Option<&'static str> {
+    match cause {
+        "not-found" => Some(
+            "check the repository and tag of each image named above: the registry has no manifest under that name",
+        ),
+        "unauthorized" => Some(
+            "give credentials for that registry: --src-creds or --dest-creds USER:PASS, or log in with \
+             `podman login HOST` or `docker login HOST` (wharf reads what they write)",
+        ),
+        "denied" => Some(
+            "the credentials were accepted but do not allow this: ask for pull access at the source and push access at the destination",
+        ),
+        "network" => Some(
+            "check the registry's host and port, and that this machine reaches it (a proxy or firewall in between?); \
+             a registry on plain HTTP needs --insecure HOST",
+        ),
+        _ => None,
+    }
 }
 
 /// Progress of a run, called from many tasks at once: keep it cheap.
@@ -118,3 +146,19 @@ pub trait Events: Send + Sync {
 pub struct NoEvents;
 
 impl Events for NoEvents {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_causes_come_with_a_hint_and_others_without() {
+        for cause in ["not-found", "unauthorized", "denied", "network"] {
+            let report = ImageReport::failed("a/b:1", cause, "message".to_owned());
+            assert!(report.hint().is_some(), "{cause}");
+        }
+        let report = ImageReport::failed("a/b:1", "digest-mismatch", "message".to_owned());
+        assert_eq!(report.hint(), None);
+        assert_eq!(ImageReport::new("a/b:1", None).hint(), None);
+    }
+}

@@ -58,6 +58,30 @@ pub struct ServeFlags {
     pub publish_self: Option<String>,
 }
 
+/// Every section and key of `wharf.toml`, shown under `wharf serve --help`,
+/// where a configuration error's hint sends the user. Keep it in step with
+/// the structs below (a test compares it with the keys they accept).
+pub const SECTIONS_HELP: &str = "\
+Configuration file (--config FILE, TOML; every key is optional, an unknown key is an error):
+  [server]          listen, log_format, tls_cert, tls_key, publish_self, max_connections,
+                    max_uploads, header_read_timeout, idle_timeout, tls_handshake_timeout,
+                    body_timeout, body_min_rate
+  [storage]         type = \"filesystem\": root
+                    type = \"s3\": endpoint, region, bucket, prefix, path_style, access_key_id,
+                    secret_access_key, profile, redirect, redirect_expiry, request_timeout,
+                    part_size (redirect_expiry_secs, request_timeout_secs: older spellings)
+  [registry]        max_manifest_bytes, sparse_indexes, delete_enabled, names
+  [gc]              schedule, grace, settle, upload_max_age
+  [[gc.retention]]  repos, keep_last, keep_tags, min_age, max_age
+  [auth]            mode (\"basic\" or \"token\"), htpasswd, realm, service, issuer, token_key,
+                    token_ttl
+  [[access]]        repos, users, actions
+  [cache]           tag_ttl, connect_timeout, read_timeout, attempts, ca_files, max_age
+  [[upstream]]      host, endpoint, credentials = { username, password_env }, tag_ttl, allow_push
+
+README.md shows each section with its defaults and meaning (\"Running the registry\" and the
+sections after it).";
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -336,7 +360,8 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text)
         .with_context(|| format!("configuration file {} is not valid", path.display()))
         .context(Hint(
-            "fix the key named above; `wharf serve --help` lists every setting".into(),
+            "fix the setting shown above; `wharf serve --help` lists every section and key of wharf.toml"
+                .into(),
         ))
 }
 

@@ -453,6 +453,81 @@ fn a_reference_the_source_lacks_leaves_no_bundle() {
     assert!(leftovers.is_empty(), "no temp file left: {leftovers:?}");
 }
 
+/// `wharf save -o BUNDLE REF` run under `umask`, as a shell sets it.
+fn save_under_umask(umask: &str, bundle: &Path, reference: &str) -> (i32, String) {
+    let out = Command::new("sh")
+        .args(["-c", &format!("umask {umask} && exec \"$0\" \"$@\"")])
+        .arg(WHARF)
+        .args(["save", "-q", "-o"])
+        .arg(bundle)
+        .arg(reference)
+        .output()
+        .expect("run wharf save under sh");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bundle_gets_the_mode_the_umask_gives_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let reference = &src.refs()[1];
+    for (umask, mode) in [("022", 0o644), ("027", 0o640), ("077", 0o600)] {
+        let bundle = work.path().join(format!("umask-{umask}.tar"));
+        let (code, err) = save_under_umask(umask, &bundle, reference);
+        assert_eq!(code, 0, "save under umask {umask}: {err}");
+        let found = std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            found, mode,
+            "umask {umask}: mode {found:o}, expected {mode:o}"
+        );
+    }
+}
+
+#[test]
+fn load_into_a_containerd_that_is_not_running_fails_at_once_with_one_error() {
+    let work = tempfile::tempdir().unwrap();
+    let src = Source::start(&work.path().join("src"));
+    let bundle = work.path().join("site.tar");
+    let refs = src.refs();
+    let (code, out, err) = save(&["-o", bundle.to_str().unwrap(), &refs[0], &refs[1]]);
+    assert_eq!(code, 0, "{out}{err}");
+    let socket = work.path().join("containerd.sock");
+
+    let started = std::time::Instant::now();
+    let (code, out, err) = wharf(&[
+        "load",
+        "--containerd",
+        "--address",
+        socket.to_str().unwrap(),
+        bundle.to_str().unwrap(),
+    ]);
+    let took = started.elapsed();
+
+    assert_eq!(code, 1, "{out}{err}");
+    // ctr alone waits 10 s to dial, once per bundle.
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: cannot import into containerd: nothing answers on {}: No such file or directory (os error 2)",
+            socket.display()
+        )],
+        "{err}"
+    );
+    assert!(
+        err.ends_with(
+            "\nhint: is containerd running? Start it (`systemctl start containerd`), or give its socket with --address PATH; nothing was imported\n"
+        ),
+        "{err}"
+    );
+    assert!(out.is_empty(), "no table of failed images: {out}");
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();

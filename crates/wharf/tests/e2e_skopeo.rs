@@ -272,3 +272,47 @@ fn skopeo_round_trips_a_docker_manifest_list() {
     skopeo_copy(&["--all"], &tagged, &format!("dir:{}", pulled.display()));
     assert_dir_holds(&pulled, &artifact);
 }
+
+/// README.md's `skopeo copy` command lines, as written.
+fn readme_skopeo_copies() -> Vec<String> {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
+    readme
+        .lines()
+        .filter(|l| l.starts_with("skopeo copy "))
+        .map(|l| l.split(" #").next().unwrap_or(l).trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_readme_skopeo_copy_fills_a_plain_http_wharf_digest_for_digest() {
+    let copies = readme_skopeo_copies();
+    assert!(!copies.is_empty(), "README.md shows a skopeo copy");
+    let upstream = Fixture::new();
+    let fx = Fixture::new();
+    // docker.io's stand-in: a multi-platform image, as alpine is.
+    let artifact = image::multi_arch(Format::Docker, "readme-alpine");
+    common::api::push_artifact(&upstream.api, "docker.io/library/alpine", "3.21", &artifact);
+
+    for line in copies {
+        // The registry of the README is this wharf; docker.io is the stand-in,
+        // which, unlike docker.io, speaks plain HTTP: that side gets its flag here.
+        let words: Vec<String> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|w| {
+                w.replace(
+                    "docker://docker.io/",
+                    &format!("docker://{}/docker.io/", upstream.wharf.host()),
+                )
+                .replace("registry.home.arpa:5000", &fx.wharf.host())
+            })
+            .collect();
+        let out = run(
+            skopeo().args(&words).arg("--src-tls-verify=false"),
+            &format!("README's `{line}`"),
+        );
+        assert!(out.status.success());
+        // What a node resolving the tag through ?ns= gets: upstream's digest.
+        assert_stored(&fx.api, "docker.io/library/alpine", "3.21", &artifact);
+    }
+}

@@ -8,9 +8,10 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -100,6 +101,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             "say where to load: --to HOST[:PORT] (a registry), --containerd or --containers-storage",
         ));
     }
+    if args.containerd {
+        require_containerd(&args.address)?;
+    }
     let bundles = verify_all(&args, args.name.as_ref())?;
     let mut reports = Vec::new();
     let mut notes = Vec::new();
@@ -137,6 +141,30 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// How long containerd's socket may take to accept a connection and the
+/// HTTP/2 handshake; a containerd that is up answers in milliseconds.
+const CONTAINERD_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// containerd must answer on `address` before any bundle is verified: else
+/// `ctr` waits 10 s for each bundle and every image repeats its dial error.
+fn require_containerd(address: &Path) -> anyhow::Result<()> {
+    let connected = runtime(Work::Requests)?.block_on(wharf_cri::CriClient::connect(
+        address,
+        CONTAINERD_CONNECT_TIMEOUT,
+    ));
+    connected.map(drop).map_err(|e| {
+        let next = match &e {
+            wharf_cri::CriError::NotRunning { .. } => {
+                "is containerd running? Start it (`systemctl start containerd`), or give its socket with --address PATH".to_owned()
+            }
+            other => other.hint(),
+        };
+        anyhow::Error::new(e)
+            .context("cannot import into containerd")
+            .context(Hint(format!("{next}; nothing was imported")))
     })
 }
 

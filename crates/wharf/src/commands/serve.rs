@@ -13,6 +13,7 @@ use crate::exit::Hint;
 use crate::settings::{self as config, Access, ServeFlags};
 
 #[derive(Debug, clap::Args)]
+#[command(after_long_help = config::SECTIONS_HELP)]
 pub struct ServeArgs {
     /// TOML configuration file (README: "Configuration file" lists every section and key); flags given on the command line override it.
     #[arg(long, value_name = "FILE")]

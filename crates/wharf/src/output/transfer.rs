@@ -48,6 +48,7 @@ pub fn print_transfer(
             eprintln!("error: {}: {error}", r.source);
         }
     }
+    print_hints(reports);
     match format {
         Format::Json => print_json(
             kind.command(),
@@ -59,6 +60,22 @@ pub fn print_transfer(
             }),
         ),
         Format::Text => write_text(&mut stdout(), kind, dry_run, reports),
+    }
+}
+
+/// After the errors, a blank line and each distinct next step once.
+fn print_hints(reports: &[ImageReport]) {
+    let mut hints: Vec<&str> = Vec::new();
+    for hint in reports.iter().filter_map(ImageReport::hint) {
+        if !hints.contains(&hint) {
+            hints.push(hint);
+        }
+    }
+    if !hints.is_empty() {
+        eprintln!();
+    }
+    for hint in hints {
+        eprintln!("hint: {hint}");
     }
 }
 
