@@ -10,20 +10,30 @@
 //! - [`Bundle::open`] verifies one (or a `docker save` / `podman save` /
 //!   `skopeo copy … oci-archive:` tarball) in full before anything is read
 //!   from it, hashing entries on every core;
-//! - [`save`] fills a bundle from registries; [`BundleSource`] serves a
-//!   verified bundle as a read-only registry on loopback so that `wharf
-//!   load` pushes with `wharf_transfer`'s copy logic, and [`BundleBlobs`]
-//!   lets that copy read the blobs from the tar itself.
+//! - [`save`] fills a bundle from registries;
+//! - [`BundleSource`] is a verified bundle as a `wharf_transfer::Source`,
+//!   so that `wharf load --to` pushes with `wharf_transfer`'s copy logic,
+//!   reading the tar itself; [`LayoutSource`] does the same for an OCI
+//!   layout directory, and [`Transport`] reads the `oci:`, `oci-archive:`
+//!   and `docker-archive:` sources `wharf copy` takes;
+//! - [`BundleServer`] serves a verified bundle as a read-only registry on
+//!   loopback, for `skopeo` (`wharf load --containers-storage`).
 
 mod error;
 pub mod format;
+mod layout;
 mod reader;
 mod save;
+mod server;
 mod source;
+mod transport;
 mod writer;
 
 pub use error::{BundleError, Result};
-pub use reader::{Bundle, BundleImage, Format, Location};
+pub use layout::{write_layout, Layout, LayoutSource};
+pub use reader::{ArchiveEntry, Bundle, BundleImage, Format, Location};
 pub use save::{blobs_of, save, LocalImage, SaveOptions, SaveOutcome};
-pub use source::{BundleBlobs, BundleSource};
+pub use server::BundleServer;
+pub use source::BundleSource;
+pub use transport::{FileImage, OpenedImage, Transport, TRANSPORTS};
 pub use writer::{index_names, BundleWriter, DockerImage, ImageRecord, NameCollision, WriteError};

@@ -53,6 +53,16 @@ pub struct BundleImage {
     pub manifest: Descriptor,
 }
 
+/// One image an archive lists, named or not: an `index.json` entry, or an
+/// image of Docker's `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    /// What it is listed as, as written: the `ref.name` and containerd name
+    /// annotations, or Docker's `RepoTags`.
+    pub names: Vec<String>,
+    pub manifest: Descriptor,
+}
+
 /// Where an entry's bytes are in the (plain) tar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
@@ -66,6 +76,8 @@ pub struct Bundle {
     path: PathBuf,
     format: Format,
     images: Vec<BundleImage>,
+    /// Every image listed, with or without a usable name.
+    entries: Vec<ArchiveEntry>,
     notes: Vec<String>,
     /// The tar that offsets refer to: the bundle itself, or its spool copy.
     tar: File,
@@ -148,6 +160,7 @@ impl Bundle {
             path: path.to_path_buf(),
             format: Format::OciArchive,
             images: Vec::new(),
+            entries: Vec::new(),
             notes: Vec::new(),
             tar,
             tar_path,
@@ -174,6 +187,51 @@ impl Bundle {
 
     pub fn images(&self) -> &[BundleImage] {
         &self.images
+    }
+
+    /// Every image the archive lists, those without a usable name too.
+    pub fn entries(&self) -> &[ArchiveEntry] {
+        &self.entries
+    }
+
+    /// Images listed without a name they can be loaded under.
+    pub fn unnamed(&self) -> Vec<&ArchiveEntry> {
+        self.entries
+            .iter()
+            .filter(|e| {
+                !self
+                    .images
+                    .iter()
+                    .any(|i| i.manifest.digest == e.manifest.digest)
+            })
+            .collect()
+    }
+
+    /// Load the archive's one image under `name` (`wharf load --name`),
+    /// whatever it was called. Refused when the archive holds more than one
+    /// image, since the name would not say which.
+    pub fn rename_single(&mut self, name: Reference) -> Result<()> {
+        let mut seen = HashSet::new();
+        let manifests: Vec<&Descriptor> = self
+            .entries
+            .iter()
+            .map(|e| &e.manifest)
+            .filter(|m| seen.insert(m.digest.clone()))
+            .collect();
+        let [manifest] = manifests[..] else {
+            return Err(BundleError::Invalid(format!(
+                "{}: holds {} images; a name given for the archive applies to an archive of one image",
+                self.path.display(),
+                manifests.len()
+            )));
+        };
+        self.images = vec![BundleImage {
+            name,
+            manifest: manifest.clone(),
+        }];
+        // Every note is about a name the archive lacked.
+        self.notes.clear();
+        Ok(())
     }
 
     /// What the reader had to say (images without a usable name, …).
@@ -370,7 +428,14 @@ impl Bundle {
                 detail: format!("it has neither {INDEX_FILE} nor {DOCKER_MANIFEST_FILE}"),
             });
         }
-        let tops: Vec<Descriptor> = self.images.iter().map(|i| i.manifest.clone()).collect();
+        // Each image once: a wharf bundle lists every image twice.
+        let mut listed = HashSet::new();
+        let tops: Vec<Descriptor> = self
+            .entries
+            .iter()
+            .filter(|e| listed.insert(e.manifest.digest.clone()))
+            .map(|e| e.manifest.clone())
+            .collect();
         for top in tops {
             self.walk(&top)?;
         }
@@ -381,6 +446,10 @@ impl Bundle {
         let index = ParsedManifest::parse(bytes, Some(media_type::OCI_INDEX))
             .map_err(|e| self.corrupt(format!("{INDEX_FILE}: {e}")))?;
         for descriptor in index.manifests {
+            self.entries.push(ArchiveEntry {
+                names: entry_names(&descriptor),
+                manifest: descriptor.clone(),
+            });
             match image_name(&descriptor) {
                 Ok(name) => self.images.push(BundleImage {
                     name,
@@ -414,6 +483,10 @@ impl Bundle {
             .map_err(|e| self.corrupt(format!("{DOCKER_MANIFEST_FILE}: {e}")))?;
         for (n, entry) in entries.iter().enumerate() {
             let descriptor = self.synthesize(scan, entry)?;
+            self.entries.push(ArchiveEntry {
+                names: entry.repo_tags.clone(),
+                manifest: descriptor.clone(),
+            });
             if entry.repo_tags.is_empty() {
                 self.notes.push(format!(
                     "image {} of {DOCKER_MANIFEST_FILE} has no RepoTags; it is not loaded",
@@ -549,9 +622,18 @@ fn layer_type(magic: &[u8; 4]) -> &'static str {
     }
 }
 
+/// The names an index entry carries: the OCI ref name, then containerd's.
+pub(crate) fn entry_names(d: &Descriptor) -> Vec<String> {
+    let annotations = d.annotations.clone().unwrap_or_default();
+    [OCI_REF_NAME, CONTAINERD_NAME]
+        .iter()
+        .filter_map(|key| annotations.get(*key).cloned())
+        .collect()
+}
+
 /// The full name of an index entry: containerd's annotation, else an OCI
 /// ref name that is a whole reference (a bare tag names no repository).
-fn image_name(d: &Descriptor) -> std::result::Result<Reference, String> {
+pub(crate) fn image_name(d: &Descriptor) -> std::result::Result<Reference, String> {
     let annotations = d.annotations.clone().unwrap_or_default();
     if let Some(name) = annotations.get(CONTAINERD_NAME) {
         return Reference::parse_normalized(name)

@@ -21,17 +21,17 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use wharf_auth::{
     token, AccessPolicy, Action, Claims, LimitPolicy, LockedOut, LoginLimiter, Refused,
     Reservation, Scope, TokenService, UserStore,
 };
-use wharf_oci::{RepositoryName, Target};
+use wharf_oci::RepositoryName;
 
 use crate::body;
 use crate::error::{Code, RegistryError};
 use crate::handlers::{HandlerResult, Request};
-use crate::routes::{Endpoint, Query};
+use crate::routes::{Access, Endpoint, Query};
 use crate::Registry;
 
 /// Longest `Authorization` value looked at; anything longer is refused
@@ -187,59 +187,27 @@ impl Caller {
     }
 }
 
-/// What an endpoint needs from the caller.
+/// What an endpoint needs from the caller, with the repository and
+/// reference an access decision names.
 enum Requirement {
-    /// Health, metrics and the token endpoint: anyone.
     Open,
-    /// The catalog: anyone when anonymous clients may pull somewhere, else
-    /// an authenticated user.
-    Login,
-    /// `/v2/`: an authenticated user.
     Authenticated,
+    Catalog,
     Repository(RepositoryName, Action, String),
 }
 
-fn requirement(endpoint: &Endpoint, method: &Method) -> Requirement {
-    let repo = |r: &RepositoryName, a: Action, reference: String| {
-        Requirement::Repository(r.clone(), a, reference)
-    };
-    let read_or = |write: Action| {
-        if method == Method::GET || method == Method::HEAD {
-            Action::Pull
-        } else {
-            write
+fn requirement(endpoint: &Endpoint) -> Requirement {
+    match (endpoint.access(), endpoint.repository()) {
+        (Access::Open, _) => Requirement::Open,
+        (Access::Authenticated, _) => Requirement::Authenticated,
+        (Access::Catalog, _) => Requirement::Catalog,
+        (Access::Repository(action), Some(repo)) => {
+            Requirement::Repository(repo.clone(), action, endpoint.reference())
         }
-    };
-    match endpoint {
-        Endpoint::Health | Endpoint::Ready | Endpoint::Metrics | Endpoint::Token => {
-            Requirement::Open
-        }
-        // Clients learn the auth scheme from `/v2/`: it always challenges a
-        // client without credentials, or none of them would ever log in
-        // (anonymous pulls still work on the repositories themselves).
-        Endpoint::Base => Requirement::Authenticated,
-        Endpoint::Catalog => Requirement::Login,
-        Endpoint::TagsList(r) => repo(r, Action::Pull, String::new()),
-        Endpoint::Referrers(r, d) => repo(r, Action::Pull, d.to_string()),
-        Endpoint::Manifest(r, t) => {
-            let action = match *method {
-                Method::PUT => Action::Push,
-                Method::DELETE => Action::Delete,
-                _ => Action::Pull,
-            };
-            repo(r, action, target_label(t))
-        }
-        Endpoint::Blob(r, d) => repo(r, read_or(Action::Delete), d.to_string()),
-        // Every upload step, its status and its cancellation are part of a push.
-        Endpoint::UploadStart(r) => repo(r, Action::Push, String::new()),
-        Endpoint::Upload(r, _) => repo(r, Action::Push, String::new()),
-    }
-}
-
-fn target_label(t: &Target) -> String {
-    match t {
-        Target::Tag(tag) => tag.as_str().to_string(),
-        Target::Digest(d) => d.to_string(),
+        // Every operation that needs a repository action names a repository
+        // (checked for each operation by the routes' tests); were one not
+        // to, only an authenticated user gets past this layer.
+        (Access::Repository(_), None) => Requirement::Authenticated,
     }
 }
 
@@ -247,14 +215,13 @@ fn target_label(t: &Target) -> String {
 pub async fn authorize(
     registry: &Registry,
     endpoint: &Endpoint,
-    method: &Method,
     headers: &HeaderMap,
     address: IpAddr,
 ) -> Result<Caller, RegistryError> {
     let Some(layer) = registry.config().auth.clone() else {
         return Ok(Caller::unrestricted(address));
     };
-    let required = requirement(endpoint, method);
+    let required = requirement(endpoint);
     if matches!(required, Requirement::Open) {
         return Ok(Caller {
             user: None,
@@ -265,14 +232,13 @@ pub async fn authorize(
     let caller = identify(&layer, headers, address).await?;
     match required {
         Requirement::Open => Ok(caller),
-        Requirement::Authenticated | Requirement::Login => {
-            let anonymous_ok =
-                matches!(required, Requirement::Login) && layer.policy.anonymous_pull_anywhere();
+        Requirement::Authenticated | Requirement::Catalog => {
+            let is_catalog = matches!(required, Requirement::Catalog);
+            let anonymous_ok = is_catalog && layer.policy.anonymous_pull_anywhere();
             if caller.user.is_some() || anonymous_ok {
                 Ok(caller)
             } else {
-                let scope =
-                    matches!(endpoint, Endpoint::Catalog).then(|| "registry:catalog:*".into());
+                let scope = is_catalog.then(|| "registry:catalog:*".into());
                 Err(unauthorized(
                     &layer,
                     headers,
@@ -593,37 +559,27 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// The event a request will produce: manifest pushes, finished blob
-    /// uploads, mounts and deletes. Intermediate upload steps produce none.
-    pub fn for_request(endpoint: &Endpoint, method: &Method, query: &Query) -> Option<AuditEvent> {
-        let event = |action, repo: &RepositoryName, reference: String| {
-            Some(AuditEvent {
-                action,
-                repository: repo.to_string(),
-                reference,
-            })
-        };
-        match (endpoint, method) {
-            (Endpoint::Manifest(r, t), &Method::PUT) => event("push-manifest", r, target_label(t)),
-            (Endpoint::Manifest(r, t), &Method::DELETE) => {
-                event("delete-manifest", r, target_label(t))
+    /// The event a request will produce ([`Endpoint::audit_event`]), with
+    /// the reference it names: the tag or digest of the path, the `?digest=`
+    /// of a blob push, or what a mount copies from where.
+    pub fn for_request(endpoint: &Endpoint, query: &Query) -> Option<AuditEvent> {
+        let action = endpoint.audit_event()?;
+        let reference = match endpoint {
+            Endpoint::UploadPut(..) | Endpoint::UploadMonolithic(_) => {
+                query.get("digest").unwrap_or("").to_string()
             }
-            (Endpoint::Blob(r, d), &Method::DELETE) => event("delete-blob", r, d.to_string()),
-            (Endpoint::Upload(r, _), &Method::PUT) => event(
-                "push-blob",
-                r,
-                query.get("digest").unwrap_or("").to_string(),
-            ),
-            (Endpoint::UploadStart(r), _) => match (query.get("mount"), query.get("digest")) {
-                (Some(mount), _) => {
-                    let from = query.get("from").unwrap_or("");
-                    event("mount", r, format!("{mount} from {from}"))
-                }
-                (None, Some(digest)) => event("push-blob", r, digest.to_string()),
-                (None, None) => None,
-            },
-            _ => None,
-        }
+            Endpoint::BlobMount(_) => {
+                let mount = query.get("mount").unwrap_or("");
+                let from = query.get("from").unwrap_or("");
+                format!("{mount} from {from}")
+            }
+            _ => endpoint.reference(),
+        };
+        Some(AuditEvent {
+            action,
+            repository: endpoint.repository()?.to_string(),
+            reference,
+        })
     }
 
     pub fn log(&self, caller: &Caller, result: &HandlerResult) {
@@ -664,9 +620,22 @@ impl AuditEvent {
 
 // --- the token endpoint ----------------------------------------------------
 
-/// `GET /auth/token?service=…&scope=…&account=…` (credentials, if any, in a
-/// Basic header) and `POST /auth/token` with an OAuth2 password-grant form.
-pub async fn token_endpoint(registry: &Registry, req: Request<'_>) -> HandlerResult {
+/// How a token is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRequest {
+    /// `GET /auth/token?service=…&scope=…&account=…`, credentials (if any)
+    /// in a Basic header.
+    Query,
+    /// `POST /auth/token` with an OAuth2 password-grant form.
+    OAuthForm,
+}
+
+/// The token endpoint, asked as `form` says.
+pub async fn token_endpoint(
+    registry: &Registry,
+    req: Request<'_>,
+    form: TokenRequest,
+) -> HandlerResult {
     let address = req.caller.address;
     let layer = match registry.config().auth.clone() {
         Some(layer) if matches!(layer.mode, Mode::Token { .. }) => layer,
@@ -675,8 +644,11 @@ pub async fn token_endpoint(registry: &Registry, req: Request<'_>) -> HandlerRes
     let Mode::Token { service, .. } = &layer.mode else {
         return Err(RegistryError::not_found());
     };
-    let (user, scopes, oauth) = if *req.method == Method::POST {
-        let form = body::read_limited(req.body, MAX_TOKEN_FORM, &registry.config().limits).await?;
+    let (user, scopes, oauth) = if form == TokenRequest::OAuthForm {
+        let declared = body::declared_length(req.headers);
+        let limits = &registry.config().limits;
+        let form = body::read_limited(req.body, declared, MAX_TOKEN_FORM, "the token form", limits)
+            .await?;
         let form = Query::parse_form(&form);
         if form.get("grant_type") != Some("password") {
             return Err(RegistryError::new(
@@ -740,68 +712,37 @@ mod tests {
     }
 
     #[test]
-    fn requirements_per_endpoint() {
+    fn requirements_name_the_repository_and_reference() {
         let r: RepositoryName = "a/b".parse().unwrap();
         let d: wharf_oci::Digest =
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
                 .parse()
                 .unwrap();
-        let action = |e: Endpoint, m: Method| match requirement(&e, &m) {
-            Requirement::Repository(_, a, _) => Some(a),
+        let tag = wharf_oci::Target::Tag("v1".parse().unwrap());
+        let named = |e: Endpoint| match requirement(&e) {
+            Requirement::Repository(repo, action, reference) => Some((repo, action, reference)),
             _ => None,
         };
-        let tag = Target::Tag("v1".parse().unwrap());
         assert_eq!(
-            action(Endpoint::Manifest(r.clone(), tag.clone()), Method::GET),
-            Some(Action::Pull)
+            named(Endpoint::ManifestPut(r.clone(), tag)),
+            Some((r.clone(), Action::Push, "v1".to_string()))
         );
         assert_eq!(
-            action(Endpoint::Manifest(r.clone(), tag.clone()), Method::HEAD),
-            Some(Action::Pull)
+            named(Endpoint::BlobDelete(r.clone(), d.clone())),
+            Some((r.clone(), Action::Delete, d.to_string()))
         );
         assert_eq!(
-            action(Endpoint::Manifest(r.clone(), tag.clone()), Method::PUT),
-            Some(Action::Push)
+            named(Endpoint::UploadStatus(r.clone(), "x".into())),
+            Some((r, Action::Push, String::new()))
         );
-        assert_eq!(
-            action(Endpoint::Manifest(r.clone(), tag), Method::DELETE),
-            Some(Action::Delete)
-        );
-        assert_eq!(
-            action(Endpoint::Blob(r.clone(), d.clone()), Method::HEAD),
-            Some(Action::Pull)
-        );
-        assert_eq!(
-            action(Endpoint::Blob(r.clone(), d.clone()), Method::DELETE),
-            Some(Action::Delete)
-        );
-        assert_eq!(
-            action(Endpoint::UploadStart(r.clone()), Method::POST),
-            Some(Action::Push)
-        );
-        assert_eq!(
-            action(Endpoint::Upload(r.clone(), "x".into()), Method::GET),
-            Some(Action::Push)
-        );
-        assert_eq!(
-            action(Endpoint::TagsList(r.clone()), Method::GET),
-            Some(Action::Pull)
-        );
-        assert_eq!(
-            action(Endpoint::Referrers(r, d), Method::GET),
-            Some(Action::Pull)
-        );
+        assert!(matches!(requirement(&Endpoint::Metrics), Requirement::Open));
         assert!(matches!(
-            requirement(&Endpoint::Metrics, &Method::GET),
-            Requirement::Open
-        ));
-        assert!(matches!(
-            requirement(&Endpoint::Base, &Method::GET),
+            requirement(&Endpoint::Base),
             Requirement::Authenticated
         ));
         assert!(matches!(
-            requirement(&Endpoint::Catalog, &Method::GET),
-            Requirement::Login
+            requirement(&Endpoint::Catalog),
+            Requirement::Catalog
         ));
     }
 

@@ -2,16 +2,17 @@
 //! request parts it needs and returns a response or a [`RegistryError`].
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use hyper::body::{Body as _, Incoming};
 use serde_json::json;
+use wharf_auth::Action;
 use wharf_oci::{media_type, Algorithm, Digest, RepositoryName, Tag, Target};
 use wharf_storage::{ManifestPutOptions, StorageError, TagPage};
 
-use crate::auth::Caller;
+use crate::auth::{token_endpoint, Caller, TokenRequest};
 use crate::body::{self, Body};
 use crate::error::{Code, RegistryError};
-use crate::routes::{Endpoint, Query};
+use crate::routes::{Access, Endpoint, Query};
 use crate::Registry;
 
 pub type HandlerResult = Result<Response<Body>, RegistryError>;
@@ -20,7 +21,6 @@ const DIGEST_HEADER: &str = "docker-content-digest";
 const UPLOAD_UUID: &str = "docker-upload-uuid";
 
 pub struct Request<'a> {
-    pub method: &'a Method,
     pub headers: &'a HeaderMap,
     pub query: &'a Query,
     pub body: Incoming,
@@ -62,15 +62,10 @@ fn upload_range(size: u64) -> String {
 
 /// Pushes into a repository an upstream covers are refused unless that
 /// upstream allows them: its content must stay what the upstream serves.
-fn refuse_push_to_cache(
-    registry: &Registry,
-    endpoint: &Endpoint,
-    m: &Method,
-) -> Result<(), RegistryError> {
-    let repo = match endpoint {
-        Endpoint::Manifest(repo, _) if m == Method::PUT => repo,
-        Endpoint::UploadStart(repo) | Endpoint::Upload(repo, _) => repo,
-        _ => return Ok(()),
+fn refuse_push_to_cache(registry: &Registry, endpoint: &Endpoint) -> Result<(), RegistryError> {
+    let (Access::Repository(Action::Push), Some(repo)) = (endpoint.access(), endpoint.repository())
+    else {
+        return Ok(());
     };
     match registry.upstream_for(repo) {
         Some((_, coverage)) if !coverage.allow_push => Err(RegistryError::new(
@@ -84,8 +79,7 @@ fn refuse_push_to_cache(
 }
 
 pub async fn dispatch(registry: &Registry, endpoint: Endpoint, req: Request<'_>) -> HandlerResult {
-    let m = req.method.clone();
-    refuse_push_to_cache(registry, &endpoint, &m)?;
+    refuse_push_to_cache(registry, &endpoint)?;
     match endpoint {
         Endpoint::Base => finish(
             response(StatusCode::OK).header(header::CONTENT_TYPE, "application/json"),
@@ -102,30 +96,25 @@ pub async fn dispatch(registry: &Registry, endpoint: Endpoint, req: Request<'_>)
             );
             text(StatusCode::OK, out)
         }
-        Endpoint::Token => crate::auth::token_endpoint(registry, req).await,
+        Endpoint::TokenGet => token_endpoint(registry, req, TokenRequest::Query).await,
+        Endpoint::TokenPost => token_endpoint(registry, req, TokenRequest::OAuthForm).await,
         Endpoint::Catalog => catalog(registry, req.query, req.caller).await,
         Endpoint::TagsList(repo) => tags_list(registry, &repo, req.query).await,
         Endpoint::Referrers(repo, d) => referrers(registry, &repo, &d, req.query).await,
-        Endpoint::Manifest(repo, target) => match m {
-            Method::GET | Method::HEAD => {
-                get_manifest(registry, &repo, &target, m == Method::HEAD).await
-            }
-            Method::PUT => put_manifest(registry, &repo, &target, req).await,
-            _ => delete_manifest(registry, &repo, &target).await,
-        },
-        Endpoint::Blob(repo, d) => match m {
-            Method::GET | Method::HEAD => {
-                get_blob(registry, &repo, &d, req.headers, m == Method::HEAD).await
-            }
-            _ => delete_blob(registry, &repo, &d).await,
-        },
-        Endpoint::UploadStart(repo) => start_upload(registry, &repo, req).await,
-        Endpoint::Upload(repo, id) => match m {
-            Method::GET => upload_status(registry, &repo, &id).await,
-            Method::PATCH => patch_upload(registry, &repo, &id, req).await,
-            Method::PUT => put_upload(registry, &repo, &id, req).await,
-            _ => cancel_upload(registry, &repo, &id).await,
-        },
+        Endpoint::ManifestGet(repo, target) => get_manifest(registry, &repo, &target, false).await,
+        Endpoint::ManifestHead(repo, target) => get_manifest(registry, &repo, &target, true).await,
+        Endpoint::ManifestPut(repo, target) => put_manifest(registry, &repo, &target, req).await,
+        Endpoint::ManifestDelete(repo, target) => delete_manifest(registry, &repo, &target).await,
+        Endpoint::BlobGet(repo, d) => get_blob(registry, &repo, &d, req.headers, false).await,
+        Endpoint::BlobHead(repo, d) => get_blob(registry, &repo, &d, req.headers, true).await,
+        Endpoint::BlobDelete(repo, d) => delete_blob(registry, &repo, &d).await,
+        Endpoint::UploadStart(repo)
+        | Endpoint::UploadMonolithic(repo)
+        | Endpoint::BlobMount(repo) => start_upload(registry, &repo, req).await,
+        Endpoint::UploadStatus(repo, id) => upload_status(registry, &repo, &id).await,
+        Endpoint::UploadPatch(repo, id) => patch_upload(registry, &repo, &id, req).await,
+        Endpoint::UploadPut(repo, id) => put_upload(registry, &repo, &id, req).await,
+        Endpoint::UploadCancel(repo, id) => cancel_upload(registry, &repo, &id).await,
     }
 }
 
@@ -299,15 +288,6 @@ async fn get_manifest(
     )
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 async fn put_manifest(
     registry: &Registry,
     repo: &RepositoryName,
@@ -315,17 +295,14 @@ async fn put_manifest(
     req: Request<'_>,
 ) -> HandlerResult {
     let limit = registry.config().max_manifest_bytes;
-    // Refuse an announced oversize body before reading a byte of it.
-    if declared_length(req.headers).is_some_and(|l| l > limit as u64) {
-        return Err(body::too_large(limit));
-    }
+    let declared = body::declared_length(req.headers);
+    let bytes = body::read_limited(req.body, declared, limit, "manifest", limits(registry)).await?;
     let content_type = req
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let extra_tags = extra_tags(req.query, target)?;
-    let bytes = body::read_limited(req.body, limit, limits(registry)).await?;
     let options = ManifestPutOptions {
         sparse_indexes: registry.config().sparse_indexes,
         extra_tags,
@@ -700,7 +677,7 @@ fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, RegistryErro
 /// Check `Content-Range` against `Content-Length` before reading anything.
 fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, RegistryError> {
     let range = content_range(headers)?;
-    if let (Some((_, len)), Some(declared)) = (range, declared_length(headers)) {
+    if let (Some((_, len)), Some(declared)) = (range, body::declared_length(headers)) {
         if len != declared {
             return Err(RegistryError::new(
                 Code::RangeInvalid,

@@ -64,6 +64,12 @@ impl Limits {
     }
 }
 
+/// A refused request body (a manifest over `max_manifest_bytes`, an
+/// oversize token form) is read and discarded up to this many bytes, or four
+/// times its limit if that is more, before the refusal is sent; see
+/// `body::drain_refused`.
+pub const REFUSED_BODY_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How long a client refused an upload slot is told to wait.
 const UPLOAD_RETRY_AFTER_SECS: u64 = 1;
 

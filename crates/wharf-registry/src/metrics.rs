@@ -8,23 +8,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use http::{Method, StatusCode};
+use strum::{EnumCount, IntoEnumIterator};
 use wharf_storage::{GcReport, StorageUsage};
 
-pub const ROUTES: &[&str] = &[
-    "base",
-    "catalog",
-    "tags",
-    "manifest",
-    "blob",
-    "upload_start",
-    "upload",
-    "referrers",
-    "healthz",
-    "readyz",
-    "metrics",
-    "token",
-    "invalid",
-];
+use crate::routes::{Route, INVALID_ROUTE_NAME};
+
+/// Rows of the request counters: one per [`Route`], then one for requests
+/// whose path is no route.
+const ROUTE_ROWS: usize = Route::COUNT + 1;
+
+fn route_row(route: Option<Route>) -> usize {
+    route.map_or(Route::COUNT, |r| r as usize)
+}
+
+/// The `route` label of each row, in row order.
+fn route_labels() -> impl Iterator<Item = &'static str> {
+    Route::iter()
+        .map(Route::metric_name)
+        .chain([INVALID_ROUTE_NAME])
+}
+
 const METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "other"];
 const STATUSES: &[u16] = &[
     200, 201, 202, 204, 206, 400, 401, 403, 404, 405, 413, 416, 429, 500, 502, 503, 504, 0,
@@ -70,7 +73,7 @@ const GC_KINDS: [&str; 3] = ["manifest", "blob", "upload"];
 
 impl Default for Metrics {
     fn default() -> Self {
-        let n = ROUTES.len() * METHODS.len() * STATUSES.len();
+        let n = ROUTE_ROWS * METHODS.len() * STATUSES.len();
         Metrics {
             requests: (0..n).map(|_| AtomicU64::new(0)).collect(),
             blob_bytes_received: AtomicU64::new(0),
@@ -98,9 +101,12 @@ fn status_index(s: StatusCode) -> usize {
 }
 
 impl Metrics {
-    pub fn request(&self, route: usize, method: &Method, status: StatusCode) {
+    /// Count one answered request; `route` is `None` for a path that is no
+    /// route of the API.
+    pub fn request(&self, route: Option<Route>, method: &Method, status: StatusCode) {
+        let row = route_row(route);
         let i =
-            (route * METHODS.len() + method_index(method)) * STATUSES.len() + status_index(status);
+            (row * METHODS.len() + method_index(method)) * STATUSES.len() + status_index(status);
         self.requests[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -261,7 +267,7 @@ impl Metrics {
             "# HELP wharf_http_requests_total Requests answered, by route, method and status.\n",
         );
         out.push_str("# TYPE wharf_http_requests_total counter\n");
-        for (r, route) in ROUTES.iter().enumerate() {
+        for (r, route) in route_labels().enumerate() {
             for (m, method) in METHODS.iter().enumerate() {
                 for (s, status) in STATUSES.iter().enumerate() {
                     let i = (r * METHODS.len() + m) * STATUSES.len() + s;
@@ -383,9 +389,10 @@ mod tests {
     #[test]
     fn renders_only_what_happened() {
         let m = Metrics::default();
-        m.request(3, &Method::GET, StatusCode::OK);
-        m.request(3, &Method::GET, StatusCode::OK);
-        m.request(4, &Method::HEAD, StatusCode::IM_A_TEAPOT);
+        m.request(Some(Route::Manifest), &Method::GET, StatusCode::OK);
+        m.request(Some(Route::Manifest), &Method::GET, StatusCode::OK);
+        m.request(Some(Route::Blob), &Method::HEAD, StatusCode::IM_A_TEAPOT);
+        m.request(None, &Method::PUT, StatusCode::NOT_FOUND);
         m.blob_received(10);
         let text = m.render();
         assert!(text.contains(
@@ -393,6 +400,9 @@ mod tests {
         ));
         assert!(text.contains(
             "wharf_http_requests_total{route=\"blob\",method=\"HEAD\",status=\"other\"} 1\n"
+        ));
+        assert!(text.contains(
+            "wharf_http_requests_total{route=\"invalid\",method=\"PUT\",status=\"404\"} 1\n"
         ));
         assert!(!text.contains("route=\"catalog\""));
         assert!(text.contains("wharf_blob_bytes_received_total 10\n"));

@@ -24,10 +24,10 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth;
 use crate::body::{self, Body};
-use crate::error::{Code, RegistryError};
+use crate::error::RegistryError;
 use crate::handlers::{self, Request as HandlerRequest};
 use crate::limits::Limits;
-use crate::routes::{self, Query};
+use crate::routes::{self, Query, Route};
 use crate::Registry;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -353,20 +353,16 @@ async fn handle(
         .get("ns")
         .filter(|n| !n.is_empty() && !registry.config().is_own_name(n))
         .map(str::to_string);
-    let parsed = routes::parse(&parts.method, parts.uri.path(), ns.as_deref());
-    let route = parsed
-        .as_ref()
-        .map_or(routes::INVALID_ROUTE, |e| e.metrics_route());
-    let is_token_endpoint = matches!(parsed, Ok(routes::Endpoint::Token));
+    let parsed = routes::parse(&parts.method, parts.uri.path(), &query, ns.as_deref());
+    let route = match &parsed {
+        Ok(endpoint) => Some(endpoint.route()),
+        Err(unrouted) => unrouted.route,
+    };
     let result = match parsed {
-        Ok(endpoint) if routes::allows(&endpoint, &parts.method) => {
+        Ok(endpoint) => {
             authorized_dispatch(registry, endpoint, &parts, &query, incoming, peer).await
         }
-        Ok(_) => Err(RegistryError::new(
-            Code::MethodNotAllowed,
-            format!("{} is not allowed on this endpoint", parts.method),
-        )),
-        Err(e) => Err(e),
+        Err(unrouted) => Err(unrouted.error),
     };
     let mut response = match result {
         Ok(r) => r,
@@ -391,7 +387,7 @@ async fn handle(
         .request(route, &parts.method, response.status());
     // The token endpoint's query names accounts and scopes: log only its path.
     let logged_uri = match parts.uri.path_and_query() {
-        Some(pq) if !is_token_endpoint => pq.as_str(),
+        Some(pq) if route != Some(Route::Token) => pq.as_str(),
         _ => parts.uri.path(),
     };
     tracing::info!(
@@ -417,17 +413,9 @@ async fn authorized_dispatch(
     body: Incoming,
     peer: std::net::SocketAddr,
 ) -> Result<Response<Body>, RegistryError> {
-    let caller = auth::authorize(
-        registry,
-        &endpoint,
-        &parts.method,
-        &parts.headers,
-        peer.ip(),
-    )
-    .await?;
-    let audit = auth::AuditEvent::for_request(&endpoint, &parts.method, query);
+    let caller = auth::authorize(registry, &endpoint, &parts.headers, peer.ip()).await?;
+    let audit = auth::AuditEvent::for_request(&endpoint, query);
     let request = HandlerRequest {
-        method: &parts.method,
         headers: &parts.headers,
         query,
         body,

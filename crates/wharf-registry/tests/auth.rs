@@ -1053,6 +1053,30 @@ async fn oauth2_password_grant_issues_tokens() {
         .expect_status(400, "only the password grant");
 }
 
+/// A client that sends its whole form before reading reads the 413, not a
+/// reset connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_token_form_is_413_after_the_whole_form_is_sent() {
+    let f = Fixture::start(Mode::Token, false).await;
+    let mut form = b"grant_type=password&username=alice&password=x&scope=".to_vec();
+    form.resize(8 * 1024 * 1024, b'a');
+    let length = form.len().to_string();
+    let headers = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Content-Length", length.as_str()),
+    ];
+    let mut request = common::raw::head("POST", "/auth/token", &headers);
+    request.extend_from_slice(&form);
+    let resp = common::raw::send_all_then_read(f.reg.addr(), &request)
+        .await
+        .expect("an answer after the whole form was sent");
+    assert_eq!(resp.status, 413, "an oversize token form: {}", resp.text());
+    let json: serde_json::Value = serde_json::from_slice(&resp.body).expect("a JSON error body");
+    assert_eq!(json["errors"][0]["code"], "SIZE_INVALID");
+    let message = json["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("token form"), "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_mode_has_no_token_endpoint() {
     let f = Fixture::basic_mode().await;

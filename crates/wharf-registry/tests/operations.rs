@@ -32,6 +32,11 @@ async fn probes_and_counters() {
         200
     );
     assert_eq!(reg.get("/v2/NOT_VALID/tags/list").await.status(), 400);
+    let not_a_manifest_method = reg.request(
+        reqwest::Method::POST,
+        reg.url("/v2/ops/app/manifests/latest"),
+    );
+    assert_eq!(reg.send(not_a_manifest_method).await.status(), 405);
 
     let metrics = reg.get("/metrics").await;
     assert_eq!(metrics.status(), 200);
@@ -57,6 +62,11 @@ async fn probes_and_counters() {
         counter(&text, &series("invalid", "GET", 400)),
         Some(1),
         "{text}"
+    );
+    assert_eq!(
+        counter(&text, &series("manifest", "POST", 405)),
+        Some(1),
+        "a method a route does not answer is counted on that route: {text}"
     );
     assert_eq!(
         counter(&text, &series("healthz", "GET", 200)),

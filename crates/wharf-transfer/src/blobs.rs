@@ -18,8 +18,8 @@ use wharf_client::{Client, MountOutcome};
 use wharf_oci::{Descriptor, Digest, RepositoryName};
 
 use crate::error::{Result, TransferError};
-use crate::local::{BlobBody, LocalBlobs};
 use crate::report::Events;
+use crate::source::Source;
 
 /// Per-image counters, updated by that image's concurrent blob transfers.
 #[derive(Debug, Default)]
@@ -69,14 +69,12 @@ impl Ledger {
 /// Everything a blob copy needs; cheap to clone into a task.
 #[derive(Clone)]
 pub(crate) struct BlobMover {
-    pub src: Client,
+    pub src: Arc<dyn Source>,
     pub dst: Client,
     pub ledger: Arc<Ledger>,
     pub permits: Arc<Semaphore>,
     pub events: Arc<dyn Events>,
     pub dry_run: bool,
-    /// Read blobs from here when it has them, not from `src`.
-    pub local: Option<Arc<dyn LocalBlobs>>,
 }
 
 /// One blob of one image: from where to where.
@@ -183,9 +181,8 @@ impl BlobMover {
         Ok(())
     }
 
-    /// Stream the blob into the destination, from [`LocalBlobs`] when they
-    /// hold it, else from the source (verified on the way); with
-    /// `--dry-run`, only count it.
+    /// Stream the blob from the source into the destination (verified on
+    /// the way); with `--dry-run`, only count it.
     async fn upload(
         &self,
         task: &BlobTask,
@@ -198,10 +195,12 @@ impl BlobMover {
             return Ok(());
         }
         let _permit = self.permits.acquire().await.expect("semaphore open");
-        let (body, source_error) = match self.local.as_ref().and_then(|l| l.open(digest)) {
-            Some(local) => self.local_body(task, local),
-            None => self.remote_body(task).await?,
-        };
+        let blob = self
+            .src
+            .open_blob(&task.src_host, &task.src_repo, &task.blob)
+            .await?;
+        let source_error = SourceError::default();
+        let body = blob.map(self.counter(task, source_error.clone())).boxed();
         let pushed = match session {
             None => {
                 self.dst
@@ -217,58 +216,14 @@ impl BlobMover {
         task.tally.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-}
-
-/// The upload only sees that its body broke; the source's own error
-/// (digest mismatch, network, a read error) is kept here to say what really
-/// happened.
-type SourceError = Arc<Mutex<Option<TransferError>>>;
-
-/// An upload body that counts what it sends and keeps the source's error.
-type CountedBody = futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>;
-
-impl BlobMover {
-    /// The blob from the source registry, verified while it streams.
-    async fn remote_body(&self, task: &BlobTask) -> Result<(CountedBody, SourceError)> {
-        let (digest, size) = (&task.blob.digest, task.blob.size);
-        let stream = self
-            .src
-            .get_blob(&task.src_host, &task.src_repo, digest)
-            .await?;
-        if let Some(announced) = stream.size().filter(|s| *s != size) {
-            return Err(TransferError::Source(format!(
-                "blob {digest}: the source sends {announced} bytes, the manifest says {size}"
-            )));
-        }
-        let errors = SourceError::default();
-        let body = HoldLast::new(stream).map(self.counter(
-            task,
-            errors.clone(),
-            |e: wharf_client::Error| e.into(),
-        ));
-        Ok((body.boxed(), errors))
-    }
-
-    /// The blob from [`LocalBlobs`] (already verified).
-    fn local_body(&self, task: &BlobTask, local: BlobBody) -> (CountedBody, SourceError) {
-        let digest = task.blob.digest.clone();
-        let errors = SourceError::default();
-        let body = local.map(
-            self.counter(task, errors.clone(), move |e: std::io::Error| {
-                TransferError::Source(format!("blob {digest}: cannot read it: {e}"))
-            }),
-        );
-        (body.boxed(), errors)
-    }
 
     /// Counts every chunk for the report and progress; turns a source
     /// error into a broken body and keeps the error in `slot`.
-    fn counter<E>(
+    fn counter(
         &self,
         task: &BlobTask,
         slot: SourceError,
-        describe: impl Fn(E) -> TransferError + Send + 'static,
-    ) -> impl FnMut(std::result::Result<Bytes, E>) -> std::io::Result<Bytes> + Send + 'static {
+    ) -> impl FnMut(Result<Bytes>) -> std::io::Result<Bytes> + Send + 'static {
         let (events, image, tally) = (self.events.clone(), task.image, task.tally.clone());
         move |item| match item {
             Ok(chunk) => {
@@ -279,25 +234,37 @@ impl BlobMover {
                 Ok(chunk)
             }
             Err(e) => {
-                slot.lock().expect("error slot").replace(describe(e));
+                slot.lock().expect("error slot").replace(e);
                 Err(std::io::Error::other("the source blob failed"))
             }
         }
     }
 }
 
+/// The upload only sees that its body broke; the source's own error
+/// (digest mismatch, network, a read error) is kept here to say what really
+/// happened.
+type SourceError = Arc<Mutex<Option<TransferError>>>;
+
 /// Holds back each chunk until the next item arrives, so that a stream
 /// whose last item is a verification error never delivers its final chunk:
 /// an upload of unverified content then always ends short and fails,
 /// instead of relying on the destination to check the digest.
-struct HoldLast<S> {
+pub(crate) struct HoldLast<S> {
     inner: S,
     held: Option<Bytes>,
+    /// The inner stream ended: it is not polled again (a stream may panic
+    /// when polled after its end).
+    ended: bool,
 }
 
 impl<S> HoldLast<S> {
-    fn new(inner: S) -> Self {
-        HoldLast { inner, held: None }
+    pub(crate) fn new(inner: S) -> Self {
+        HoldLast {
+            inner,
+            held: None,
+            ended: false,
+        }
     }
 }
 
@@ -308,6 +275,9 @@ where
     type Item = std::result::Result<Bytes, E>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(self.held.take().map(Ok));
+        }
         loop {
             match self.inner.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -320,7 +290,10 @@ where
                     self.held = None;
                     return Poll::Ready(Some(Err(e)));
                 }
-                Poll::Ready(None) => return Poll::Ready(self.held.take().map(Ok)),
+                Poll::Ready(None) => {
+                    self.ended = true;
+                    return Poll::Ready(self.held.take().map(Ok));
+                }
             }
         }
     }
@@ -339,6 +312,16 @@ mod tests {
         ]);
         let all: Vec<_> = HoldLast::new(ok).collect().await;
         assert_eq!(all, vec![Ok(Bytes::from("a")), Ok(Bytes::from("b"))]);
+
+        // Read to its end, the inner stream is not polled after its own
+        // end (`unfold`, like a download, panics when it is).
+        let once = stream::unfold(0, |n| async move {
+            (n < 1).then(|| (Ok::<_, String>(Bytes::from("a")), n + 1))
+        });
+        let mut held = HoldLast::new(Box::pin(once));
+        assert_eq!(held.next().await, Some(Ok(Bytes::from("a"))));
+        assert_eq!(held.next().await, None);
+        assert_eq!(held.next().await, None);
 
         let bad = stream::iter(vec![
             Ok(Bytes::from("a")),

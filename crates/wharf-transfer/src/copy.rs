@@ -17,9 +17,9 @@ use wharf_oci::{
 
 use crate::blobs::{BlobMover, BlobTask, Ledger, Tally};
 use crate::error::{Result, TransferError};
-use crate::local::LocalBlobs;
 use crate::platform::{wanted, PlatformSpec};
 use crate::report::{Events, ImageReport, Status};
+use crate::source::Source;
 
 /// Default number of images and blobs moved at once.
 pub const DEFAULT_JOBS: usize = 6;
@@ -85,10 +85,10 @@ impl TreeNode {
 
 type Node = TreeNode;
 
-/// Copies images from one registry client to another.
+/// Copies images from a [`Source`] into a registry.
 #[derive(Clone)]
 pub struct Transfer {
-    src: Client,
+    src: Arc<dyn Source>,
     dst: Client,
     options: Options,
     events: Arc<dyn Events>,
@@ -115,8 +115,19 @@ impl Pings {
 }
 
 impl Transfer {
-    /// `src` reads, `dst` writes; they may be the same client.
+    /// From one registry client to another; they may be the same client.
     pub fn new(src: Client, dst: Client, options: Options, events: Arc<dyn Events>) -> Transfer {
+        Transfer::from_source(Arc::new(src), dst, options, events)
+    }
+
+    /// From any [`Source`] (a bundle, a layout, an archive, a registry)
+    /// into the registries `dst` writes to.
+    pub fn from_source(
+        src: Arc<dyn Source>,
+        dst: Client,
+        options: Options,
+        events: Arc<dyn Events>,
+    ) -> Transfer {
         let jobs = options.jobs.max(1);
         let mover = BlobMover {
             src: src.clone(),
@@ -125,7 +136,6 @@ impl Transfer {
             permits: Arc::new(Semaphore::new(jobs)),
             events: events.clone(),
             dry_run: options.dry_run,
-            local: None,
         };
         Transfer {
             src,
@@ -135,13 +145,6 @@ impl Transfer {
             mover,
             pings: Arc::default(),
         }
-    }
-
-    /// Read the blobs `local` holds from there instead of the source
-    /// registry (manifests still come from the source).
-    pub fn with_local_blobs(mut self, local: Arc<dyn LocalBlobs>) -> Transfer {
-        self.mover.local = Some(local);
-        self
     }
 
     /// Copy every job, `jobs` at a time; one report per job, in order. A
@@ -176,13 +179,13 @@ impl Transfer {
     /// in parallel and would otherwise all ping it at once. A failed ping
     /// is not an error here; the image's own request reports it.
     async fn ready(&self, destination: bool, host: &str) {
-        let (client, cell) = if destination {
-            (&self.dst, self.pings.cell(true, host))
-        } else {
-            (&self.src, self.pings.cell(false, host))
-        };
+        let cell = self.pings.cell(destination, host);
         cell.get_or_init(|| async {
-            let _ = client.ping(host).await;
+            if destination {
+                let _ = self.dst.ping(host).await;
+            } else {
+                self.src.ready(host).await;
+            }
         })
         .await;
     }
@@ -218,23 +221,17 @@ impl Transfer {
         // two. The destination's answer is wasted only when the source
         // fails, and then the image fails anyway.
         let (source, destination) = tokio::join!(
-            self.src.head_manifest(&job.source),
+            self.src.resolve(&job.source),
             self.destination_digest(&job.destination)
         );
-        let source = source.map_err(|e| {
-            if e.is_not_found() {
-                TransferError::Missing(e)
-            } else {
-                e.into()
-            }
-        })?;
-        report.digest = Some(source.digest.clone());
-        if destination? == Some(source.digest.clone()) {
+        let source_digest = source?;
+        report.digest = Some(source_digest.clone());
+        if destination? == Some(source_digest.clone()) {
             report.status = Status::UpToDate;
             self.events.image_planned(index, &report.source, 0);
         } else {
             let platforms = job.platforms.as_ref().unwrap_or(&self.options.platforms);
-            let source_ref = job.source.with_digest(source.digest.clone());
+            let source_ref = job.source.with_digest(source_digest.clone());
             let tree = self.resolve_tree(&source_ref, platforms).await?;
             let bytes: u64 = unique_blobs(&tree).iter().map(|b| b.size).sum();
             self.events.image_planned(index, &report.source, bytes);
@@ -243,7 +240,7 @@ impl Transfer {
         }
         if self.options.referrers {
             report.referrers_copied = self
-                .copy_referrers(index, job, &source.digest, tally)
+                .copy_referrers(index, job, &source_digest, tally)
                 .await?;
         }
         Ok(())
@@ -263,7 +260,7 @@ impl Transfer {
         reference: &Reference,
         platforms: &[PlatformSpec],
     ) -> Result<Vec<Node>> {
-        resolve_tree(&self.src, reference, platforms).await
+        resolve_tree(self.src.as_ref(), reference, platforms).await
     }
 
     async fn move_blobs(
@@ -390,7 +387,7 @@ impl Transfer {
     ) -> Result<u32> {
         let found = self
             .src
-            .referrers(job.source.host(), job.source.repository(), subject, None)
+            .referrers(job.source.host(), job.source.repository(), subject)
             .await?;
         let mut copied = 0;
         for referrer in &found {
@@ -462,11 +459,11 @@ impl Transfer {
 /// children first (the order they must be written in). Shared by copy
 /// and `wharf save`.
 pub async fn resolve_tree(
-    src: &Client,
+    src: &dyn Source,
     reference: &Reference,
     platforms: &[PlatformSpec],
 ) -> Result<Vec<Node>> {
-    let manifest = src.get_manifest(reference).await?;
+    let manifest = src.manifest(reference).await?;
     let parsed = parse(&manifest)?;
     if !parsed.is_index() {
         return Ok(vec![Node {

@@ -17,6 +17,10 @@ pub enum TransferError {
     /// The tag or digest does not exist at the source.
     #[error("no such image at the source ({0})")]
     Missing(wharf_client::Error),
+    /// The tag or digest is not in a source that is not a registry (a
+    /// bundle, a layout): what was asked for and where.
+    #[error("{0}")]
+    NotInSource(String),
     /// A bug: a task panicked.
     #[error("{0}")]
     Internal(String),
@@ -41,7 +45,7 @@ impl TransferError {
             },
             TransferError::Invalid(_) => "invalid",
             TransferError::Source(_) => "source",
-            TransferError::Missing(_) => "not-found",
+            TransferError::Missing(_) | TransferError::NotInSource(_) => "not-found",
             TransferError::Internal(_) => "internal",
         }
     }

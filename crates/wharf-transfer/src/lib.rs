@@ -3,11 +3,11 @@
 //!
 //! - [`input`] reads what to copy (a list or a TOML sync file) and turns it
 //!   into [`ImageJob`]s, listing and filtering tags at the source;
-//! - [`Transfer`] copies jobs in parallel: manifests byte for byte, each
-//!   distinct blob streamed once (verified on the way, mounted where it is
-//!   needed again), nothing rewritten unless the destination refuses a
-//!   partial index; blobs the caller holds itself ([`LocalBlobs`], a
-//!   verified bundle) are read from there instead of the source;
+//! - [`Transfer`] copies jobs in parallel from a [`Source`] (a registry,
+//!   or a bundle, layout or archive that `wharf-bundle` reads): manifests
+//!   byte for byte, each distinct blob streamed once (verified on the way,
+//!   mounted where it is needed again), nothing rewritten unless the
+//!   destination refuses a partial index;
 //! - progress goes to an [`Events`] implementation; the crate prints nothing.
 //!
 //! A rerun with nothing new costs one manifest HEAD per image at each
@@ -19,9 +19,9 @@ mod copy;
 pub mod destination;
 mod error;
 pub mod input;
-mod local;
 pub mod platform;
 mod report;
+mod source;
 
 pub use copy::{
     filtered_index, resolve_tree, unique_blobs, ImageJob, Options, Transfer, TreeNode, DEFAULT_JOBS,
@@ -29,6 +29,6 @@ pub use copy::{
 pub use destination::{check_collisions, DestinationMap};
 pub use error::{Result, TransferError};
 pub use input::{parse_list, parse_sync_file, plan_jobs, Input, Request, TagFilter, TagSelection};
-pub use local::{BlobBody, LocalBlobs};
 pub use platform::PlatformSpec;
 pub use report::{Events, ImageReport, NoEvents, Status, REPORT_VERSION};
+pub use source::{Source, SourceBlob};

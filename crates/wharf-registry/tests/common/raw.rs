@@ -73,6 +73,23 @@ pub async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Option<RawResponse> {
     read_answer(&mut stream).await
 }
 
+/// Write all of `bytes` before reading anything, as containerd and Python's
+/// `http.client` do, then read the answer. Panics if the server broke the
+/// connection before the whole request was sent.
+pub async fn send_all_then_read(addr: SocketAddr, bytes: &[u8]) -> Option<RawResponse> {
+    let mut stream = connect(addr).await;
+    let sent = tokio::time::timeout(ANSWER_TIMEOUT, stream.write_all(bytes)).await;
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!(
+            "the server broke the connection before the {}-byte request was sent: {e}",
+            bytes.len()
+        ),
+        Err(_) => panic!("the server stopped reading the request for {ANSWER_TIMEOUT:?}"),
+    }
+    read_answer(&mut stream).await
+}
+
 /// Write `bytes`, close the sending half (the server sees the body end
 /// early), then read whatever the server says.
 pub async fn send_truncated(addr: SocketAddr, bytes: &[u8]) -> Option<RawResponse> {

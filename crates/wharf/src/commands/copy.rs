@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use wharf_bundle::{write_layout, FileImage, OpenedImage, Transport, TRANSPORTS};
 use wharf_client::Client;
 use wharf_oci::{Reference, Target};
 use wharf_transfer::{
-    check_collisions, plan_jobs, DestinationMap, Events, ImageReport, Input, NoEvents, Options,
-    TagSelection, Transfer,
+    check_collisions, plan_jobs, DestinationMap, Events, ImageJob, ImageReport, Input, NoEvents,
+    Options, Source, TagSelection, Transfer,
 };
 
 use crate::commands::{read_image_list, runtime, Work};
@@ -62,10 +63,10 @@ pub struct TransferFlags {
 
 #[derive(Debug, Args)]
 pub struct CopyArgs {
-    /// Image to copy (registry.k8s.io/coredns/coredns:v1.11.3, alpine, name@sha256:…).
+    /// Image to copy: a reference (registry.k8s.io/coredns/coredns:v1.11.3, alpine, name@sha256:…, docker://…), or a file as skopeo writes it: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:REF] (REF: the name or tag the image is listed under, or @N).
     #[arg(value_name = "SOURCE")]
     pub source: String,
-    /// Destination registry (host[:port]) or full reference (host[:port]/repo[:tag]).
+    /// Destination registry (host[:port]) or full reference (host[:port]/repo[:tag]), optionally as docker://….
     #[arg(value_name = "DESTINATION")]
     pub destination: String,
     #[command(flatten)]
@@ -110,6 +111,12 @@ struct Plan {
     map: DestinationMap,
     /// `wharf copy` to a full reference: the one destination.
     fixed: Option<FixedDestination>,
+    /// `wharf copy` from a layout or archive (`input` is then empty): the
+    /// source as written, and what it names.
+    file: Option<(String, Transport)>,
+    /// `wharf copy SRC oci:DIR[:REF]`: the layout written instead of a
+    /// registry (`map` and `fixed` are then unused).
+    to_layout: Option<(String, FileImage)>,
 }
 
 /// `wharf copy SRC host/repo[:tag]`.
@@ -120,35 +127,47 @@ struct FixedDestination {
 }
 
 fn copy_input(args: &CopyArgs) -> anyhow::Result<Plan> {
+    let transport = Transport::parse(&args.source).map_err(|e| usage(e.to_string()))?;
     let mut input = Input::default();
-    match Reference::parse_normalized(&args.source) {
-        Ok((source, changed)) => {
-            if changed {
+    let file = match transport {
+        Transport::Registry(written) => {
+            let request = registry_request(&written)?;
+            if request.written != request.source.to_string() {
                 input
                     .notes
-                    .push(format!("{}: read as {source}", args.source));
+                    .push(format!("{}: read as {}", request.written, request.source));
             }
-            input.requests.push(wharf_transfer::Request {
-                written: args.source.clone(),
-                source,
-                tags: TagSelection::Given,
-                platforms: None,
-            });
+            input.requests.push(request);
+            None
         }
-        Err(e) => {
+        file if args.flags.all_tags => {
             return Err(usage(format!(
-                "{}: not an image reference: {e}",
-                args.source
+                "--all-tags lists the tags of a registry; {} is read with the {} transport: copy its images one at a time (SOURCE:REF)",
+                args.source,
+                file.name()
             )))
         }
-    }
+        file => Some((args.source.clone(), file)),
+    };
     let dst = args.destination.trim().trim_end_matches('/');
+    let dst = dst.strip_prefix("docker://").unwrap_or(dst);
+    if let Some(layout) = layout_destination(dst, &args.flags)? {
+        return Ok(Plan {
+            input,
+            map: DestinationMap::new("localhost", true),
+            fixed: None,
+            file,
+            to_layout: Some((dst.to_string(), layout)),
+        });
+    }
     if !dst.contains('/') {
         return Ok(Plan {
             input,
             map: DestinationMap::new(dst, args.flags.flatten)
                 .with_names(args.flags.names.registry_names.clone()),
             fixed: None,
+            file,
+            to_layout: None,
         });
     }
     let reference: Reference = dst
@@ -169,6 +188,23 @@ fn copy_input(args: &CopyArgs) -> anyhow::Result<Plan> {
             keep_tag,
             reference,
         }),
+        file,
+        to_layout: None,
+    })
+}
+
+/// A registry reference as written (`docker://` already dropped).
+fn registry_request(written: &str) -> anyhow::Result<wharf_transfer::Request> {
+    let (source, _) = Reference::parse_normalized(written).map_err(|e| {
+        usage(format!(
+            "{written}: not an image reference: {e} (a file is read with one of {TRANSPORTS})"
+        ))
+    })?;
+    Ok(wharf_transfer::Request {
+        written: written.to_string(),
+        source,
+        tags: TagSelection::Given,
+        platforms: None,
     })
 }
 
@@ -178,6 +214,8 @@ fn sync_input(args: &SyncArgs) -> anyhow::Result<Plan> {
         map: DestinationMap::new(&args.to, args.flags.flatten)
             .with_names(args.flags.names.registry_names.clone()),
         fixed: None,
+        file: None,
+        to_layout: None,
     })
 }
 
@@ -203,12 +241,24 @@ async fn execute(
         .collect();
     let dests = BTreeSet::from([plan.map.registry.clone()]);
     let src = client(flags, flags.src.src_creds.as_ref(), &sources)?;
+    if plan.to_layout.is_some() {
+        return copy_to_layout(kind, flags, options, plan, src).await;
+    }
     let dst = client(flags, flags.dest.dest_creds.as_ref(), &dests)?;
     let show_progress = !flags.quiet.quiet && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(Progress::new()));
 
-    let (mut jobs, mut failures, notes) =
-        plan_jobs(&src, plan.input, &plan.map, flags.all_tags).await;
+    let (source, mut jobs, mut failures, notes): (Arc<dyn Source>, _, _, _) = match &plan.file {
+        Some((written, transport)) => {
+            let (source, job) = file_job(written, transport, &plan, flags.quiet.quiet).await?;
+            (source, vec![job], Vec::new(), plan.input.notes)
+        }
+        None => {
+            let (jobs, failures, notes) =
+                plan_jobs(&src, plan.input, &plan.map, flags.all_tags).await;
+            (Arc::new(src), jobs, failures, notes)
+        }
+    };
     if let Some(fixed) = &plan.fixed {
         for job in &mut jobs {
             job.destination = fixed_destination(fixed, &job.source);
@@ -227,15 +277,154 @@ async fn execute(
         Some(p) => p.clone(),
         None => Arc::new(NoEvents),
     };
-    let reports = Transfer::new(src, dst, options, events).run(jobs).await;
+    let mut reports = Transfer::from_source(source, dst, options, events)
+        .run(jobs)
+        .await;
     if let Some(p) = &progress {
         p.finish();
+    }
+    if let (Some((written, _)), Some(report)) = (&plan.file, reports.first_mut()) {
+        // Name the image as the user wrote it, not by its name inside the file.
+        report.source = written.clone();
     }
     failures.extend(reports);
     let reports = failures;
     print_transfer(kind, flags.output.output, flags.dry_run, &reports, &notes)?;
     let failed = reports.iter().any(ImageReport::is_failed);
     Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Open the layout or archive `written` names (an archive is verified in
+/// full first) and the one job that copies its image.
+async fn file_job(
+    written: &str,
+    transport: &Transport,
+    plan: &Plan,
+    quiet: bool,
+) -> anyhow::Result<(Arc<dyn Source>, ImageJob)> {
+    let opened = open_file(written, transport, quiet).await?;
+    let destination = match (&plan.fixed, &opened.name) {
+        (Some(fixed), _) => fixed_destination(fixed, &opened.reference),
+        (None, Some(_)) => plan.map.map(&opened.reference)?,
+        (None, None) => {
+            return Err(anyhow::anyhow!(
+                "{written}: the image has no name to keep at {}",
+                plan.map.registry
+            )
+            .context(Hint(format!(
+            "nothing was copied; give the destination in full: wharf copy {written} {}/REPO:TAG",
+            plan.map.registry
+        ))))
+        }
+    };
+    Ok((opened.source, ImageJob::new(opened.reference, destination)))
+}
+
+/// Open the layout or archive `written` names (an archive is verified in
+/// full first) and pick its image.
+async fn open_file(
+    written: &str,
+    transport: &Transport,
+    quiet: bool,
+) -> anyhow::Result<OpenedImage> {
+    if !quiet {
+        eprintln!("reading {written}");
+    }
+    let opening = transport.clone();
+    tokio::task::spawn_blocking(move || opening.open(None))
+        .await
+        .context("reading the source failed")?
+        .map_err(anyhow::Error::from)
+        .with_context(|| {
+            Hint(format!(
+                "nothing was copied; check the path and REF: {written} is read with the {} transport (one of {TRANSPORTS})",
+                transport.name()
+            ))
+        })?
+        .context("a registry source has no file to open")
+}
+
+/// `oci:DIR[:REF]` as the destination; other file transports are refused
+/// (`wharf save` writes archives).
+fn layout_destination(dst: &str, flags: &TransferFlags) -> anyhow::Result<Option<FileImage>> {
+    let layout = match Transport::parse(dst).map_err(|e| usage(e.to_string()))? {
+        Transport::Registry(_) => return Ok(None),
+        Transport::OciLayout(layout) => layout,
+        other => {
+            return Err(usage(format!(
+                "{dst}: copy writes to a registry or an oci:DIR[:REF] layout, not to {}: (wharf save writes archives)",
+                other.name()
+            )))
+        }
+    };
+    for (given, flag) in [
+        (flags.all_tags, "--all-tags"),
+        (flags.dry_run, "--dry-run"),
+        (flags.referrers, "--referrers"),
+    ] {
+        if given {
+            return Err(usage(format!(
+                "{flag} is for a registry destination, not {dst}"
+            )));
+        }
+    }
+    Ok(Some(layout))
+}
+
+/// `wharf copy SRC oci:DIR[:REF]`: the image (its platforms as chosen)
+/// written into the layout, listed under REF, else its own tag.
+async fn copy_to_layout(
+    kind: TransferKind,
+    flags: &TransferFlags,
+    options: Options,
+    plan: Plan,
+    src: Client,
+) -> anyhow::Result<ExitCode> {
+    let (written, layout) = plan.to_layout.expect("a layout destination");
+    let (source, reference, shown): (Arc<dyn Source>, Reference, String) = match &plan.file {
+        Some((text, transport)) => {
+            let opened = open_file(text, transport, flags.quiet.quiet).await?;
+            (opened.source, opened.reference, text.clone())
+        }
+        None => {
+            let request = plan.input.requests.first().context("no source image")?;
+            (
+                Arc::new(src),
+                request.source.clone(),
+                request.written.clone(),
+            )
+        }
+    };
+    let ref_name = layout
+        .reference
+        .clone()
+        .or_else(|| reference.tag().map(ToString::to_string));
+    let mut report = ImageReport::new(shown, Some(written.clone()));
+    match write_layout(
+        source.as_ref(),
+        &reference,
+        &options.platforms,
+        &layout.path,
+        ref_name.as_deref(),
+    )
+    .await
+    {
+        Ok(top) => report.digest = Some(top.digest),
+        Err(e) => report.fail("layout", e.to_string()),
+    }
+    let reports = vec![report];
+    print_transfer(
+        kind,
+        flags.output.output,
+        false,
+        &reports,
+        &plan.input.notes,
+    )?;
+    Ok(if reports.iter().any(ImageReport::is_failed) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
@@ -290,6 +479,34 @@ mod tests {
             .unwrap()
             .downcast_ref::<crate::exit::Usage>()
             .is_some());
+    }
+
+    #[test]
+    fn file_transports_are_planned_as_files_and_docker_prefixes_dropped() {
+        let plan = copy_input(&args(&[
+            "oci-archive:a.tar:v1",
+            "docker://127.0.0.1:5000/x/y",
+        ]))
+        .unwrap();
+        assert!(plan.input.requests.is_empty());
+        let (written, transport) = plan.file.expect("a file source");
+        assert_eq!(written, "oci-archive:a.tar:v1");
+        assert_eq!(transport.name(), "oci-archive");
+        assert_eq!(
+            plan.fixed.unwrap().reference.to_string(),
+            "127.0.0.1:5000/x/y:latest"
+        );
+        let plan = copy_input(&args(&["docker://alpine:3.20", "127.0.0.1:5000"])).unwrap();
+        assert!(plan.file.is_none());
+        assert_eq!(
+            plan.input.requests[0].source.to_string(),
+            "docker.io/library/alpine:3.20"
+        );
+        let e = copy_input(&args(&["oci:dir", "127.0.0.1:5000", "--all-tags"]))
+            .err()
+            .unwrap();
+        assert!(e.downcast_ref::<crate::exit::Usage>().is_some(), "{e}");
+        assert!(e.to_string().contains("oci transport"), "{e}");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use wharf_bundle::{Bundle, BundleBlobs, BundleSource};
+use wharf_bundle::{Bundle, BundleServer, BundleSource};
+use wharf_oci::Reference;
 use wharf_transfer::{
     check_collisions, DestinationMap, Events, ImageJob, ImageReport, NoEvents, Options, Transfer,
 };
@@ -52,6 +53,9 @@ pub struct LoadArgs {
     /// containerd namespace (the kubelet's is k8s.io).
     #[arg(long, default_value = "k8s.io")]
     pub namespace: String,
+    /// Load an archive of one image under this name (an OCI archive whose index entry has no name, or to rename it).
+    #[arg(long, value_name = "HOST/REPO:TAG", conflicts_with = "containerd", value_parser = image_name)]
+    pub name: Option<Reference>,
     /// Drop the upstream host from destination paths.
     #[arg(long)]
     pub flatten: bool,
@@ -70,6 +74,13 @@ pub struct LoadArgs {
     pub quiet: Quiet,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `--name`: a full image name (`alpine:3` reads as docker.io/library/alpine:3).
+fn image_name(s: &str) -> Result<Reference, String> {
+    Reference::parse_normalized(s)
+        .map(|(name, _)| name)
+        .map_err(|e| format!("{s:?} is not an image name: {e}; expected HOST/REPO:TAG"))
 }
 
 impl LoadArgs {
@@ -93,7 +104,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if args.containerd {
         require_containerd(&args.address)?;
     }
-    let bundles = verify_all(&args)?;
+    let bundles = verify_all(&args, args.name.as_ref())?;
     let mut reports = Vec::new();
     let mut notes = Vec::new();
     for bundle in &bundles {
@@ -157,18 +168,28 @@ fn require_containerd(address: &Path) -> anyhow::Result<()> {
     })
 }
 
-/// Every bundle is read and checked in full before any is imported.
-fn verify_all(args: &LoadArgs) -> anyhow::Result<Vec<Arc<Bundle>>> {
+/// Every bundle is read and checked in full before any is imported, and
+/// every image it lists must have a name to load it under.
+fn verify_all(args: &LoadArgs, name: Option<&Reference>) -> anyhow::Result<Vec<Arc<Bundle>>> {
     let mut bundles = Vec::new();
     for path in &args.all_bundles() {
         if !args.quiet.quiet {
             eprintln!("verifying {}", path.display());
         }
-        let bundle = Bundle::open(path, args.spool_dir.as_deref())
+        let mut bundle = Bundle::open(path, args.spool_dir.as_deref())
             .map_err(anyhow::Error::from)
             .context(Hint(
                 "nothing was imported; copy the bundle again (its checksums are inside it) or write it anew with wharf save".into(),
             ))?;
+        if let Some(name) = name {
+            bundle
+                .rename_single(name.clone())
+                .map_err(anyhow::Error::from)
+                .context(Hint(
+                    "nothing was imported; load the archive without --name, or pick its image with wharf copy oci-archive:FILE:REF HOST/REPO:TAG".into(),
+                ))?;
+        }
+        refuse_unnamed(&bundle, args.containerd)?;
         if !args.quiet.quiet {
             eprintln!(
                 "verified {}: {}, {} images, {}",
@@ -183,6 +204,36 @@ fn verify_all(args: &LoadArgs) -> anyhow::Result<Vec<Arc<Bundle>>> {
     Ok(bundles)
 }
 
+/// An image listed without a name would silently not be loaded: refused,
+/// naming the file, with the ways to give it one.
+fn refuse_unnamed(bundle: &Bundle, containerd: bool) -> anyhow::Result<()> {
+    let unnamed = bundle.unnamed().len();
+    if unnamed == 0 {
+        return Ok(());
+    }
+    let path = bundle.path().display();
+    let transport = match bundle.format() {
+        wharf_bundle::Format::DockerArchive => "docker-archive",
+        _ => "oci-archive",
+    };
+    let how = if containerd {
+        "load it into a registry with --to HOST[:PORT] --name HOST/REPO:TAG"
+    } else {
+        "give it one with --name HOST/REPO:TAG"
+    };
+    let images = if unnamed == 1 {
+        "image is"
+    } else {
+        "images are"
+    };
+    Err(anyhow::anyhow!(
+        "{path}: {unnamed} {images} listed without a name to load under (no full org.opencontainers.image.ref.name, no RepoTags)"
+    ))
+    .context(Hint(format!(
+        "nothing was imported; {how} (an archive of one image), or write the archive with a full name ({transport}:{path}:host/repo:tag), or copy one image: wharf copy {transport}:{path}[:REF] HOST/REPO:TAG"
+    )))
+}
+
 /// Each bundle in turn (a base before its deltas) through `wharf_transfer`.
 async fn push_all(
     args: &LoadArgs,
@@ -195,7 +246,6 @@ async fn push_all(
     for note in notes {
         print_line(progress.as_deref(), &format!("note: {note}"));
     }
-    let src = flags::client(&Trust::default(), None, &BTreeSet::new())?;
     let dst = flags::client(
         &args.trust,
         args.dest.dest_creds.as_ref(),
@@ -209,16 +259,14 @@ async fn push_all(
     };
     let mut reports = Vec::new();
     for bundle in bundles {
-        let source = BundleSource::start(bundle.clone())
-            .await
-            .context("cannot serve the bundle on loopback")?;
         let mut names = Vec::new();
         let mut jobs = Vec::new();
         for image in bundle.images() {
             match map.map(&image.name) {
                 Ok(destination) => {
                     names.push((image.name.to_string(), map.plain_path_note(&image.name)));
-                    jobs.push(ImageJob::new(source.reference(image), destination));
+                    let source = image.name.with_digest(image.manifest.digest.clone());
+                    jobs.push(ImageJob::new(source, destination));
                 }
                 Err(e) => reports.push(ImageReport::failed(
                     image.name.to_string(),
@@ -231,19 +279,18 @@ async fn push_all(
             jobs: args.jobs.jobs,
             ..Options::default()
         };
-        // Blobs go from the verified tar straight into the upload; the
-        // loopback source serves only manifests.
-        let done = Transfer::new(src.clone(), dst.clone(), options, events.clone())
-            .with_local_blobs(Arc::new(BundleBlobs(bundle.clone())))
+        // Manifests and blobs go from the verified tar straight into the
+        // destination.
+        let source = Arc::new(BundleSource::new(bundle.clone()));
+        let done = Transfer::from_source(source, dst.clone(), options, events.clone())
             .run(jobs)
             .await;
         for (mut report, (name, note)) in done.into_iter().zip(names) {
-            // Name the image as the bundle does, not by the loopback source.
+            // Name the image as the bundle does, without the pinned digest.
             report.source = name;
             report.notes.extend(note);
             reports.push(report);
         }
-        drop(source);
     }
     if let Some(p) = &progress {
         p.finish();
@@ -278,7 +325,7 @@ fn refuse_collisions(map: &DestinationMap, bundles: &[Arc<Bundle>]) -> anyhow::R
 /// CRI-O node's pods are pinned to would be missing; this way they are the
 /// registry's. One report per image; a failed image does not stop the others.
 async fn import_containers_storage(bundle: &Arc<Bundle>) -> anyhow::Result<Vec<ImageReport>> {
-    let source = BundleSource::start(bundle.clone())
+    let source = BundleServer::start(bundle.clone())
         .await
         .context("cannot serve the bundle on loopback")?;
     let mut reports = Vec::new();
