@@ -486,7 +486,7 @@ sync_command() {
         --src yaml --dest docker --dest-tls-verify=false --preserve-digests "$WORK/skopeo-src.yaml" "$dst/library")
       ;;
     wharf)
-      RUN_CMD=("$WHARF" sync --to "$dst" --flatten --insecure "$UPSTREAM" --insecure "$dst" "$WORK/list.txt")
+      RUN_CMD=("$WHARF" sync --to "$dst" --flatten --insecure="$UPSTREAM" --insecure="$dst" "$WORK/list.txt")
       ;;
     regsync)
       # parallel: 4, as regsync's own examples do; default settings otherwise

@@ -45,7 +45,10 @@ impl TransferError {
             },
             TransferError::Invalid(_) => "invalid",
             TransferError::Source(_) => "source",
-            TransferError::Missing(_) | TransferError::NotInSource(_) => "not-found",
+            TransferError::Missing(_) => "not-found",
+            // Its message names the file and what to do; the registry's
+            // not-found advice would not fit.
+            TransferError::NotInSource(_) => "source",
             TransferError::Internal(_) => "internal",
         }
     }

@@ -136,7 +136,7 @@ async fn an_image_is_copied_byte_for_byte_from_a_source_that_is_not_a_registry()
 }
 
 #[tokio::test]
-async fn an_image_the_source_lacks_fails_as_not_found() {
+async fn an_image_the_source_lacks_fails_naming_it() {
     let dst = WharfRegistry::start().await;
     let source = Arc::new(MemorySource::of(&oci_image(24)));
     let other = oci_image(25).digest();
@@ -149,7 +149,12 @@ async fn an_image_the_source_lacks_fails_as_not_found() {
         .await
         .remove(0);
     assert_eq!(report.status, Status::Failed, "{report:?}");
-    assert_eq!(report.error_cause, Some("not-found"), "{report:?}");
+    assert_eq!(report.error_cause, Some("source"), "{report:?}");
+    assert!(
+        report.error.as_deref().unwrap().contains("not here"),
+        "{report:?}"
+    );
+    assert_eq!(report.hint(), None, "no registry advice for a file");
 }
 
 #[tokio::test]
