@@ -201,7 +201,7 @@ impl Error {
         let (message, permanent) = match (peer, name_lookup(&err)) {
             (Some(PeerMismatch::PlainHttp), _) => (
                 format!(
-                    "this registry speaks plain HTTP, not TLS (hint: add --insecure {0}, or write http://{0})",
+                    "this registry speaks plain HTTP, not TLS (hint: add --insecure={0}, or write http://{0})",
                     context.registry
                 ),
                 true,

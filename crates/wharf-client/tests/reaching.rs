@@ -132,7 +132,7 @@ async fn tls_to_a_plain_http_registry_says_so_at_once() {
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
     let text = err.to_string();
     assert!(text.contains("this registry speaks plain HTTP"), "{text}");
-    assert!(text.contains(&format!("--insecure {}", reg.host)), "{text}");
+    assert!(text.contains(&format!("--insecure={}", reg.host)), "{text}");
     assert!(!text.contains("InvalidContentType"), "{text}");
     assert!(
         !heard.lines().iter().any(|l| l.starts_with("retry")),

@@ -122,7 +122,7 @@ fn hint_for(cause: &str) -> Option<&'static str> {
         ),
         "network" => Some(
             "check the registry's host and port, and that this machine reaches it (a proxy or firewall in between?); \
-             a registry on plain HTTP needs --insecure HOST",
+             a registry on plain HTTP needs --insecure=HOST",
         ),
         _ => None,
     }

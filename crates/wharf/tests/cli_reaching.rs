@@ -105,7 +105,7 @@ fn tls_asked_of_a_plain_http_registry_gets_a_hint() {
     );
     assert!(
         out.stderr
-            .contains(&format!("hint: add --insecure {}", src.host())),
+            .contains(&format!("hint: add --insecure={}", src.host())),
         "{}",
         out.describe()
     );
