@@ -16,7 +16,7 @@ use crate::settings::{self, FileConfig, StorageSettings};
 /// which credentials file to read first.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Trust {
-    /// Speak plain HTTP (no TLS) to HOST; alone, to every registry of this command. Loopback always may. Such a registry is tried in plain HTTP, and in TLS from the moment it answers in TLS.
+    /// Speak plain HTTP (no TLS) to HOST (`--insecure=HOST`, or `--insecure HOST` when HOST is host:port or a dotted name); alone, to every registry of this command. Loopback always may. Such a registry is tried in plain HTTP, and in TLS from the moment it answers in TLS.
     #[arg(
         long,
         value_name = "HOST[:PORT]",
@@ -196,6 +196,42 @@ impl StorageArgs {
     }
 }
 
+/// `--insecure HOST`, as earlier releases and other tools spell it, read as
+/// `--insecure=HOST` when HOST can only be a registry: a `host:port`, a
+/// dotted name or `localhost`, with no `/`, and no file of that name. An
+/// image (`alpine`, `registry.k8s.io/pause:3.10`) or a list file after a
+/// bare `--insecure` stays where it is. `main` parses the original command
+/// line when the rewritten one does not parse.
+pub fn insecure_host_values(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        let next_is_host = args
+            .peek()
+            .and_then(|n| n.to_str())
+            .is_some_and(looks_like_a_registry);
+        if arg == "--insecure" && next_is_host {
+            let host = args.next().expect("peeked");
+            let mut joined = std::ffi::OsString::from("--insecure=");
+            joined.push(host);
+            out.push(joined);
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+fn looks_like_a_registry(s: &str) -> bool {
+    let has_port = s
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    !s.starts_with('-')
+        && registry_host(s).is_ok()
+        && (has_port || s.contains('.') || s == "localhost")
+        && !std::path::Path::new(s).exists()
+}
+
 /// A registry named by `host[:port]` (`--to`, `--registry`), perhaps with
 /// an `https://` or `http://` before it (kept, for [`Trust::take_scheme`]):
 /// trailing slashes dropped, paths refused.
@@ -273,6 +309,50 @@ mod tests {
         assert_eq!(cmd.positional, ["alpine", "127.0.0.1:5000"]);
         let cmd = parse(&["--insecure=mirror.lan:5000", "alpine"]).unwrap();
         assert_eq!(cmd.trust.insecure_hosts(), ["mirror.lan:5000"]);
+        assert_eq!(cmd.positional, ["alpine"]);
+    }
+
+    #[test]
+    fn insecure_followed_by_a_registry_takes_it() {
+        let argv = |a: &[&str]| a.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let rewritten = insecure_host_values(argv(&[
+            "wharf",
+            "--insecure",
+            "127.0.0.1:5000",
+            "--insecure",
+            "mirror.lan",
+            "--insecure",
+            "alpine",
+            "--insecure",
+            "registry.k8s.io/pause:3.10",
+            "--insecure",
+        ]));
+        assert_eq!(
+            rewritten,
+            argv(&[
+                "wharf",
+                "--insecure=127.0.0.1:5000",
+                "--insecure=mirror.lan",
+                "--insecure",
+                "alpine",
+                "--insecure",
+                "registry.k8s.io/pause:3.10",
+                "--insecure",
+            ])
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("images.txt");
+        std::fs::write(&list, "alpine\n").unwrap();
+        let list = list.to_str().unwrap();
+        assert!(!looks_like_a_registry(list), "a file is never a host");
+        let cmd = Cmd::try_parse_from(insecure_host_values(argv(&[
+            "wharf",
+            "--insecure",
+            "reg.lan:5000",
+            "alpine",
+        ])))
+        .unwrap();
+        assert_eq!(cmd.trust.insecure_hosts(), ["reg.lan:5000"]);
         assert_eq!(cmd.positional, ["alpine"]);
     }
 

@@ -25,6 +25,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let argv: Vec<_> = std::env::args_os().collect();
+    let cli = match cli::Cli::try_parse_from(flags::insecure_host_values(argv.clone())) {
+        Ok(cli) => cli,
+        // `--insecure X` where X was meant as an argument: parse as written.
+        Err(_) => cli::Cli::parse_from(argv),
+    };
     exit::finish(cli.command.run())
 }

@@ -98,8 +98,11 @@ fn sync_keeps_digests_then_moves_nothing_and_names_the_bad_line() {
         "--to",
         &d,
         "--flatten",
-        &insecure_s,
-        &insecure_d,
+        // The spelling of earlier releases: a host:port after the flag is its value.
+        "--insecure",
+        &s,
+        "--insecure",
+        &d,
         "--output",
         "json",
         list.to_str().unwrap(),
