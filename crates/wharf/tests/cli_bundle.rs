@@ -16,13 +16,10 @@ use common::api::{push_artifact as push, Api};
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 
+/// `wharf ARGS…` as (exit code, stdout, stderr).
 fn wharf(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(WHARF).args(args).output().expect("run wharf");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = common::cli::wharf(args);
+    (out.status.code().unwrap_or(-1), out.stdout, out.stderr)
 }
 
 /// A source registry with a multi-arch OCI index, a Docker image and a
