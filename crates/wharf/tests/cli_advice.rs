@@ -31,26 +31,7 @@ fn line_after<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
 /// A node whose containerd (1.7, modelled: no runtime answers) sends
 /// docker.io pulls to `mirror`. Returns config.toml and the hosts.toml.
 fn node(dir: &Path, mirror: &str) -> (PathBuf, PathBuf) {
-    let hosts = dir.join("certs.d");
-    let file = hosts.join("docker.io/hosts.toml");
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(
-        &file,
-        format!(
-            "server = \"https://registry-1.docker.io\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
-        ),
-    )
-    .unwrap();
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"{}\"\n",
-            hosts.display()
-        ),
-    )
-    .unwrap();
-    (config, file)
+    common::containerd::write_node_files(dir, mirror, "")
 }
 
 /// `wharf doctor docker.io/library/alpine:3.21` on that node.

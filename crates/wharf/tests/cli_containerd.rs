@@ -5,41 +5,21 @@
 mod common;
 
 use common::server::Wharf;
-use std::path::Path;
 use std::process::Command;
 use wharf_testkit::tools::run_unchecked;
 
 const WHARF: &str = env!("CARGO_BIN_EXE_wharf");
 
-/// A version-2 config.toml whose config_path is `hosts`, with one
-/// hosts.toml for docker.io sending pulls to `mirror` with `override_path`.
-fn node_files(dir: &Path, mirror: &str) -> std::path::PathBuf {
-    let hosts = dir.join("certs.d");
-    std::fs::create_dir_all(hosts.join("docker.io")).unwrap();
-    std::fs::write(
-        hosts.join("docker.io/hosts.toml"),
-        format!(
-            "server = \"https://registry-1.docker.io\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n"
-        ),
-    )
-    .unwrap();
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"{}\"\n",
-            hosts.display()
-        ),
-    )
-    .unwrap();
-    config
-}
-
 #[test]
 fn lint_online_reports_a_wrong_override_path_once_and_counts_by_severity() {
     let work = tempfile::tempdir().unwrap();
     let mirror = Wharf::start(&work.path().join("mirror"));
-    let config = node_files(work.path(), &mirror.url());
+    // A hand-written node: docker.io pulls go to `mirror` with `override_path`.
+    let (config, _) = common::containerd::write_node_files(
+        work.path(),
+        &mirror.url(),
+        "  override_path = true\n",
+    );
 
     let out = run_unchecked(
         Command::new(WHARF)

@@ -692,6 +692,34 @@ fn disable_plugin(root: &mut Table, plugin: &str) {
     }
 }
 
+/// A node's files written by hand, as an operator might: a version-2
+/// config.toml under `dir` whose config_path is `dir/certs.d`, and a
+/// docker.io hosts.toml sending pulls to `mirror`, with `host_extra` (TOML
+/// lines such as `  override_path = true\n`) added to the mirror's table.
+/// Returns config.toml and the hosts.toml.
+pub fn write_node_files(dir: &Path, mirror: &str, host_extra: &str) -> (PathBuf, PathBuf) {
+    let hosts = dir.join("certs.d");
+    let file = hosts.join("docker.io/hosts.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "server = \"https://registry-1.docker.io\"\n\n[host.\"{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n{host_extra}"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"{}\"\n",
+            hosts.display()
+        ),
+    )
+    .unwrap();
+    (config, file)
+}
+
 /// Writes `<hosts_dir>/docker.io/hosts.toml` with `wharf containerd hosts`,
 /// so the pull tests drive the generated file: `mirror` is tried first for
 /// pull and resolve. The generated `server` (the real upstream) is replaced
