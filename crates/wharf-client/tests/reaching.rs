@@ -16,7 +16,7 @@ use wharf_client::{
 };
 use wharf_testkit::image::push;
 use wharf_testkit::pki::Ca;
-use wharf_testkit::{pseudo_random, DockerAuth, DockerRegistry, WharfRegistry};
+use wharf_testkit::{free_port, pseudo_random, DockerAuth, DockerRegistry, WharfRegistry};
 
 /// Every event, as one line each.
 #[derive(Default)]
@@ -172,12 +172,8 @@ async fn a_name_that_does_not_exist_fails_without_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_retry_is_reported_with_its_attempt_and_cause() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let host = format!("127.0.0.1:{port}");
+    // A port nothing listens on.
+    let host = format!("127.0.0.1:{}", free_port());
     let (client, heard) = reporting(quick_config());
     let err = client.ping(&host).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
@@ -200,12 +196,8 @@ async fn each_retry_is_reported_with_its_attempt_and_cause() {
 /// as the command-line tools set it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_registry_is_tried_once_through_the_retry_policy() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let host = format!("127.0.0.1:{port}");
+    // A port nothing listens on.
+    let host = format!("127.0.0.1:{}", free_port());
     let (client, heard) = reporting(ClientConfig {
         unreachable_memory: Duration::from_secs(30),
         ..quick_config()

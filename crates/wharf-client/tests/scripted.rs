@@ -12,7 +12,7 @@ use common::scripted::{Reply, Request, ScriptedServer};
 use common::*;
 use wharf_client::{Client, ClientConfig, Credential, CredentialSources, ErrorKind, MAX_REDIRECTS};
 use wharf_oci::{media_type, Digest, Reference};
-use wharf_testkit::pseudo_random;
+use wharf_testkit::{free_port, pseudo_random};
 
 const REPO: &str = "scripted/app";
 
@@ -357,17 +357,14 @@ async fn manifests_not_matching_their_digests_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_registry_is_a_network_error() {
-    // Bind then drop: nothing listens on this port any more.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Nothing listens on this port any more.
+    let addr = format!("127.0.0.1:{}", free_port());
     let client = Client::new(ClientConfig {
         retry: wharf_client::RetryPolicy::none(),
         ..ClientConfig::default()
     })
     .unwrap();
-    let err = client.ping(&addr.to_string()).await.unwrap_err();
+    let err = client.ping(&addr).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
     assert!(
         err.to_string()
