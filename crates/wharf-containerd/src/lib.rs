@@ -8,7 +8,7 @@
 //! - Generation: [`generate_hosts`], [`config_snippet`], [`patch_config`].
 //! - Lint: [`lint_config`], [`lint_hosts_dir`], [`lint_setup`], or a
 //!   configured [`Linter`].
-//! - Output: [`render_human`], [`render_json`], [`has_errors`].
+//! - Output: [`render_human`], [`render_json`] / [`json_report`], [`has_errors`].
 //! - What a pull will do: [`resolve_registry_hosts`] (the ordered hosts for
 //!   a registry), [`parse_hosts_toml`], [`find_hosts_dir`].
 
@@ -37,7 +37,7 @@ pub use lint::{
 pub use mirror::{is_go_duration, Capability, MirrorUrl, Scheme};
 pub use model::{default_sandbox_image, model_registry, IgnoredSetting, RegistryModel};
 pub use names::{classify_dir_name, DirName, Namespace, DEFAULT_NAMESPACE};
-pub use render::{render_human, render_json, JSON_FORMAT_VERSION};
+pub use render::{json_report, render_human, render_json, JSON_FORMAT_VERSION};
 pub use source::{read_text_file, write_atomic, MAX_FILE_BYTES};
 pub use version::{
     ConfigVersion, ContainerdRelease, CRI_IMAGES_PLUGIN, CRI_RUNTIME_PLUGIN, CRI_V1_PLUGIN,

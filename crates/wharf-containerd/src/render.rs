@@ -108,10 +108,23 @@ struct JsonSummary {
     infos: usize,
 }
 
+/// The JSON report as a value: `{"version":1,"diagnostics":[...],"summary":{...}}`.
+pub fn json_report(diagnostics: &[Diagnostic]) -> serde_json::Value {
+    // Plain strings and numbers: serialising cannot fail.
+    serde_json::to_value(report(diagnostics))
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
 /// Render as JSON: `{"version":1,"diagnostics":[...],"summary":{...}}`.
 pub fn render_json(diagnostics: &[Diagnostic]) -> String {
+    // Serialising plain strings and numbers cannot fail.
+    serde_json::to_string_pretty(&report(diagnostics))
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+fn report(diagnostics: &[Diagnostic]) -> JsonReport<'_> {
     let count = |s: Severity| diagnostics.iter().filter(|d| d.severity == s).count();
-    let report = JsonReport {
+    JsonReport {
         version: JSON_FORMAT_VERSION,
         diagnostics: diagnostics.iter().map(json_diagnostic).collect(),
         summary: JsonSummary {
@@ -119,9 +132,7 @@ pub fn render_json(diagnostics: &[Diagnostic]) -> String {
             warnings: count(Severity::Warning),
             infos: count(Severity::Info),
         },
-    };
-    // Serialising plain strings and numbers cannot fail.
-    serde_json::to_string_pretty(&report).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
 }
 
 fn json_diagnostic(d: &Diagnostic) -> JsonDiagnostic<'_> {

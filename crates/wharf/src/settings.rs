@@ -276,8 +276,8 @@ impl GcSection {
     /// The collection's options (not a dry run).
     pub fn options(&self) -> anyhow::Result<wharf_storage::GcOptions> {
         let defaults = wharf_storage::GcOptions::default();
-        let duration = |_key: &str, value: &Option<SettingDuration>, default: Duration| {
-            anyhow::Ok(value.map_or(default, SettingDuration::get))
+        let duration = |value: Option<SettingDuration>, default: Duration| {
+            value.map_or(default, SettingDuration::get)
         };
         let mut retention = Vec::new();
         for (i, rule) in self.retention.iter().enumerate() {
@@ -290,13 +290,9 @@ impl GcSection {
             })?);
         }
         Ok(wharf_storage::GcOptions {
-            grace: duration("grace", &self.grace, defaults.grace)?,
-            settle: duration("settle", &self.settle, defaults.settle)?,
-            upload_max_age: duration(
-                "upload_max_age",
-                &self.upload_max_age,
-                defaults.upload_max_age,
-            )?,
+            grace: duration(self.grace, defaults.grace),
+            settle: duration(self.settle, defaults.settle),
+            upload_max_age: duration(self.upload_max_age, defaults.upload_max_age),
             retention,
             dry_run: false,
         })

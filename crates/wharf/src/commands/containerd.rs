@@ -426,8 +426,7 @@ fn run_lint(args: &LintArgs) -> anyhow::Result<ExitCode> {
             output::stdout().write_all(rendered.as_bytes())?;
         }
         Format::Json => {
-            let report: serde_json::Value = serde_json::from_str(&wc::render_json(&diagnostics))?;
-            output::print_json("containerd lint", report)?;
+            output::print_json("containerd lint", wc::json_report(&diagnostics))?;
         }
     }
     Ok(if wc::has_errors(&diagnostics) {

@@ -224,14 +224,6 @@ fn sync_input(args: &SyncArgs) -> anyhow::Result<Plan> {
     })
 }
 
-fn client(
-    flags: &TransferFlags,
-    creds: Option<&wharf_client::Credential>,
-    hosts: &BTreeSet<String>,
-) -> anyhow::Result<Client> {
-    flags::client(&flags.trust, creds, hosts)
-}
-
 async fn execute(
     kind: TransferKind,
     flags: &TransferFlags,
@@ -247,16 +239,17 @@ async fn execute(
     let dests = BTreeSet::from([plan.map.registry.clone()]);
     if plan.to_layout.is_some() {
         // No bars are drawn there: retries and redirects are lines on stderr.
-        let src = client(flags, flags.src.src_creds.as_ref(), &sources)?
+        let src = flags::client(&flags.trust, flags.src.src_creds.as_ref(), &sources)?
             .with_reporter(client_reporter(None, flags.quiet.quiet));
         return copy_to_layout(kind, flags, options, plan, src).await;
     }
     let show_progress = !flags.quiet.quiet && std::io::stderr().is_terminal();
     let progress = show_progress.then(|| Arc::new(Progress::new()));
     let reporter = client_reporter(progress.as_ref(), flags.quiet.quiet);
-    let src =
-        client(flags, flags.src.src_creds.as_ref(), &sources)?.with_reporter(reporter.clone());
-    let dst = client(flags, flags.dest.dest_creds.as_ref(), &dests)?.with_reporter(reporter);
+    let src = flags::client(&flags.trust, flags.src.src_creds.as_ref(), &sources)?
+        .with_reporter(reporter.clone());
+    let dst = flags::client(&flags.trust, flags.dest.dest_creds.as_ref(), &dests)?
+        .with_reporter(reporter);
 
     let (source, mut jobs, mut failures, notes): (Arc<dyn Source>, _, _, _) = match &plan.file {
         Some((written, transport)) => {
