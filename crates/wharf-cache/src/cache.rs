@@ -1,11 +1,13 @@
 //! [`Cache`]: which upstream serves which repository, manifests with a tag
 //! TTL and stale fallback, blobs through the shared downloads.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use wharf_client::{Client, ClientConfig, CredentialSources};
@@ -33,7 +35,11 @@ struct Inner {
     metrics: Arc<Metrics>,
     upstreams: Vec<Route>,
     downloads: Downloads,
+    manifest_flights: Mutex<HashMap<(RepositoryName, Target), ManifestFlight>>,
 }
+
+/// An upstream consultation for one manifest, awaited by every requester.
+type ManifestFlight = Shared<BoxFuture<'static, Result<StoredManifest, RegistryError>>>;
 
 /// One upstream as requests are routed to it.
 struct Route {
@@ -98,10 +104,12 @@ fn client_config(config: &CacheConfig) -> Result<(ClientConfig, Vec<Route>), Cac
         }
         let client_host = match &upstream.endpoint {
             Some(endpoint) => {
+                // The scheme is the one written: no probing for TLS, so the
+                // first request needs no ping before it.
                 let list = if endpoint.https {
                     &mut client.https_hosts
                 } else {
-                    &mut client.insecure_hosts
+                    &mut client.http_hosts
                 };
                 list.push(endpoint.authority.clone());
                 endpoint.authority.clone()
@@ -139,6 +147,7 @@ impl Cache {
                 metrics,
                 upstreams,
                 downloads: Downloads::default(),
+                manifest_flights: Mutex::default(),
             }),
         })
     }
@@ -278,7 +287,94 @@ impl Cache {
         m
     }
 
-    async fn manifest_by_tag(
+    /// The stored manifest for `target` when it may be served without
+    /// asking the upstream: any by digest, a tag within its TTL.
+    async fn servable_local(
+        &self,
+        repo: &RepositoryName,
+        source: &Source<'_>,
+        target: &Target,
+    ) -> Result<Option<StoredManifest>, RegistryError> {
+        let Some(local) = self.local_manifest(repo, target).await? else {
+            return Ok(None);
+        };
+        let Target::Tag(tag) = target else {
+            // Content by digest never changes: stored means final.
+            return Ok(Some(local));
+        };
+        let fresh = self.tag_record(repo, tag).await.is_some_and(|r| {
+            r.digest == local.digest.to_string()
+                && now_secs().saturating_sub(r.confirmed) < source.route.tag_ttl.as_secs()
+        });
+        Ok(fresh.then_some(local))
+    }
+
+    /// Ask the upstream for `target` once for every requester waiting on
+    /// it: twenty nodes pulling a new tag at once cost one manifest GET
+    /// upstream, as their blobs cost one download each.
+    async fn manifest_coalesced(
+        &self,
+        repo: &RepositoryName,
+        target: &Target,
+    ) -> Result<StoredManifest, RegistryError> {
+        let key = (repo.clone(), target.clone());
+        let flight = {
+            let mut flights = self.inner.manifest_flights.lock().expect("flights lock");
+            if flights.contains_key(&key) {
+                self.inner.metrics.upstream_joined();
+            }
+            flights
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    let cache = self.clone();
+                    // A task of its own: a requester that hangs up does not
+                    // leave the others (or the next one) a half-run request.
+                    let task = tokio::spawn(async move {
+                        let result = cache.manifest_from_upstream(&key.0, &key.1).await;
+                        // Later requests find the manifest stored.
+                        cache
+                            .inner
+                            .manifest_flights
+                            .lock()
+                            .expect("flights lock")
+                            .remove(&key);
+                        result
+                    });
+                    task.map(|joined| {
+                        joined.unwrap_or_else(|e| {
+                            Err(RegistryError::new(
+                                Code::Internal,
+                                format!("the upstream request stopped: {e}"),
+                            ))
+                        })
+                    })
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        flight.await
+    }
+
+    /// One consultation of the upstream for `target`: the stored copy when
+    /// a request that just finished made it servable, else a fetch, or for
+    /// a stored tag past its TTL a HEAD to confirm it.
+    async fn manifest_from_upstream(
+        &self,
+        repo: &RepositoryName,
+        target: &Target,
+    ) -> Result<StoredManifest, RegistryError> {
+        let source = self.source_or_unknown(repo)?;
+        if let Some(m) = self.servable_local(repo, &source, target).await? {
+            return Ok(self.hit(repo, m).await);
+        }
+        match target {
+            Target::Tag(tag) => self.confirm_or_fetch(repo, &source, tag).await,
+            Target::Digest(_) => self.fetch_manifest(repo, &source, target).await,
+        }
+    }
+
+    async fn confirm_or_fetch(
         &self,
         repo: &RepositoryName,
         source: &Source<'_>,
@@ -288,13 +384,6 @@ impl Cache {
         let Some(local) = self.local_manifest(repo, &target).await? else {
             return self.fetch_manifest(repo, source, &target).await;
         };
-        let fresh = self.tag_record(repo, tag).await.is_some_and(|r| {
-            r.digest == local.digest.to_string()
-                && now_secs().saturating_sub(r.confirmed) < source.route.tag_ttl.as_secs()
-        });
-        if fresh {
-            return Ok(self.hit(repo, local).await);
-        }
         match self
             .inner
             .client
@@ -442,13 +531,9 @@ impl Upstream for Cache {
         target: &Target,
     ) -> Result<StoredManifest, RegistryError> {
         let source = self.source_or_unknown(repo)?;
-        match target {
-            Target::Tag(tag) => self.manifest_by_tag(repo, &source, tag).await,
-            // Content by digest never changes: stored means final.
-            Target::Digest(_) => match self.local_manifest(repo, target).await? {
-                Some(m) => Ok(self.hit(repo, m).await),
-                None => self.fetch_manifest(repo, &source, target).await,
-            },
+        match self.servable_local(repo, &source, target).await? {
+            Some(m) => Ok(self.hit(repo, m).await),
+            None => self.manifest_coalesced(repo, target).await,
         }
     }
 

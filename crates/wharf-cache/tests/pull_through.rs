@@ -142,6 +142,55 @@ async fn twenty_parallel_pulls_of_one_blob_make_one_upstream_fetch() {
     );
 }
 
+/// Twenty nodes asking for a tag the cache does not hold yet: one manifest
+/// GET upstream, and no `/v2/` ping before it (the endpoint's scheme is
+/// written in the configuration, so there is nothing to probe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_parallel_pulls_of_a_new_tag_make_one_upstream_request() {
+    let (upstream, redirector, cache) = setup(CacheOptions::default()).await;
+    let image = image(12, 1000, false);
+    push_upstream(&upstream, REPO, "v1", &image).await;
+    redirector.set_mode(Mode::ManifestsWait);
+    let path = manifest_path("v1");
+    let pulls = tokio::spawn({
+        let urls: Vec<String> = (0..20).map(|_| cache.url(&path)).collect();
+        async move {
+            let http = reqwest::Client::new();
+            join_all(urls.into_iter().map(|u| {
+                let request = http.get(u).send();
+                async move {
+                    let r = request.await.unwrap();
+                    (r.status(), r.bytes().await.unwrap())
+                }
+            }))
+            .await
+        }
+    });
+    let upstream_path = format!("/v2/{REPO}/manifests/v1");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            redirector.count("GET", &upstream_path) == 1
+                && cache.metric("wharf_cache_upstream_joined_total") == 19
+        })
+        .await,
+        "19 requests wait for the first one's upstream GET: {} GETs, {} joined",
+        redirector.count("GET", &upstream_path),
+        cache.metric("wharf_cache_upstream_joined_total")
+    );
+    redirector.release_manifest();
+    for (status, body) in pulls.await.unwrap() {
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[..], &image.manifest[..]);
+    }
+    assert_eq!(redirector.count("GET", &upstream_path), 1);
+    assert_eq!(redirector.count("GET", "/v2/"), 0, "no ping upstream");
+    assert_eq!(
+        redirector.total(),
+        1,
+        "the manifest GET was the only request upstream"
+    );
+}
+
 #[tokio::test]
 async fn first_bytes_reach_the_requester_before_the_upstream_finished() {
     let (upstream, redirector, cache) = setup(CacheOptions::default()).await;

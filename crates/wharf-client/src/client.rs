@@ -387,11 +387,47 @@ impl Client {
             && self.inner.config.scheme_choice(host) == SchemeChoice::HttpUnlessTls
     }
 
-    async fn known_or_ping(&self, host: &str, ctx: &Context) -> Result<Known> {
-        match self.inner.auth.known(host) {
-            Some(k) => Ok(k),
-            // Boxed: the ping itself goes through `execute_with`.
-            None => Ok(Box::pin(self.ping_inner(host, ctx)).await?.0),
+    /// What `call`'s registry wants: known, learned by a ping, or, where
+    /// no ping is needed, assumed open until a 401 says otherwise.
+    async fn known_or_ping(&self, call: &Call<'_>) -> Result<Known> {
+        if let Some(k) = self.inner.auth.known(call.host) {
+            return Ok(k);
+        }
+        if self.may_skip_ping(call) {
+            if let Some(e) = self.recently_unreachable(call.host, call.ctx) {
+                return Err(e);
+            }
+            return Ok(Known::Open);
+        }
+        // Boxed: the ping itself goes through `execute_with`.
+        Ok(Box::pin(self.ping_inner(call.host, call.ctx)).await?.0)
+    }
+
+    /// A ping costs a round trip before the first real request, which a
+    /// pull through a cache on a WAN link feels. It is only needed to find
+    /// out whether a registry speaks TLS; when the scheme is settled, the
+    /// request itself goes out anonymously and a 401 teaches the challenge
+    /// (as containerd does). A body sent as a stream cannot be sent again
+    /// after that 401, so it waits for a ping.
+    fn may_skip_ping(&self, call: &Call<'_>) -> bool {
+        call.body.replayable()
+            && self.inner.config.scheme_choice(call.host) != SchemeChoice::HttpUnlessTls
+    }
+
+    /// A request that stood in for the ping gave up on the network: later
+    /// ones fail at once, as they would after a failed ping.
+    fn remember_if_unreachable(&self, call: &Call<'_>, error: &Error) {
+        if error.kind() == ErrorKind::Network
+            && error.retries_spent
+            && self.inner.auth.known(call.host).is_none()
+            && self.may_skip_ping(call)
+        {
+            let gave_up = (Instant::now(), error.message().to_string());
+            self.inner
+                .unreachable
+                .lock()
+                .expect("lock")
+                .insert(call.host.to_string(), gave_up);
         }
     }
 
@@ -414,6 +450,9 @@ impl Client {
             if !can_retry {
                 return outcome.map_err(|mut e| {
                     e.retries_spent |= call.retry && call.body.replayable();
+                    if authenticate {
+                        self.remember_if_unreachable(&call, &e);
+                    }
                     e
                 });
             }
@@ -466,7 +505,7 @@ impl Client {
     async fn send_authenticated(&self, call: &Call<'_>) -> Result<Response> {
         let ctx = call.ctx;
         let base = self.base_url(call.host, ctx)?;
-        let known = self.known_or_ping(call.host, ctx).await?;
+        let known = self.known_or_ping(call).await?;
         // The ping may have found that the registry speaks TLS.
         let base = self.current_url(call.host, &base);
         let url = self.current_url(call.host, &call.url);
@@ -478,6 +517,10 @@ impl Client {
             .send_following_redirects(call, &url, header.as_ref())
             .await?;
         if response.status() != StatusCode::UNAUTHORIZED || !call.body.replayable() {
+            if known == Known::Open && self.inner.auth.known(call.host).is_none() {
+                // Answered without credentials: what a ping would have found.
+                self.inner.auth.learn(call.host, Known::Open);
+            }
             return Ok(response);
         }
         let Some(challenge) = challenge_of(response.headers()) else {

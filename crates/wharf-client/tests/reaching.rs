@@ -196,10 +196,28 @@ async fn each_retry_is_reported_with_its_attempt_and_cause() {
 /// as the command-line tools set it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_registry_is_tried_once_through_the_retry_policy() {
-    // A port nothing listens on.
+    // A port nothing listens on; plain HTTP unless it answers in TLS, so
+    // the first request is a ping.
     let host = format!("127.0.0.1:{}", free_port());
+    tried_once_through_the_retry_policy(&host, ClientConfig::default()).await;
+}
+
+/// The same when the scheme is settled and the first request goes out
+/// without a ping before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_registry_without_a_ping_is_tried_once_too() {
+    let host = format!("127.0.0.1:{}", free_port());
+    let config = ClientConfig {
+        http_hosts: vec![host.clone()],
+        ..ClientConfig::default()
+    };
+    tried_once_through_the_retry_policy(&host, config).await;
+}
+
+async fn tried_once_through_the_retry_policy(host: &str, config: ClientConfig) {
     let (client, heard) = reporting(ClientConfig {
         unreachable_memory: Duration::from_secs(30),
+        http_hosts: config.http_hosts,
         ..quick_config()
     });
     let image: wharf_oci::Reference = format!("{host}/app:v1").parse().unwrap();

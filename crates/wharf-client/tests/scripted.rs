@@ -447,3 +447,46 @@ async fn a_chunk_whose_answer_was_lost_is_not_sent_twice() {
         digest.to_string().replace(':', "%3A")
     )));
 }
+
+/// Where the scheme is settled, the first request is the request itself,
+/// not a `/v2/` ping before it: a round trip less for a cache's first pull
+/// over a WAN. A 401 then teaches the challenge, and the request is sent
+/// again with the credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_scheme_needs_no_ping_and_a_401_teaches_the_challenge() {
+    let blob = pseudo_random(43, 10_000);
+    let digest = Digest::sha256_of(&blob);
+    let served = blob.clone();
+    let reg = ScriptedServer::start(registry(move |req| {
+        if req.header("authorization").is_none() {
+            return Reply::new(401).header("WWW-Authenticate", r#"Basic realm="scripted""#);
+        }
+        Reply::new(200).body(served.clone())
+    }))
+    .await;
+    let host = reg.host();
+    let client = Client::new(ClientConfig {
+        http_hosts: vec![host.clone()],
+        credentials: CredentialSources::none()
+            .with_explicit(&host, Credential::basic("user", "pass")),
+        ..quick_config()
+    })
+    .unwrap();
+    for _ in 0..2 {
+        let got = collect(client.get_blob(&host, &repo(REPO), &digest).await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(got, blob);
+    }
+    let seen: Vec<(bool, String)> = reg
+        .requests()
+        .iter()
+        .map(|r| (r.header("authorization").is_some(), r.path().to_string()))
+        .collect();
+    let path = format!("/v2/{REPO}/blobs/{digest}");
+    assert_eq!(
+        seen,
+        [(false, path.clone()), (true, path.clone()), (true, path)],
+        "no ping; one anonymous try, then the credentials from the start"
+    );
+}

@@ -52,6 +52,7 @@ struct CacheCounters {
     upstream_errors: AtomicU64,
     stale_serves: AtomicU64,
     upstream_bytes: AtomicU64,
+    joined: AtomicU64,
 }
 
 /// Garbage collections this process ran. Updated once per run, so a mutex
@@ -254,6 +255,12 @@ impl Metrics {
         self.cache.stale_serves.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A manifest request that waited for another one's upstream request
+    /// instead of sending its own.
+    pub fn upstream_joined(&self) {
+        self.cache.joined.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn upstream_bytes(&self, bytes: u64) {
         self.cache
             .upstream_bytes
@@ -331,6 +338,11 @@ impl Metrics {
                 "wharf_cache_upstream_bytes_total",
                 "Blob bytes received from upstreams.",
                 &self.cache.upstream_bytes,
+            ),
+            (
+                "wharf_cache_upstream_joined_total",
+                "Manifest requests answered by another request's upstream fetch already under way.",
+                &self.cache.joined,
             ),
         ];
         for (name, help, value) in counters {

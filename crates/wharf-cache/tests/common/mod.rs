@@ -67,6 +67,8 @@ pub enum Mode {
     Silent,
     /// Blob GETs: served here, half at once and the rest on [`Redirector::release`].
     HalfThenWait,
+    /// Manifest GETs: held until [`Redirector::release_manifest`], then proxied.
+    ManifestsWait,
 }
 
 struct RedirectorState {
@@ -165,6 +167,12 @@ impl Redirector {
         self.state.release.notify_waiters();
     }
 
+    /// Let one held [`Mode::ManifestsWait`] request go on, whether it is
+    /// already waiting or about to.
+    pub fn release_manifest(&self) {
+        self.state.release.notify_one();
+    }
+
     /// Stop answering: the listener closes and open connections drop.
     pub fn stop(&self) {
         self.accept.abort();
@@ -216,6 +224,10 @@ async fn answer(state: Arc<RedirectorState>, req: Request<Incoming>) -> Response
             .body(full(vec![b' '; 6 * 1024 * 1024]))
             .unwrap(),
         Mode::HalfThenWait if is_blob_get(&req) => half_then_wait(state.clone(), &upstream).await,
+        Mode::ManifestsWait if is_manifest_get(&req) => {
+            state.release.notified().await;
+            proxy(&state, req, &upstream).await
+        }
         _ if is_blob_get(&req) => redirect(&upstream),
         _ => proxy(&state, req, &upstream).await,
     }
