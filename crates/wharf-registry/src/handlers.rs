@@ -273,11 +273,12 @@ async fn get_manifest(
         Some((upstream, _)) => upstream.manifest(repo, target).await?,
         None => registry.store().manifest_get(repo, target).await?,
     };
+    let digest = m.digest.to_string();
     let b = response(StatusCode::OK)
         .header(header::CONTENT_TYPE, hv(&m.media_type))
         .header(header::CONTENT_LENGTH, m.bytes.len())
-        .header(DIGEST_HEADER, hv(&m.digest.to_string()))
-        .header(header::ETAG, hv(&format!("\"{}\"", m.digest)));
+        .header(header::ETAG, hv(&["\"", &digest, "\""].concat()))
+        .header(DIGEST_HEADER, hv(&digest));
     finish(
         b,
         if head {

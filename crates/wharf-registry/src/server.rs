@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -246,15 +247,17 @@ impl Connection {
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (in_flight, mut activity) = watch::channel(0usize);
-        let in_flight = Arc::new(in_flight);
+        let activity = Arc::new(Activity::new());
         let (registry, peer) = (self.registry.clone(), self.peer);
-        let service = service_fn(move |req| {
-            let registry = registry.clone();
-            let guard = InFlight::start(&in_flight);
-            async move {
-                let response = handle(&registry, req, peer).await;
-                Ok::<_, std::convert::Infallible>(guard.until_sent(response))
+        let service = service_fn({
+            let activity = activity.clone();
+            move |req| {
+                let registry = registry.clone();
+                let guard = InFlight::start(&activity);
+                async move {
+                    let response = handle(&registry, req, peer).await;
+                    Ok::<_, std::convert::Infallible>(guard.until_sent(response))
+                }
             }
         });
         let conn = self
@@ -264,27 +267,33 @@ impl Connection {
         tokio::pin!(conn);
         let limits = &self.shared.limits;
         let mut closing = self.shared.closing.subscribe();
-        let mut idle_since = Some(tokio::time::Instant::now());
+        // One timer for the connection's life, looked at when it fires, so
+        // requests themselves never touch it (nor wake this loop).
+        let idle_check = tokio::time::sleep(limits.idle_timeout);
+        tokio::pin!(idle_check);
         let close = loop {
-            let idle_deadline = idle_since.map(|t| t + limits.idle_timeout);
             tokio::select! {
+                biased;
                 result = conn.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
                     }
                     return;
                 }
-                Ok(()) = activity.changed() => {
-                    let busy = *activity.borrow_and_update() > 0;
-                    idle_since = match (busy, idle_since) {
-                        (true, _) => None,
-                        (false, None) => Some(tokio::time::Instant::now()),
-                        (false, since) => since,
-                    };
+                () = &mut idle_check => {
+                    let idle_for = activity.idle_for();
+                    match idle_for {
+                        Some(idle) if idle >= limits.idle_timeout => break Close::Idle,
+                        Some(idle) => idle_check
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + (limits.idle_timeout - idle)),
+                        None => idle_check
+                            .as_mut()
+                            .reset(tokio::time::Instant::now() + limits.idle_timeout),
+                    }
                 }
-                () = sleep_until(idle_deadline) => break Close::Idle,
-                () = self.shared.shed.notified(), if idle_since.is_some() => {
-                    if idle_since.is_some_and(|t| t.elapsed() >= SHED_MIN_IDLE) {
+                () = self.shared.shed.notified() => {
+                    if activity.idle_for().is_some_and(|idle| idle >= SHED_MIN_IDLE) {
                         break Close::Shed;
                     }
                 }
@@ -303,23 +312,44 @@ impl Connection {
     }
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+/// Whether a connection has requests in flight, and since when it has had
+/// none: two atomics a request updates without waking anyone.
+struct Activity {
+    started: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `started` to the end of the last request.
+    idle_since_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// How long the connection has been idle; `None` while a request is in
+    /// flight.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        Some(self.started.elapsed().saturating_sub(since))
     }
 }
 
 /// Counts one request as in flight on its connection from its headers until
 /// its response body is finished or dropped, so that a long download or
 /// upload is never taken for an idle connection.
-struct InFlight(Arc<watch::Sender<usize>>);
+struct InFlight(Arc<Activity>);
 
 impl InFlight {
-    fn start(counter: &Arc<watch::Sender<usize>>) -> InFlight {
-        counter.send_modify(|n| *n += 1);
-        InFlight(counter.clone())
+    fn start(activity: &Arc<Activity>) -> InFlight {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(activity.clone())
     }
 
     fn until_sent(self, response: Response<Body>) -> Response<Body> {
@@ -335,7 +365,11 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        let activity = &self.0;
+        // The end time first: whoever sees the count at zero sees it too.
+        let now = activity.started.elapsed().as_millis() as u64;
+        activity.idle_since_ms.fetch_max(now, Ordering::AcqRel);
+        activity.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

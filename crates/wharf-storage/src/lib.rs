@@ -19,6 +19,7 @@ mod fs;
 mod fsck;
 mod gc;
 pub mod layout;
+mod stamped;
 mod store;
 pub mod testsuite;
 mod writeback;
