@@ -15,7 +15,10 @@ pub enum LogFormat {
 /// Install the global subscriber. Keep the guard alive until exit: dropping
 /// it flushes what is still queued.
 pub fn init(format: LogFormat) -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // The writer thread drains every line queued and then flushes: buffered,
+    // a busy server's access log costs one write per batch, not per line.
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(stderr);
     let filter = EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
