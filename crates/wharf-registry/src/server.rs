@@ -179,6 +179,10 @@ async fn wait_for_slot(shared: &Shared) -> OwnedSemaphorePermit {
     }
 }
 
+/// Request headers up to this size are read; as much of a response body
+/// is queued ahead of the socket, two blob read chunks.
+const MAX_CONNECTION_BUFFER: usize = 512 * 1024;
+
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client that never finishes its headers must not hold a connection
@@ -187,7 +191,9 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .keep_alive(true)
-        .max_buf_size(1024 * 1024)
+        // Also the most a connection queues of a response body ahead of the
+        // socket: 50 parallel pulls held 50 of these (BENCHMARKS.md).
+        .max_buf_size(MAX_CONNECTION_BUFFER)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     builder

@@ -11,9 +11,6 @@
 // when stdout is a closed pipe.
 #![deny(clippy::print_stdout)]
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod cli;
 mod commands;
 mod exit;
