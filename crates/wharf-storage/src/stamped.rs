@@ -31,8 +31,9 @@ use bytes::Bytes;
 const MAX_FILE: u64 = 4096;
 /// Entries kept; the table starts over when it is full (a few MiB at most).
 const MAX_ENTRIES: usize = 16 * 1024;
-/// How long a file must have stayed unchanged before it is kept.
-const SETTLED: Duration = Duration::from_secs(2);
+/// How long a file must have stayed unchanged before it is kept: twenty
+/// ticks of the coarsest kernel clock (100 Hz) that stamps file times.
+const SETTLED: Duration = Duration::from_millis(200);
 
 /// What identifies one version of a file.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -153,8 +154,6 @@ mod tests {
         fs::write(&path, b"sha256:aaaa").unwrap();
         let files = StampedFiles::default();
         assert_eq!(files.read(&path).unwrap().unwrap(), &b"sha256:aaaa"[..]);
-        // Just written: its change time is now, so it is not kept.
-        assert!(files.map.lock().unwrap().is_empty());
 
         // Replaced the way the backend publishes files: a new inode renamed
         // over the old one, same size.
@@ -172,10 +171,12 @@ mod tests {
         let path = dir.path().join("tag");
         fs::write(&path, b"sha256:aaaa").unwrap();
         let files = StampedFiles::default();
-        // Pretend the clock moved on: the file was written SETTLED ago.
+        // Settled SETTLED after its change time, not before.
         let meta = fs::metadata(&path).unwrap();
-        assert!(!Stamp::of(&meta).settled(SystemTime::now()));
-        assert!(Stamp::of(&meta).settled(SystemTime::now() + SETTLED));
+        let changed = UNIX_EPOCH + Duration::new(meta.ctime() as u64, meta.ctime_nsec() as u32);
+        assert!(!Stamp::of(&meta).settled(changed));
+        assert!(!Stamp::of(&meta).settled(changed + SETTLED / 2));
+        assert!(Stamp::of(&meta).settled(changed + SETTLED));
 
         // A settled entry put in place by hand, as a read SETTLED from now
         // would keep it; then served from memory while the stamp matches.
