@@ -873,7 +873,7 @@ fn write_all_vectored(mut file: &File, chunks: &[Bytes]) -> io::Result<u64> {
 /// The modification time of `path`; `None` when it does not exist.
 fn modified_at(path: &Path) -> StorageResult<Option<SystemTime>> {
     not_found_is_none(fs::metadata(path).and_then(|m| m.modified()))
-        .map_err(io_at("checking", &path))
+        .map_err(io_at("checking", path))
 }
 
 /// Mark an existing blob as written now (it is being pushed again), so
@@ -889,13 +889,12 @@ fn refresh_modified(path: &Path) -> io::Result<bool> {
 }
 
 fn read_dir_names(dir: &Path) -> StorageResult<Vec<String>> {
-    let Some(entries) = not_found_is_none(fs::read_dir(dir)).map_err(io_at("listing", &dir))?
-    else {
+    let Some(entries) = not_found_is_none(fs::read_dir(dir)).map_err(io_at("listing", dir))? else {
         return Ok(Vec::new());
     };
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(io_at("listing", &dir))?;
+        let entry = entry.map_err(io_at("listing", dir))?;
         if let Some(name) = entry.file_name().to_str() {
             names.push(name.to_string());
         }
