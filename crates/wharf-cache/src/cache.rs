@@ -41,6 +41,23 @@ struct Inner {
 /// An upstream consultation for one manifest, awaited by every requester.
 type ManifestFlight = Shared<BoxFuture<'static, Result<StoredManifest, RegistryError>>>;
 
+/// Takes a finished consultation out of the table when dropped.
+struct LeaveFlights<'a>(&'a Cache, &'a (RepositoryName, Target));
+
+impl Drop for LeaveFlights<'_> {
+    fn drop(&mut self) {
+        // A poisoned lock only means another flight panicked; the table is
+        // still sound.
+        let mut flights = self
+            .0
+            .inner
+            .manifest_flights
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        flights.remove(self.1);
+    }
+}
+
 /// One upstream as requests are routed to it.
 struct Route {
     /// The first component of the repositories it serves (`registry.k8s.io`).
@@ -330,15 +347,10 @@ impl Cache {
                     // A task of its own: a requester that hangs up does not
                     // leave the others (or the next one) a half-run request.
                     let task = tokio::spawn(async move {
-                        let result = cache.manifest_from_upstream(&key.0, &key.1).await;
-                        // Later requests find the manifest stored.
-                        cache
-                            .inner
-                            .manifest_flights
-                            .lock()
-                            .expect("flights lock")
-                            .remove(&key);
-                        result
+                        // Later requests find the manifest stored (or ask
+                        // again), however this task ends.
+                        let _leave = LeaveFlights(&cache, &key);
+                        cache.manifest_from_upstream(&key.0, &key.1).await
                     });
                     task.map(|joined| {
                         joined.unwrap_or_else(|e| {
