@@ -199,7 +199,7 @@ async fn an_unreachable_registry_is_tried_once_through_the_retry_policy() {
     // A port nothing listens on; plain HTTP unless it answers in TLS, so
     // the first request is a ping.
     let host = format!("127.0.0.1:{}", free_port());
-    tried_once_through_the_retry_policy(&host, ClientConfig::default()).await;
+    tried_once_through_the_retry_policy(&host, Vec::new()).await;
 }
 
 /// The same when the scheme is settled and the first request goes out
@@ -207,17 +207,15 @@ async fn an_unreachable_registry_is_tried_once_through_the_retry_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_registry_without_a_ping_is_tried_once_too() {
     let host = format!("127.0.0.1:{}", free_port());
-    let config = ClientConfig {
-        http_hosts: vec![host.clone()],
-        ..ClientConfig::default()
-    };
-    tried_once_through_the_retry_policy(&host, config).await;
+    tried_once_through_the_retry_policy(&host, vec![host.clone()]).await;
 }
 
-async fn tried_once_through_the_retry_policy(host: &str, config: ClientConfig) {
+/// `http_hosts` forces plain HTTP on the hosts listed, which settles their
+/// scheme.
+async fn tried_once_through_the_retry_policy(host: &str, http_hosts: Vec<String>) {
     let (client, heard) = reporting(ClientConfig {
         unreachable_memory: Duration::from_secs(30),
-        http_hosts: config.http_hosts,
+        http_hosts,
         ..quick_config()
     });
     let image: wharf_oci::Reference = format!("{host}/app:v1").parse().unwrap();
