@@ -233,14 +233,10 @@ pub async fn write_layout(
         }
         let digest = Digest::sha256_of(&bytes);
         write_file(dir, &dir.join(blob_path(&digest)), &bytes)?;
+        let size = bytes.len() as u64;
         top = Some(Descriptor {
-            media_type: node.manifest.media_type.clone(),
-            size: bytes.len() as u64,
-            digest,
-            artifact_type: None,
             annotations: ref_name.map(|n| [(OCI_REF_NAME.to_string(), n.to_string())].into()),
-            platform: None,
-            urls: None,
+            ..Descriptor::new(node.manifest.media_type.clone(), digest, size)
         });
     }
     let top = top.ok_or_else(|| BundleError::Source(format!("{reference}: nothing to copy")))?;
@@ -404,15 +400,11 @@ mod tests {
     use super::*;
 
     fn descriptor_of(bytes: &[u8]) -> Descriptor {
-        Descriptor {
-            media_type: media_type::OCI_LAYER_GZIP.into(),
-            digest: Digest::sha256_of(bytes),
-            size: bytes.len() as u64,
-            artifact_type: None,
-            annotations: None,
-            platform: None,
-            urls: None,
-        }
+        Descriptor::new(
+            media_type::OCI_LAYER_GZIP,
+            Digest::sha256_of(bytes),
+            bytes.len() as u64,
+        )
     }
 
     async fn collect(stream: SourceBlob) -> Vec<wharf_transfer::Result<Bytes>> {

@@ -529,7 +529,8 @@ impl Bundle {
         });
         let bytes = Bytes::from(serde_json::to_vec(&manifest).expect("manifest serialises"));
         let digest = Digest::sha256_of(&bytes);
-        let descriptor = descriptor(media_type::OCI_MANIFEST, digest.clone(), bytes.len() as u64);
+        let descriptor =
+            Descriptor::new(media_type::OCI_MANIFEST, digest.clone(), bytes.len() as u64);
         self.manifest_types
             .insert(digest.clone(), media_type::OCI_MANIFEST.to_string());
         self.synthetic.insert(digest, bytes);
@@ -559,7 +560,7 @@ impl Bundle {
             self.content_bytes += entry.location.size;
             self.blobs.insert(digest.clone(), entry.location);
         }
-        Ok(descriptor(media, digest, entry.location.size))
+        Ok(Descriptor::new(media, digest, entry.location.size))
     }
 
     /// Every manifest under `top` is present and parses; every blob it
@@ -598,18 +599,6 @@ struct DockerEntry {
     repo_tags: Vec<String>,
     #[serde(rename = "Layers", default)]
     layers: Vec<String>,
-}
-
-fn descriptor(media: &str, digest: Digest, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media.to_string(),
-        digest,
-        size,
-        artifact_type: None,
-        annotations: None,
-        platform: None,
-        urls: None,
-    }
 }
 
 fn layer_type(magic: &[u8; 4]) -> &'static str {

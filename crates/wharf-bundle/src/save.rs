@@ -155,7 +155,7 @@ fn refuse_name_collisions(
 ) {
     let record = |name: &Reference, digest: Digest| ImageRecord {
         name: name.clone(),
-        manifest: descriptor(media_type::OCI_MANIFEST, digest, 0),
+        manifest: Descriptor::new(media_type::OCI_MANIFEST, digest, 0),
         docker: None,
     };
     let mut records = Vec::new();
@@ -352,7 +352,7 @@ async fn write_manifests(
         top.manifest.bytes.clone()
     };
     let digest = Digest::sha256_of(&bytes);
-    let descriptor = descriptor(&top.manifest.media_type, digest.clone(), bytes.len() as u64);
+    let descriptor = Descriptor::new(&top.manifest.media_type, digest.clone(), bytes.len() as u64);
     if sent.insert(digest.clone()) {
         commands
             .send(Command::Bytes { digest, bytes })
@@ -402,7 +402,7 @@ async fn send_local(
     }
     Ok(ImageRecord {
         name: local.name.clone(),
-        manifest: descriptor(
+        manifest: Descriptor::new(
             media_type::OCI_MANIFEST,
             manifest,
             local.manifest.len() as u64,
@@ -470,18 +470,6 @@ fn image_parts(parsed: &ParsedManifest) -> Option<DockerImage> {
         config: parsed.config.as_ref()?.digest.clone(),
         layers: parsed.layers.iter().map(|l| l.digest.clone()).collect(),
     })
-}
-
-fn descriptor(media: &str, digest: Digest, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media.to_string(),
-        digest,
-        size,
-        artifact_type: None,
-        annotations: None,
-        platform: None,
-        urls: None,
-    }
 }
 
 /// The file a bundle is written to, maybe through zstd.

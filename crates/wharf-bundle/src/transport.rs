@@ -261,15 +261,7 @@ mod tests {
     fn entry(names: &[&str], seed: &[u8]) -> ArchiveEntry {
         ArchiveEntry {
             names: names.iter().map(|n| n.to_string()).collect(),
-            manifest: Descriptor {
-                media_type: media_type::OCI_MANIFEST.into(),
-                digest: Digest::sha256_of(seed),
-                size: 1,
-                artifact_type: None,
-                annotations: None,
-                platform: None,
-                urls: None,
-            },
+            manifest: Descriptor::new(media_type::OCI_MANIFEST, Digest::sha256_of(seed), 1),
         }
     }
 

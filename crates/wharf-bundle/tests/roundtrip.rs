@@ -12,15 +12,7 @@ use wharf_oci::{media_type, Descriptor, Digest, Reference};
 use wharf_testkit::image::{seeded_image, Artifact, Format as ImageFormat};
 
 fn descriptor(media: &str, bytes: &[u8]) -> Descriptor {
-    Descriptor {
-        media_type: media.into(),
-        digest: Digest::sha256_of(bytes),
-        size: bytes.len() as u64,
-        artifact_type: None,
-        annotations: None,
-        platform: None,
-        urls: None,
-    }
+    Descriptor::new(media, Digest::sha256_of(bytes), bytes.len() as u64)
 }
 
 /// Two images, `a` and `b`, sharing one 300 kB layer.

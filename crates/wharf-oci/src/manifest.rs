@@ -26,6 +26,22 @@ pub struct Descriptor {
     pub urls: Option<Vec<String>>,
 }
 
+impl Descriptor {
+    /// A descriptor of `size` bytes of `media_type` content, without the
+    /// optional fields.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+            urls: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Platform {

@@ -125,11 +125,11 @@ pub fn build(
     drop(ca_bundle);
     let (digest, size) = hash_file(layer.path())?;
     let config = Bytes::from(serde_json::to_vec(&config(&digest))?);
-    let layer_descriptor = descriptor(media_type::OCI_LAYER_TAR, digest, size);
+    let layer_descriptor = Descriptor::new(media_type::OCI_LAYER_TAR, digest, size);
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media_type::OCI_MANIFEST,
-        "config": descriptor(media_type::OCI_CONFIG, Digest::sha256_of(&config), config.len() as u64),
+        "config": Descriptor::new(media_type::OCI_CONFIG, Digest::sha256_of(&config), config.len() as u64),
         "layers": [layer_descriptor],
     });
     let image = LocalImage {
@@ -299,18 +299,6 @@ fn oci_arch() -> &'static str {
         "aarch64" => "arm64",
         "powerpc64" => "ppc64le",
         other => other,
-    }
-}
-
-fn descriptor(media: &str, digest: Digest, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media.to_string(),
-        digest,
-        size,
-        artifact_type: None,
-        annotations: None,
-        platform: None,
-        urls: None,
     }
 }
 
