@@ -397,6 +397,10 @@ impl Client {
             if let Some(e) = self.recently_unreachable(call.host, call.ctx) {
                 return Err(e);
             }
+            // The request stands in for the ping, and is reported as the
+            // ping would be.
+            let base = self.base_url(call.host, call.ctx)?;
+            self.reporter.trying(call.host, base.as_str());
             return Ok(Known::Open);
         }
         // Boxed: the ping itself goes through `execute_with`.

@@ -230,6 +230,13 @@ async fn tried_once_through_the_retry_policy(host: &str, http_hosts: Vec<String>
     };
     let max = quick_config().retry.max_attempts;
     assert_eq!(retries(), max - 1, "{:?}", heard.lines());
+    // The first request is reported as tried, ping or not.
+    assert_eq!(
+        heard.lines().first().map(String::as_str),
+        Some(format!("trying {host} http://{host}/v2/").as_str()),
+        "{:?}",
+        heard.lines()
+    );
     let err = client.get_manifest(&image).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
     assert!(err.to_string().contains("cannot connect"), "{err}");
