@@ -168,6 +168,26 @@ fn json_logs_have_one_access_line_per_request() {
     );
 }
 
+/// A SIGTERM sent as soon as the port takes connections is a graceful stop,
+/// not a kill: the handlers are installed before the port is bound.
+#[test]
+fn sigterm_right_after_the_port_opens_is_a_graceful_stop() {
+    for _ in 0..5 {
+        let port = free_port();
+        let root = tempfile::tempdir().unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let mut server = start(&["--listen", &listen, "--root", root.path().to_str().unwrap()]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "wharf never took connections");
+            std::thread::yield_now();
+        }
+        sigterm(&server.0);
+        let status = wait_exit(&mut server.0);
+        assert!(status.success(), "SIGTERM ended wharf with {status:?}");
+    }
+}
+
 #[test]
 fn sigterm_lets_an_in_flight_upload_finish() {
     let port = free_port();

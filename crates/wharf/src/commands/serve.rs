@@ -125,6 +125,9 @@ async fn serve(mut settings: config::ServeSettings) -> anyhow::Result<()> {
     if !registry_config.names.is_empty() {
         tracing::info!(names = ?registry_config.names, "known by these names: their images are served at their plain path");
     }
+    // The handlers are in place before the port is taken: a stop asked for
+    // once the registry answers is always a graceful one.
+    let shutdown = shutdown_signal()?;
     let listener = bind(&settings.listen).await?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -164,7 +167,7 @@ async fn serve(mut settings: config::ServeSettings) -> anyhow::Result<()> {
         tokio::spawn(collect_garbage(registry.clone(), every, options));
     }
     let options = wharf_registry::ServeOptions { tls };
-    wharf_registry::serve_with(listener, registry, options, shutdown_signal()).await?;
+    wharf_registry::serve_with(listener, registry, options, shutdown).await?;
     Ok(())
 }
 
@@ -318,12 +321,18 @@ fn tls_acceptor(files: &config::TlsFiles) -> anyhow::Result<wharf_registry::TlsA
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns a future that
+/// resolves on either. (Installing them on the future's first poll left a
+/// window after start-up in which SIGTERM still killed the process outright:
+/// the accept loop need not poll its shutdown branch before serving.)
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
