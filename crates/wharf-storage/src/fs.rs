@@ -98,7 +98,7 @@ fn ensure_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+pub(crate) fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

@@ -27,6 +27,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::fs::not_found_is_none;
+
 /// Files larger than this are read every time.
 const MAX_FILE: u64 = 4096;
 /// Entries kept; the table starts over when it is full (a few MiB at most).
@@ -77,13 +79,8 @@ pub(crate) struct StampedFiles {
 impl StampedFiles {
     /// The content of `path`, `None` when there is no such file.
     pub(crate) fn read(&self, path: &Path) -> io::Result<Option<Bytes>> {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.forget(path);
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+        let Some(meta) = self.present(path, std::fs::metadata(path))? else {
+            return Ok(None);
         };
         if meta.size() <= MAX_FILE {
             if let Some(bytes) = self.lookup(path, Stamp::of(&meta)) {
@@ -103,13 +100,8 @@ impl StampedFiles {
     /// is taken from the open file, so it belongs to the bytes read even if
     /// the path is replaced meanwhile.
     fn read_file(&self, path: &Path) -> io::Result<Option<Bytes>> {
-        let mut file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.forget(path);
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+        let Some(mut file) = self.present(path, File::open(path))? else {
+            return Ok(None);
         };
         let meta = file.metadata()?;
         let mut content = Vec::with_capacity(meta.size() as usize);
@@ -129,8 +121,14 @@ impl StampedFiles {
         Ok(Some(bytes))
     }
 
-    fn forget(&self, path: &Path) {
-        self.map.lock().expect("stamped files lock").remove(path);
+    /// `found` as an option: `None` when there is no file at `path`, which
+    /// is then forgotten.
+    fn present<T>(&self, path: &Path, found: io::Result<T>) -> io::Result<Option<T>> {
+        let found = not_found_is_none(found)?;
+        if found.is_none() {
+            self.map.lock().expect("stamped files lock").remove(path);
+        }
+        Ok(found)
     }
 }
 
@@ -138,6 +136,14 @@ impl StampedFiles {
 mod tests {
     use super::*;
     use std::fs;
+
+    /// Replace `path` the way the backend publishes files: a new inode
+    /// renamed over the old one.
+    fn replace(path: &Path, content: &[u8]) {
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, content).unwrap();
+        fs::rename(&tmp, path).unwrap();
+    }
 
     /// Make a file look settled: its times set a minute back (this also
     /// moves its change time to now, so the test sets it before reading).
@@ -155,11 +161,8 @@ mod tests {
         let files = StampedFiles::default();
         assert_eq!(files.read(&path).unwrap().unwrap(), &b"sha256:aaaa"[..]);
 
-        // Replaced the way the backend publishes files: a new inode renamed
-        // over the old one, same size.
-        let tmp = dir.path().join("tmp");
-        fs::write(&tmp, b"sha256:bbbb").unwrap();
-        fs::rename(&tmp, &path).unwrap();
+        // Replaced by a new inode of the same size.
+        replace(&path, b"sha256:bbbb");
         assert_eq!(files.read(&path).unwrap().unwrap(), &b"sha256:bbbb"[..]);
         fs::remove_file(&path).unwrap();
         assert_eq!(files.read(&path).unwrap(), None);
@@ -190,9 +193,7 @@ mod tests {
         age(&path);
         assert_eq!(files.read(&path).unwrap().unwrap(), &b"sha256:aaaa"[..]);
         // Replaced by a new inode: read again.
-        let tmp = dir.path().join("tmp");
-        fs::write(&tmp, b"sha256:cccc").unwrap();
-        fs::rename(&tmp, &path).unwrap();
+        replace(&path, b"sha256:cccc");
         assert_eq!(files.read(&path).unwrap().unwrap(), &b"sha256:cccc"[..]);
         // Deleted: gone, and forgotten.
         fs::remove_file(&path).unwrap();
