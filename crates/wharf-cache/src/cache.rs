@@ -58,6 +58,16 @@ impl Drop for LeaveFlights<'_> {
     }
 }
 
+/// A manifest in the store, as the cache sees it.
+enum Stored {
+    /// Servable without asking the upstream: any manifest by digest, a tag
+    /// confirmed within its TTL.
+    Fresh(StoredManifest),
+    /// A tag whose confirmation is older than its TTL.
+    Unconfirmed(StoredManifest),
+    Absent,
+}
+
 /// One upstream as requests are routed to it.
 struct Route {
     /// The first component of the repositories it serves (`registry.k8s.io`).
@@ -304,26 +314,30 @@ impl Cache {
         m
     }
 
-    /// The stored manifest for `target` when it may be served without
-    /// asking the upstream: any by digest, a tag within its TTL.
-    async fn servable_local(
+    /// What the store holds for `target`, and whether it may be served
+    /// without asking the upstream.
+    async fn stored(
         &self,
         repo: &RepositoryName,
         source: &Source<'_>,
         target: &Target,
-    ) -> Result<Option<StoredManifest>, RegistryError> {
+    ) -> Result<Stored, RegistryError> {
         let Some(local) = self.local_manifest(repo, target).await? else {
-            return Ok(None);
+            return Ok(Stored::Absent);
         };
         let Target::Tag(tag) = target else {
             // Content by digest never changes: stored means final.
-            return Ok(Some(local));
+            return Ok(Stored::Fresh(local));
         };
         let fresh = self.tag_record(repo, tag).await.is_some_and(|r| {
             r.digest == local.digest.to_string()
                 && now_secs().saturating_sub(r.confirmed) < source.route.tag_ttl.as_secs()
         });
-        Ok(fresh.then_some(local))
+        Ok(if fresh {
+            Stored::Fresh(local)
+        } else {
+            Stored::Unconfirmed(local)
+        })
     }
 
     /// Ask the upstream for `target` once for every requester waiting on
@@ -377,25 +391,26 @@ impl Cache {
         target: &Target,
     ) -> Result<StoredManifest, RegistryError> {
         let source = self.source_or_unknown(repo)?;
-        if let Some(m) = self.servable_local(repo, &source, target).await? {
-            return Ok(self.hit(repo, m).await);
-        }
-        match target {
-            Target::Tag(tag) => self.confirm_or_fetch(repo, &source, tag).await,
-            Target::Digest(_) => self.fetch_manifest(repo, &source, target).await,
+        match (self.stored(repo, &source, target).await?, target) {
+            (Stored::Fresh(m), _) => Ok(self.hit(repo, m).await),
+            (Stored::Unconfirmed(local), Target::Tag(tag)) => {
+                self.confirm_or_fetch(repo, &source, tag, local).await
+            }
+            _ => self.fetch_manifest(repo, &source, target).await,
         }
     }
 
+    /// The stored copy of `tag` if the upstream still names it, else the
+    /// upstream's; the stored copy, unconfirmed, while the upstream cannot
+    /// be reached.
     async fn confirm_or_fetch(
         &self,
         repo: &RepositoryName,
         source: &Source<'_>,
         tag: &Tag,
+        local: StoredManifest,
     ) -> Result<StoredManifest, RegistryError> {
         let target = Target::Tag(tag.clone());
-        let Some(local) = self.local_manifest(repo, &target).await? else {
-            return self.fetch_manifest(repo, source, &target).await;
-        };
         match self
             .inner
             .client
@@ -543,9 +558,9 @@ impl Upstream for Cache {
         target: &Target,
     ) -> Result<StoredManifest, RegistryError> {
         let source = self.source_or_unknown(repo)?;
-        match self.servable_local(repo, &source, target).await? {
-            Some(m) => Ok(self.hit(repo, m).await),
-            None => self.manifest_coalesced(repo, target).await,
+        match self.stored(repo, &source, target).await? {
+            Stored::Fresh(m) => Ok(self.hit(repo, m).await),
+            Stored::Unconfirmed(_) | Stored::Absent => self.manifest_coalesced(repo, target).await,
         }
     }
 
