@@ -287,16 +287,15 @@ impl Connection {
                     return;
                 }
                 () = &mut idle_check => {
-                    let idle_for = activity.idle_for();
-                    match idle_for {
-                        Some(idle) if idle >= limits.idle_timeout => break Close::Idle,
-                        Some(idle) => idle_check
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + (limits.idle_timeout - idle)),
-                        None => idle_check
-                            .as_mut()
-                            .reset(tokio::time::Instant::now() + limits.idle_timeout),
+                    let idle = activity.idle_for();
+                    if idle.is_some_and(|idle| idle >= limits.idle_timeout) {
+                        break Close::Idle;
                     }
+                    // Busy: a whole timeout from now.
+                    let idle = idle.unwrap_or_default();
+                    idle_check
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + (limits.idle_timeout - idle));
                 }
                 () = self.shared.shed.notified() => {
                     if activity.idle_for().is_some_and(|idle| idle >= SHED_MIN_IDLE) {
